@@ -1,0 +1,17 @@
+//! opnet — the batch back office of the Candlefish Operator Network.
+//!
+//! This crate is the `opnet` binary and everything that touches the outside world:
+//! sources, the Parquet lake, the database, mail, the job registry and the CLI. The
+//! rules themselves live in `opnet-pipelines` as pure Polars functions.
+
+pub mod cli;
+pub mod close;
+pub mod config;
+pub mod db;
+pub mod generate;
+pub mod ingest;
+pub mod jobs;
+pub mod lake;
+pub mod mail;
+pub mod report;
+pub mod store;

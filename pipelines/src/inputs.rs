@@ -1,0 +1,63 @@
+//! The datasets of one lake snapshot, as lazy frames in the contract's column names
+//! and types ([`crate::contract`]). The binary builds this from the lake; tests build
+//! it from small literal frames.
+
+use polars::prelude::*;
+
+/// One snapshot's datasets. Cloning is cheap (lazy plans).
+#[derive(Clone)]
+pub struct Inputs {
+    pub invoices: LazyFrame,
+    pub invoice_lines: LazyFrame,
+    pub refunds: LazyFrame,
+    pub operators: LazyFrame,
+    pub territories: LazyFrame,
+    pub customers: LazyFrame,
+    pub leads: LazyFrame,
+    pub training: LazyFrame,
+    pub survey_responses: LazyFrame,
+}
+
+impl Inputs {
+    /// Empty frames with the contract's schema; tests replace what they need.
+    pub fn empty() -> Self {
+        use crate::contract as c;
+        let e = |d: &c::Dataset| {
+            let cols: Vec<Column> = d
+                .columns
+                .iter()
+                .map(|col| Column::new_empty(col.name.into(), &col.ty.dtype()))
+                .collect();
+            DataFrame::new(cols).expect("unique names").lazy()
+        };
+        Self {
+            invoices: e(&c::INVOICES),
+            invoice_lines: e(&c::INVOICE_LINES),
+            refunds: e(&c::REFUNDS),
+            operators: e(&c::OPERATORS),
+            territories: e(&c::TERRITORIES),
+            customers: e(&c::CUSTOMERS),
+            leads: e(&c::LEADS),
+            training: e(&c::TRAINING),
+            survey_responses: e(&c::SURVEY_RESPONSES),
+        }
+    }
+
+    /// Set a dataset by its contract path (`billing/invoices`) or name.
+    pub fn set(&mut self, dataset: &str, frame: LazyFrame) -> Result<(), String> {
+        let slot = match dataset.rsplit('/').next().unwrap_or(dataset) {
+            "invoices" => &mut self.invoices,
+            "invoice_lines" => &mut self.invoice_lines,
+            "refunds" => &mut self.refunds,
+            "operators" => &mut self.operators,
+            "territories" => &mut self.territories,
+            "customers" => &mut self.customers,
+            "leads" => &mut self.leads,
+            "training" => &mut self.training,
+            "survey_responses" => &mut self.survey_responses,
+            other => return Err(format!("unknown dataset {other}")),
+        };
+        *slot = frame;
+        Ok(())
+    }
+}

@@ -1,0 +1,15 @@
+//! opnet's pipelines: the rules of `rules.md` as pure functions over Polars frames.
+//!
+//! Nothing here reads a file, a clock or a config: the period and the plan are
+//! parameters, the inputs are `LazyFrame`s in the contract's column names
+//! ([`contract`]), and the outputs are frames in the output tables' column names.
+
+pub mod contract;
+pub mod inputs;
+pub mod money;
+pub mod period;
+pub mod plan;
+
+pub use inputs::Inputs;
+pub use period::Period;
+pub use plan::{Plan, PlanBook};
