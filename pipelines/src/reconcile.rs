@@ -1,0 +1,633 @@
+//! R7 — reconciliation of billing against itself, the CRM and the payout history,
+//! before anything is paid out.
+//!
+//! This module decides *what* goes through the payout close of a period; payouts
+//! ([`crate::payouts`]) only prices it. Every problem becomes a row of
+//! `reconciliation_exceptions` and holds out the rows it concerns (a whole invoice, or
+//! a refund); the rest goes on. An exception belongs to the period its row would have
+//! been paid out in: the month of `paid_on`, of `refunded_on` for a refund, of
+//! `issued_on` for an invoice marked paid without a date — so each close reports only
+//! its own month's exceptions, and re-running a month reproduces them.
+//!
+//! Readings where rules.md is silent: every check of a paid invoice is reported in
+//! the invoice's month (`paid_on`, else `issued_on`), so a paid invoice without a date
+//! also reports e.g. its `total_mismatch` in its month of issue; an invoice id is a
+//! duplicate when it occurs more than once under any status; a customer whose
+//! `operator_id` is not in crm/operators is `customer_without_operator` (it cannot be
+//! phased or tiered); "earlier refunds" are all refunds of the line with a smaller
+//! (`refunded_on`, `refund_id`), held or not, compared with the collected line's
+//! amount.
+
+use crate::Inputs;
+use crate::payouts::{PayoutHistory, first_collection_per_line, prior_collections};
+use crate::period::Period;
+use polars::prelude::*;
+
+/// R7 exception kinds, exactly as `reconciliation_exceptions.kind` spells them.
+pub mod kind {
+    pub const TOTAL_MISMATCH: &str = "total_mismatch";
+    pub const UNKNOWN_CUSTOMER: &str = "unknown_customer";
+    pub const CUSTOMER_WITHOUT_OPERATOR: &str = "customer_without_operator";
+    pub const DUPLICATE_INVOICE: &str = "duplicate_invoice";
+    pub const DUPLICATE_LINE: &str = "duplicate_line";
+    pub const PAID_BEFORE_ISSUED: &str = "paid_before_issued";
+    pub const PAID_WITHOUT_DATE: &str = "paid_without_date";
+    pub const REFUND_EXCEEDS_LINE: &str = "refund_exceeds_line";
+    pub const REFUND_OF_UNCOLLECTED_LINE: &str = "refund_of_uncollected_line";
+}
+
+/// The outcome of reconciling one period, as lazy frames over materialized results.
+pub struct Reconciliation {
+    /// `reconciliation_exceptions` rows of M: `period` (str), `kind` (str),
+    /// `invoice_id` (str), `line_no` (i64, null for invoice-level kinds),
+    /// `customer_id` (str, set for invoice-level kinds), `refund_id` (str, set for
+    /// refund kinds), `detail` (str). One row per (`kind`, `invoice_id`, `line_no`,
+    /// `refund_id`), sorted by `invoice_id`, `line_no`, `kind`, `refund_id`.
+    pub exceptions: LazyFrame,
+    /// `invoice_id` of every invoice held out of M's collections (unique).
+    pub held_invoices: LazyFrame,
+    /// `refund_id` of every refund of M held out of M's clawbacks (unique).
+    pub held_refunds: LazyFrame,
+    /// The invoice lines collected in M that passed every check (R1.5): `invoice_id`,
+    /// `line_no`, `customer_id`, `operator_id`, `currency`, `revenue_type`,
+    /// `amount_cents`. Every `operator_id` is known to crm/operators.
+    pub collectable_lines: LazyFrame,
+    /// The refunds of M that passed every check (R1.6): `refund_id`, `invoice_id`,
+    /// `line_no`, `refunded_on`, `amount_cents` (positive, as given back).
+    pub payable_refunds: LazyFrame,
+}
+
+fn str_of(e: Expr) -> Expr {
+    e.cast(DataType::String)
+}
+
+fn text(parts: Vec<Expr>) -> Expr {
+    concat_str(parts, "", false)
+}
+
+/// One exception row per row of `frame` (which has `invoice_id`).
+fn rows(
+    frame: LazyFrame,
+    period: &str,
+    kind: &str,
+    line_no: Expr,
+    customer_id: Expr,
+    refund_id: Expr,
+    detail: Expr,
+) -> LazyFrame {
+    frame.select([
+        lit(period.to_string()).alias("period"),
+        lit(kind.to_string()).alias("kind"),
+        col("invoice_id").cast(DataType::String),
+        line_no.cast(DataType::Int64).alias("line_no"),
+        customer_id.cast(DataType::String).alias("customer_id"),
+        refund_id.cast(DataType::String).alias("refund_id"),
+        detail.alias("detail"),
+    ])
+}
+
+fn null_str() -> Expr {
+    lit(NULL).cast(DataType::String)
+}
+
+/// R7 for `period`: the exceptions of M, what they hold out, and what goes on to the
+/// payout close.
+///
+/// Only invoices relevant to payouts (`status = paid`) are checked. An invoice id is a
+/// duplicate when it appears more than once in billing/invoices under any status (a
+/// paid copy next to a void one is still ambiguous); several kinds on one invoice give
+/// one row each, and a duplicated invoice gives each kind once per period.
+///
+/// Refunds are checked against the collection payout lines of earlier periods
+/// (`history.prior_collections`) and of M itself: a refund of a line without one — a
+/// line never paid, held by an exception, or that does not exist — is
+/// `refund_of_uncollected_line`; a refund larger than what is left of the collected
+/// line after every refund of the same line with an earlier (`refunded_on`,
+/// `refund_id`) is `refund_exceeds_line`.
+pub fn exceptions(
+    inputs: &Inputs,
+    history: &PayoutHistory,
+    period: Period,
+) -> PolarsResult<Reconciliation> {
+    let p = period.to_string();
+    let (first, last) = (period.first_day(), period.last_day());
+    let in_m = move |e: Expr| e.clone().gt_eq(lit(first)).and(e.lt_eq(lit(last)));
+
+    // R7 duplicate_invoice counts copies under every status.
+    let copies = inputs
+        .invoices
+        .clone()
+        .group_by([col("invoice_id")])
+        .agg([len().cast(DataType::Int64).alias("copies")]);
+    let line_sums = inputs
+        .invoice_lines
+        .clone()
+        .group_by([col("invoice_id")])
+        .agg([col("amount_cents")
+            .cast(DataType::Int64)
+            .sum()
+            .alias("lines_cents")]);
+    // A customer listed twice in the CRM: the first record decides, as in MRR (R6.1).
+    let customers = inputs
+        .customers
+        .clone()
+        .select([col("customer_id"), col("operator_id")])
+        .unique_stable(Some(cols(["customer_id"])), UniqueKeepStrategy::First);
+    let operators = inputs
+        .operators
+        .clone()
+        .select([col("operator_id")])
+        .unique_stable(None, UniqueKeepStrategy::First)
+        .with_column(lit(true).alias("operator_known"));
+
+    // Paid invoice copies whose exceptions belong to M: month of paid_on, or of
+    // issued_on when paid_on is missing (R7).
+    let paid = inputs
+        .invoices
+        .clone()
+        .filter(col("status").eq(lit("paid")))
+        .filter(in_m(coalesce(&[col("paid_on"), col("issued_on")])))
+        .select([
+            col("invoice_id"),
+            col("customer_id"),
+            col("issued_on"),
+            col("paid_on"),
+            col("total_cents").cast(DataType::Int64),
+        ])
+        .join(
+            copies,
+            [col("invoice_id")],
+            [col("invoice_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .join(
+            line_sums,
+            [col("invoice_id")],
+            [col("invoice_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .join(
+            customers
+                .clone()
+                .with_column(lit(true).alias("customer_known")),
+            [col("customer_id")],
+            [col("customer_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .join(
+            operators,
+            [col("operator_id")],
+            [col("operator_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_columns([
+            col("lines_cents").fill_null(lit(0i64)),
+            col("customer_known").fill_null(lit(false)),
+            col("operator_known").fill_null(lit(false)),
+        ])
+        // Materialized here and below: every check reads these frames, and one lazy
+        // plan holding all of them is deep enough to overflow a thread's stack.
+        .collect()?
+        .lazy();
+
+    let inv = |filter: Expr, kind: &str, detail: Expr| {
+        rows(
+            paid.clone().filter(filter),
+            &p,
+            kind,
+            lit(NULL),
+            col("customer_id"),
+            null_str(),
+            detail,
+        )
+    };
+    let mut parts = vec![
+        inv(
+            col("total_cents").neq(col("lines_cents")),
+            kind::TOTAL_MISMATCH,
+            text(vec![
+                lit("total "),
+                str_of(col("total_cents")),
+                lit(" ≠ lines "),
+                str_of(col("lines_cents")),
+            ]),
+        ),
+        inv(
+            col("customer_known").not(),
+            kind::UNKNOWN_CUSTOMER,
+            text(vec![
+                lit("customer "),
+                col("customer_id"),
+                lit(" is not in crm/customers"),
+            ]),
+        ),
+        inv(
+            col("customer_known").and(col("operator_id").is_null()),
+            kind::CUSTOMER_WITHOUT_OPERATOR,
+            text(vec![
+                lit("customer "),
+                col("customer_id"),
+                lit(" has no operator"),
+            ]),
+        ),
+        // An operator id unknown to crm/operators cannot be phased or tiered (R1.2,
+        // R2.2), so the customer is as good as without an operator.
+        inv(
+            col("customer_known")
+                .and(col("operator_id").is_not_null())
+                .and(col("operator_known").not()),
+            kind::CUSTOMER_WITHOUT_OPERATOR,
+            text(vec![
+                lit("customer "),
+                col("customer_id"),
+                lit(" has operator "),
+                col("operator_id"),
+                lit(", unknown to crm/operators"),
+            ]),
+        ),
+        inv(
+            col("copies").gt(lit(1i64)),
+            kind::DUPLICATE_INVOICE,
+            text(vec![
+                lit("invoice appears "),
+                str_of(col("copies")),
+                lit(" times in billing/invoices"),
+            ]),
+        ),
+        inv(
+            col("paid_on").lt(col("issued_on")),
+            kind::PAID_BEFORE_ISSUED,
+            text(vec![
+                lit("paid on "),
+                str_of(col("paid_on")),
+                lit(" before issued on "),
+                str_of(col("issued_on")),
+            ]),
+        ),
+        inv(
+            col("paid_on").is_null(),
+            kind::PAID_WITHOUT_DATE,
+            text(vec![
+                lit("status paid without paid_on (issued on "),
+                str_of(col("issued_on")),
+                lit(")"),
+            ]),
+        ),
+    ];
+
+    // R7 duplicate_line: one row per repeated (invoice, line) of a paid invoice of M.
+    let paid_ids = paid
+        .clone()
+        .select([col("invoice_id"), col("customer_id")])
+        .unique_stable(Some(cols(["invoice_id"])), UniqueKeepStrategy::First);
+    let dup_lines = inputs
+        .invoice_lines
+        .clone()
+        .group_by([col("invoice_id"), col("line_no")])
+        .agg([len().cast(DataType::Int64).alias("times")])
+        .filter(col("times").gt(lit(1i64)))
+        .join(
+            paid_ids,
+            [col("invoice_id")],
+            [col("invoice_id")],
+            JoinArgs::new(JoinType::Inner),
+        );
+    parts.push(rows(
+        dup_lines,
+        &p,
+        kind::DUPLICATE_LINE,
+        col("line_no"),
+        col("customer_id"),
+        null_str(),
+        text(vec![
+            lit("line "),
+            str_of(col("line_no")),
+            lit(" appears "),
+            str_of(col("times")),
+            lit(" times"),
+        ]),
+    ));
+
+    let invoice_exceptions = concat(parts, UnionArgs::default())?.collect()?.lazy();
+    let held_invoices = invoice_exceptions
+        .clone()
+        .select([col("invoice_id")])
+        .unique_stable(None, UniqueKeepStrategy::First);
+
+    // R1.5 what M collects: paid in M, not held, owned by a known operator (the
+    // checks above guarantee the last for every invoice not held).
+    let collectable_lines = inputs
+        .invoices
+        .clone()
+        .filter(col("status").eq(lit("paid")).and(in_m(col("paid_on"))))
+        .select([col("invoice_id"), col("customer_id"), col("currency")])
+        .join(
+            held_invoices.clone(),
+            [col("invoice_id")],
+            [col("invoice_id")],
+            JoinArgs::new(JoinType::Anti),
+        )
+        .join(
+            customers,
+            [col("customer_id")],
+            [col("customer_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .join(
+            inputs.invoice_lines.clone().select([
+                col("invoice_id"),
+                col("line_no").cast(DataType::Int64),
+                col("revenue_type"),
+                col("amount_cents").cast(DataType::Int64),
+            ]),
+            [col("invoice_id")],
+            [col("invoice_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .select([
+            col("invoice_id"),
+            col("line_no"),
+            col("customer_id"),
+            col("operator_id"),
+            col("currency"),
+            col("revenue_type"),
+            col("amount_cents"),
+        ])
+        .collect()?
+        .lazy();
+
+    // Every line that has a collection payout line, in history or in M (R1.6).
+    let collected = first_collection_per_line(concat(
+        [
+            prior_collections(history, period)?.select([
+                col("invoice_id"),
+                col("line_no"),
+                col("amount_cents"),
+                col("collected_period"),
+            ]),
+            collectable_lines.clone().select([
+                col("invoice_id"),
+                col("line_no"),
+                col("amount_cents"),
+                lit(p.clone()).alias("collected_period"),
+            ]),
+        ],
+        UnionArgs::default(),
+    )?)
+    .select([
+        col("invoice_id"),
+        col("line_no"),
+        col("amount_cents").alias("line_cents"),
+        col("collected_period"),
+    ]);
+
+    // "Earlier refunds" of a refund: those of the same line with a smaller
+    // (refunded_on, refund_id), whatever their period and whether or not held.
+    let refunds = inputs
+        .refunds
+        .clone()
+        .select([
+            col("refund_id"),
+            col("invoice_id"),
+            col("line_no").cast(DataType::Int64),
+            col("refunded_on"),
+            col("amount_cents").cast(DataType::Int64),
+        ])
+        .sort(
+            ["invoice_id", "line_no", "refunded_on", "refund_id"],
+            SortMultipleOptions::default(),
+        )
+        .with_column(
+            (col("amount_cents")
+                .cum_sum(false)
+                .over([col("invoice_id"), col("line_no")])?
+                - col("amount_cents"))
+            .alias("earlier_cents"),
+        )
+        .filter(in_m(col("refunded_on")))
+        .join(
+            collected,
+            [col("invoice_id"), col("line_no")],
+            [col("invoice_id"), col("line_no")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .collect()?
+        .lazy();
+    let refund_exceptions = concat(
+        [
+            rows(
+                refunds.clone().filter(col("collected_period").is_null()),
+                &p,
+                kind::REFUND_OF_UNCOLLECTED_LINE,
+                col("line_no"),
+                null_str(),
+                col("refund_id"),
+                text(vec![
+                    lit("refund "),
+                    str_of(col("amount_cents")),
+                    lit(" of line "),
+                    str_of(col("line_no")),
+                    lit(", which was never paid out (no collection payout line)"),
+                ]),
+            ),
+            rows(
+                refunds.clone().filter(
+                    col("collected_period")
+                        .is_not_null()
+                        .and(col("amount_cents").gt(col("line_cents") - col("earlier_cents"))),
+                ),
+                &p,
+                kind::REFUND_EXCEEDS_LINE,
+                col("line_no"),
+                null_str(),
+                col("refund_id"),
+                text(vec![
+                    lit("refund "),
+                    str_of(col("amount_cents")),
+                    lit(" > left "),
+                    str_of(col("line_cents") - col("earlier_cents")),
+                    lit(" (line "),
+                    str_of(col("line_cents")),
+                    lit(", earlier refunds "),
+                    str_of(col("earlier_cents")),
+                    lit(")"),
+                ]),
+            ),
+        ],
+        UnionArgs::default(),
+    )?
+    .collect()?
+    .lazy();
+    let held_refunds = refund_exceptions
+        .clone()
+        .select([col("refund_id")])
+        .unique_stable(None, UniqueKeepStrategy::First);
+    let payable_refunds = refunds
+        .join(
+            held_refunds.clone(),
+            [col("refund_id")],
+            [col("refund_id")],
+            JoinArgs::new(JoinType::Anti),
+        )
+        .select([
+            col("refund_id"),
+            col("invoice_id"),
+            col("line_no"),
+            col("refunded_on"),
+            col("amount_cents"),
+        ]);
+
+    // A duplicated invoice repeats its per-copy findings: keep one row per key, the
+    // first detail in sort order so the choice is deterministic.
+    let key = ["kind", "invoice_id", "line_no", "refund_id"];
+    let exceptions = concat(
+        [invoice_exceptions, refund_exceptions],
+        UnionArgs::default(),
+    )?
+    .sort(
+        ["invoice_id", "line_no", "kind", "refund_id", "detail"],
+        SortMultipleOptions::default(),
+    )
+    .unique_stable(Some(cols(key)), UniqueKeepStrategy::First);
+
+    Ok(Reconciliation {
+        exceptions,
+        held_invoices,
+        held_refunds,
+        collectable_lines,
+        payable_refunds,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::payouts::tests::{d, fixture, history_with};
+
+    fn kinds(r: &Reconciliation) -> Vec<(String, String, Option<i64>, Option<String>)> {
+        let df = r.exceptions.clone().collect().unwrap();
+        let s = |c: &str| {
+            df.column(c)
+                .unwrap()
+                .str()
+                .unwrap()
+                .iter()
+                .map(|v| v.map(str::to_string))
+                .collect::<Vec<_>>()
+        };
+        let (k, i, rf) = (s("kind"), s("invoice_id"), s("refund_id"));
+        let l: Vec<Option<i64>> = df
+            .column("line_no")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .iter()
+            .collect();
+        (0..df.height())
+            .map(|n| {
+                (
+                    k[n].clone().unwrap(),
+                    i[n].clone().unwrap(),
+                    l[n],
+                    rf[n].clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn r7_clean_fixture_has_no_exceptions() {
+        let (inputs, _) = fixture();
+        let r = exceptions(
+            &inputs,
+            &PayoutHistory::empty(),
+            Period::parse("2025-03").unwrap(),
+        )
+        .unwrap();
+        assert!(kinds(&r).is_empty(), "{:?}", kinds(&r));
+        assert_eq!(r.collectable_lines.collect().unwrap().height(), 4);
+    }
+
+    #[test]
+    fn r7_refund_exceeds_counts_earlier_refunds_by_date_then_id() {
+        let (mut inputs, _) = fixture();
+        // line I1/1 is 10000: 6000 on 03-05 (r1), then 3000 (r2) and 2000 (r3) on
+        // 03-20: r2 is earlier than r3 by id, so r3 finds 1000 left and exceeds.
+        inputs.refunds = df!(
+            "refund_id" => ["r3", "r1", "r2"],
+            "invoice_id" => ["I1", "I1", "I1"],
+            "line_no" => [1i64, 1, 1],
+            "refunded_on" => [d("2025-03-20"), d("2025-03-05"), d("2025-03-20")],
+            "amount_cents" => [2000i64, 6000, 3000],
+        )
+        .unwrap()
+        .lazy();
+        let r = exceptions(
+            &inputs,
+            &PayoutHistory::empty(),
+            Period::parse("2025-03").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            kinds(&r),
+            [(
+                "refund_exceeds_line".into(),
+                "I1".into(),
+                Some(1),
+                Some("r3".into())
+            )]
+        );
+        let detail = r
+            .exceptions
+            .clone()
+            .collect()
+            .unwrap()
+            .column("detail")
+            .unwrap()
+            .str()
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            detail,
+            "refund 2000 > left 1000 (line 10000, earlier refunds 9000)"
+        );
+        let ok = r.payable_refunds.collect().unwrap();
+        let ids: Vec<_> = ok
+            .column("refund_id")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(ids, ["r1", "r2"]);
+    }
+
+    #[test]
+    fn r7_refund_of_a_line_collected_in_history_is_not_uncollected() {
+        let (mut inputs, _) = fixture();
+        inputs.refunds = df!(
+            "refund_id" => ["old", "ghost"],
+            "invoice_id" => ["H1", "H1"],
+            "line_no" => [1i64, 2],
+            "refunded_on" => [d("2025-03-02"), d("2025-03-02")],
+            "amount_cents" => [100i64, 100],
+        )
+        .unwrap()
+        .lazy();
+        let history = history_with(&[("2025-01", "a", "USD", "H1", 1, "software", 500, 7000)]);
+        let r = exceptions(&inputs, &history, Period::parse("2025-03").unwrap()).unwrap();
+        assert_eq!(
+            kinds(&r),
+            [(
+                "refund_of_uncollected_line".into(),
+                "H1".into(),
+                Some(2),
+                Some("ghost".into())
+            )]
+        );
+    }
+}
