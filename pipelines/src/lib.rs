@@ -4,11 +4,19 @@
 //! parameters, the inputs are `LazyFrame`s in the contract's column names
 //! ([`contract`]), and the outputs are frames in the output tables' column names.
 
+pub mod active;
+pub mod alerts;
 pub mod contract;
+pub mod exclusivity;
+pub mod health;
 pub mod inputs;
 pub mod money;
+pub mod mrr;
+pub mod payouts;
 pub mod period;
 pub mod plan;
+pub mod reconcile;
+pub mod tiers;
 
 pub use inputs::Inputs;
 pub use period::Period;

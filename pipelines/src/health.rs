@@ -1,0 +1,779 @@
+//! R5 — network health, the leadership report: one `network_health` row per metric
+//! (and dimension: metro, vertical, currency or tier) for period M, with its target
+//! from the plan and whether it is on target.
+//!
+//! The 12-month trend is the report reading the rows of earlier periods; this module
+//! computes one period. Money figures are per currency (R0.2) and carry the integer
+//! in `value_cents`; money targets apply to the plan's target currency only (R5.1).
+
+use crate::Inputs;
+use crate::active::active_operators;
+use crate::money::div_round_half_even_expr;
+use crate::mrr::mrr;
+use crate::period::Period;
+use crate::plan::Plan;
+use polars::prelude::*;
+
+/// The tiers of R2.2, each reported even when no operator holds it.
+pub const TIERS: [&str; 5] = ["none", "bronze", "silver", "gold", "platinum"];
+
+/// The `network_health` rows of `period` (R5):
+///
+/// `period` str, `metric` str, `dimension` str?, `value` f64?, `value_cents` i64?
+/// (money metrics only), `target` f64?, `on_target` bool? (null without a target) —
+/// sorted by metric and dimension.
+///
+/// `tiers` is M's `operator_tiers` (`operator_id`, `tier`); `payable` holds M's
+/// statements (`currency`, `payable_cents`). Both are parameters so that this module
+/// does not depend on how they are computed.
+pub fn network_health(
+    inputs: &Inputs,
+    period: Period,
+    plan: &Plan,
+    tiers: LazyFrame,
+    payable: LazyFrame,
+) -> LazyFrame {
+    let operators = inputs
+        .operators
+        .clone()
+        .unique_stable(Some(cols(["operator_id"])), UniqueKeepStrategy::First);
+    let active = active_operators(operators.clone(), period.last_day());
+    // R5.1: a one-row frame with the number of active operators, reused below.
+    let n_active = active
+        .clone()
+        .select([len().cast(DataType::Int64).alias("n_active")]);
+
+    let mut parts = vec![
+        active_operator_rows(n_active.clone(), plan),
+        coverage_rows(inputs, active.clone(), plan),
+        vertical_rows(operators.clone(), active.clone(), plan),
+    ];
+    parts.extend(revenue_rows(inputs, period, n_active, plan));
+    parts.push(retention_rows(operators.clone(), period, plan));
+    parts.push(money_rows(
+        "payouts_cents",
+        payable
+            .group_by([col("currency")])
+            .agg([col("payable_cents")
+                .cast(DataType::Int64)
+                .sum()
+                .alias("cents")]),
+    ));
+    parts.push(tier_rows(tiers));
+    parts.push(count_row(
+        "operators_joined",
+        in_month(operators.clone(), "joined_on", period),
+    ));
+    parts.push(count_row(
+        "operators_lost",
+        in_month(operators, "terminated_on", period),
+    ));
+
+    let fallback = parts[0].clone();
+    concat(parts, UnionArgs::default())
+        // `concat` only fails on an empty list, and this one is never empty.
+        .unwrap_or(fallback)
+        .with_column(lit(period.to_string()).alias("period"))
+        .select([
+            col("period"),
+            col("metric"),
+            col("dimension"),
+            col("value"),
+            col("value_cents"),
+            col("target"),
+            col("on_target"),
+        ])
+        .sort(["metric", "dimension"], SortMultipleOptions::default())
+}
+
+fn null(dtype: DataType) -> Expr {
+    lit(NULL).cast(dtype)
+}
+
+/// Shapes one metric's rows into the table's columns and types.
+fn rows(
+    frame: LazyFrame,
+    metric: &str,
+    dimension: Expr,
+    value: Expr,
+    value_cents: Expr,
+    target: Expr,
+    on_target: Expr,
+) -> LazyFrame {
+    frame.select([
+        lit(metric.to_string()).alias("metric"),
+        dimension.cast(DataType::String).alias("dimension"),
+        value.cast(DataType::Float64).alias("value"),
+        value_cents.cast(DataType::Int64).alias("value_cents"),
+        target.cast(DataType::Float64).alias("target"),
+        on_target.cast(DataType::Boolean).alias("on_target"),
+    ])
+}
+
+/// R5.1 `active_operators`: on target within `[min, max]`; `target` holds the min.
+fn active_operator_rows(n_active: LazyFrame, plan: &Plan) -> LazyFrame {
+    let net = &plan.network;
+    rows(
+        n_active,
+        "active_operators",
+        null(DataType::String),
+        col("n_active"),
+        null(DataType::Int64),
+        lit(net.active_operators_min),
+        col("n_active")
+            .gt_eq(lit(net.active_operators_min))
+            .and(col("n_active").lt_eq(lit(net.active_operators_max))),
+    )
+}
+
+/// R5.2 `metro_covered` per target metro (1 when an active operator has it as its
+/// `metro`) and `coverage_share`. Target metros are the plan's, or by default the
+/// metros of crm/territories. With no target metro at all the share is null.
+fn coverage_rows(inputs: &Inputs, active: LazyFrame, plan: &Plan) -> LazyFrame {
+    let metros = if plan.network.target_metros.is_empty() {
+        inputs.territories.clone().select([col("metro")])
+    } else {
+        let names: Vec<String> = plan.network.target_metros.clone();
+        DataFrame::new_infer_height(vec![Column::new("metro".into(), names)])
+            .map(|df| df.lazy())
+            .unwrap_or_else(|_| inputs.territories.clone().select([col("metro")]))
+    }
+    .filter(col("metro").is_not_null())
+    .unique_stable(None, UniqueKeepStrategy::First);
+    let covered = active
+        .select([col("metro"), lit(1i64).alias("covered")])
+        .unique(Some(cols(["metro"])), UniqueKeepStrategy::Any);
+    let per_metro = metros
+        .join(
+            covered,
+            [col("metro")],
+            [col("metro")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(col("covered").fill_null(lit(0i64)));
+
+    let metro_rows = rows(
+        per_metro.clone(),
+        "metro_covered",
+        col("metro"),
+        col("covered"),
+        null(DataType::Int64),
+        lit(1.0f64),
+        col("covered").gt_eq(lit(1i64)),
+    );
+    let share = per_metro.select([
+        len().cast(DataType::Int64).alias("n"),
+        col("covered").sum().alias("covered"),
+    ]);
+    let share_value = when(col("n").gt(lit(0i64)))
+        .then(col("covered").cast(DataType::Float64) / col("n").cast(DataType::Float64))
+        .otherwise(null(DataType::Float64));
+    let share_rows = rows(
+        share.with_column(share_value.alias("share")),
+        "coverage_share",
+        null(DataType::String),
+        col("share"),
+        null(DataType::Int64),
+        lit(1.0f64),
+        col("share").gt_eq(lit(1.0f64)),
+    );
+    concat([metro_rows.clone(), share_rows], UnionArgs::default()).unwrap_or(metro_rows)
+}
+
+/// R5.3 `vertical_specialists`: every vertical named by any operator in crm/operators
+/// (`;`-separated, trimmed, empty names ignored), with the number of active
+/// operators listing it.
+fn vertical_rows(operators: LazyFrame, active: LazyFrame, plan: &Plan) -> LazyFrame {
+    let listed = operators
+        .select([
+            col("operator_id"),
+            col("verticals").str().split(lit(";")).alias("vertical"),
+        ])
+        .explode(
+            cols(["vertical"]),
+            ExplodeOptions {
+                empty_as_null: true,
+                keep_nulls: false,
+            },
+        )
+        .with_column(col("vertical").str().strip_chars(lit(NULL)))
+        .filter(
+            col("vertical")
+                .is_not_null()
+                .and(col("vertical").neq(lit(""))),
+        )
+        .unique(None, UniqueKeepStrategy::Any);
+    let all = listed
+        .clone()
+        .select([col("vertical")])
+        .unique(None, UniqueKeepStrategy::Any);
+    let counts = listed
+        .join(
+            active.select([col("operator_id")]),
+            [col("operator_id")],
+            [col("operator_id")],
+            JoinArgs::new(JoinType::Semi),
+        )
+        .group_by([col("vertical")])
+        .agg([len().cast(DataType::Int64).alias("n")]);
+    let min = plan.network.vertical_specialists_min;
+    rows(
+        all.join(
+            counts,
+            [col("vertical")],
+            [col("vertical")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(col("n").fill_null(lit(0i64))),
+        "vertical_specialists",
+        col("vertical"),
+        col("n"),
+        null(DataType::Int64),
+        lit(min),
+        col("n").gt_eq(lit(min)),
+    )
+}
+
+/// R5.4 `total_mrr_cents` and `mrr_per_operator_cents` per currency. The target
+/// currency is always reported (at 0 when it has no revenue) so that a missed
+/// target is visible; per-operator revenue is half-even integer division by the
+/// R5.1 count, null when no operator is active.
+fn revenue_rows(
+    inputs: &Inputs,
+    period: Period,
+    n_active: LazyFrame,
+    plan: &Plan,
+) -> Vec<LazyFrame> {
+    let net = &plan.network;
+    let target_currency = df!("currency" => [net.target_currency.clone()])
+        .map(|df| df.lazy())
+        .unwrap_or_else(|_| inputs.invoices.clone().select([col("currency")]).limit(0));
+    let totals = mrr(inputs, &[period])
+        .group_by([col("currency")])
+        .agg([col("mrr_cents").sum().alias("cents")]);
+    let currencies = concat(
+        [
+            totals.clone().select([col("currency")]),
+            target_currency.clone(),
+        ],
+        UnionArgs::default(),
+    )
+    .unwrap_or(target_currency)
+    .unique(None, UniqueKeepStrategy::Any);
+    let totals = currencies
+        .join(
+            totals,
+            [col("currency")],
+            [col("currency")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(col("cents").fill_null(lit(0i64)));
+
+    let per_operator = when(col("n_active").gt(lit(0i64)))
+        .then(div_round_half_even_expr(col("cents"), col("n_active")))
+        .otherwise(null(DataType::Int64));
+    let is_target = col("currency").eq(lit(net.target_currency.as_str()));
+    let target = when(is_target.clone())
+        .then(lit(net.mrr_per_operator_min_cents as f64))
+        .otherwise(null(DataType::Float64));
+    let on_target = when(is_target)
+        .then(col("per_operator").gt_eq(lit(net.mrr_per_operator_min_cents)))
+        .otherwise(null(DataType::Boolean));
+    let per_operator_rows = rows(
+        totals
+            .clone()
+            .cross_join(n_active, None)
+            .with_column(per_operator.alias("per_operator")),
+        "mrr_per_operator_cents",
+        col("currency"),
+        col("per_operator"),
+        col("per_operator"),
+        target,
+        on_target,
+    );
+    vec![money_rows("total_mrr_cents", totals), per_operator_rows]
+}
+
+/// A money metric without a target: `currency`, `cents` → value and value_cents.
+fn money_rows(metric: &str, frame: LazyFrame) -> LazyFrame {
+    rows(
+        frame,
+        metric,
+        col("currency"),
+        col("cents"),
+        col("cents"),
+        null(DataType::Float64),
+        null(DataType::Boolean),
+    )
+}
+
+/// R5.5 `operator_retention`: of the operators active at end of M−12, the share
+/// active at end of M; null (and no on_target) when there were none. On target when
+/// strictly above the plan's minimum.
+fn retention_rows(operators: LazyFrame, period: Period, plan: &Plan) -> LazyFrame {
+    let cohort = active_operators(operators, period.add_months(-12).last_day());
+    let still = crate::active::operator_active_at(period.last_day());
+    let stats = cohort.select([
+        len().cast(DataType::Int64).alias("cohort"),
+        still.cast(DataType::Int64).sum().alias("retained"),
+    ]);
+    let value = when(col("cohort").gt(lit(0i64)))
+        .then(col("retained").cast(DataType::Float64) / col("cohort").cast(DataType::Float64))
+        .otherwise(null(DataType::Float64));
+    let min = plan.network.operator_retention_min;
+    rows(
+        stats.with_column(value.alias("share")),
+        "operator_retention",
+        null(DataType::String),
+        col("share"),
+        null(DataType::Int64),
+        lit(min),
+        col("share").gt(lit(min)),
+    )
+}
+
+/// `tier_operators`: operators per tier of M, every tier of [`TIERS`] included.
+fn tier_rows(tiers: LazyFrame) -> LazyFrame {
+    let all = df!("tier" => TIERS.to_vec())
+        .map(|df| df.lazy())
+        .unwrap_or_else(|_| tiers.clone().select([col("tier")]).limit(0));
+    let counts = tiers
+        .group_by([col("tier")])
+        .agg([len().cast(DataType::Int64).alias("n")]);
+    rows(
+        all.join(
+            counts,
+            [col("tier")],
+            [col("tier")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(col("n").fill_null(lit(0i64))),
+        "tier_operators",
+        col("tier"),
+        col("n"),
+        null(DataType::Int64),
+        null(DataType::Float64),
+        null(DataType::Boolean),
+    )
+}
+
+/// Operators whose `date_col` falls in M.
+fn in_month(operators: LazyFrame, date_col: &str, period: Period) -> LazyFrame {
+    operators.filter(
+        col(date_col)
+            .gt_eq(lit(period.first_day()))
+            .and(col(date_col).lt_eq(lit(period.last_day()))),
+    )
+}
+
+/// A plain count without dimension or target.
+fn count_row(metric: &str, frame: LazyFrame) -> LazyFrame {
+    rows(
+        frame.select([len().cast(DataType::Int64).alias("n")]),
+        metric,
+        null(DataType::String),
+        col("n"),
+        null(DataType::Int64),
+        null(DataType::Float64),
+        null(DataType::Boolean),
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    const M: &str = "2025-06";
+
+    /// (metric, dimension) → (value, value_cents, target, on_target)
+    type Row = (Option<f64>, Option<i64>, Option<f64>, Option<bool>);
+
+    struct Report(DataFrame);
+
+    impl Report {
+        fn get(&self, metric: &str, dimension: Option<&str>) -> Row {
+            let df = &self.0;
+            let metrics = df.column("metric").unwrap().str().unwrap();
+            let dims = df.column("dimension").unwrap().str().unwrap();
+            let hits: Vec<usize> = (0..df.height())
+                .filter(|&i| metrics.get(i) == Some(metric) && dims.get(i) == dimension)
+                .collect();
+            assert_eq!(hits.len(), 1, "{metric} {dimension:?}");
+            let i = hits[0];
+            (
+                df.column("value").unwrap().f64().unwrap().get(i),
+                df.column("value_cents").unwrap().i64().unwrap().get(i),
+                df.column("target").unwrap().f64().unwrap().get(i),
+                df.column("on_target").unwrap().bool().unwrap().get(i),
+            )
+        }
+
+        fn dims(&self, metric: &str) -> Vec<String> {
+            let df = &self.0;
+            let metrics = df.column("metric").unwrap().str().unwrap();
+            let dims = df.column("dimension").unwrap().str().unwrap();
+            (0..df.height())
+                .filter(|&i| metrics.get(i) == Some(metric))
+                .map(|i| dims.get(i).unwrap_or("").to_string())
+                .collect()
+        }
+    }
+
+    fn empty_tiers() -> LazyFrame {
+        df!("operator_id" => Vec::<String>::new(), "tier" => Vec::<String>::new())
+            .unwrap()
+            .lazy()
+    }
+
+    fn empty_payable() -> LazyFrame {
+        df!("currency" => Vec::<String>::new(), "payable_cents" => Vec::<i64>::new())
+            .unwrap()
+            .lazy()
+    }
+
+    fn report(inputs: &Inputs, plan: &Plan) -> Report {
+        report_with(inputs, plan, empty_tiers(), empty_payable())
+    }
+
+    fn report_with(inputs: &Inputs, plan: &Plan, tiers: LazyFrame, payable: LazyFrame) -> Report {
+        Report(
+            network_health(inputs, Period::parse(M).unwrap(), plan, tiers, payable)
+                .collect()
+                .unwrap(),
+        )
+    }
+
+    /// `n` operators joined 2024-01-01 in metro `m1` listing `v1; v2`.
+    fn operators(n: usize) -> Inputs {
+        let mut i = Inputs::empty();
+        i.operators = df!(
+            "operator_id" => (0..n).map(|k| format!("op{k:03}")).collect::<Vec<_>>(),
+            "metro" => vec!["m1"; n],
+            "verticals" => vec!["v1; v2"; n],
+            "joined_on" => vec![d("2024-01-01"); n],
+            "terminated_on" => vec![None::<NaiveDate>; n],
+        )
+        .unwrap()
+        .lazy();
+        i
+    }
+
+    #[test]
+    fn r5_1_active_operators_target_band() {
+        let plan = Plan::playbook();
+        for (n, on) in [
+            (49, false),
+            (50, true),
+            (51, true),
+            (100, true),
+            (101, false),
+        ] {
+            let r = report(&operators(n), &plan);
+            assert_eq!(
+                r.get("active_operators", None),
+                (Some(n as f64), None, Some(50.0), Some(on)),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn r5_1_terminated_and_future_operators_are_not_active() {
+        let mut i = Inputs::empty();
+        i.operators = df!(
+            "operator_id" => ["a", "gone", "later", "left_next_month"],
+            "metro" => ["m1", "m1", "m1", "m1"],
+            "verticals" => ["v", "v", "v", "v"],
+            "joined_on" => [d("2024-01-01"), d("2024-01-01"), d("2025-07-01"), d("2025-06-01")],
+            "terminated_on" => [None, Some(d("2025-06-30")), None, Some(d("2025-07-01"))],
+        )
+        .unwrap()
+        .lazy();
+        let r = report(&i, &Plan::playbook());
+        assert_eq!(r.get("active_operators", None).0, Some(2.0));
+        assert_eq!(r.get("operators_joined", None).0, Some(1.0));
+        assert_eq!(r.get("operators_lost", None).0, Some(1.0));
+        // the vertical is listed by every operator, but only two are active
+        assert_eq!(
+            r.get("vertical_specialists", Some("v")),
+            (Some(2.0), None, Some(2.0), Some(true))
+        );
+    }
+
+    #[test]
+    fn r5_2_coverage_with_a_target_metro_without_operators() {
+        let mut i = operators(1);
+        i.territories = df!(
+            "territory_id" => ["t1", "t2", "t3"],
+            "metro" => ["m1", "m2", "m1"],
+            "currency" => ["USD", "USD", "USD"],
+        )
+        .unwrap()
+        .lazy();
+        let r = report(&i, &Plan::playbook());
+        assert_eq!(
+            r.get("metro_covered", Some("m1")),
+            (Some(1.0), None, Some(1.0), Some(true))
+        );
+        assert_eq!(
+            r.get("metro_covered", Some("m2")),
+            (Some(0.0), None, Some(1.0), Some(false))
+        );
+        assert_eq!(
+            r.get("coverage_share", None),
+            (Some(0.5), None, Some(1.0), Some(false))
+        );
+        assert_eq!(r.dims("metro_covered"), ["m1", "m2"]);
+
+        // the plan's target metros replace the territories' metros
+        let mut plan = Plan::playbook();
+        plan.network.target_metros = vec!["m1".into()];
+        let r = report(&i, &plan);
+        assert_eq!(r.dims("metro_covered"), ["m1"]);
+        assert_eq!(
+            r.get("coverage_share", None),
+            (Some(1.0), None, Some(1.0), Some(true))
+        );
+    }
+
+    #[test]
+    fn r5_2_no_target_metro_gives_a_null_share() {
+        let r = report(&operators(1), &Plan::playbook());
+        assert!(r.dims("metro_covered").is_empty());
+        assert_eq!(r.get("coverage_share", None), (None, None, Some(1.0), None));
+    }
+
+    #[test]
+    fn r5_3_vertical_specialists_split_trimmed_and_at_threshold() {
+        let mut i = Inputs::empty();
+        i.operators = df!(
+            "operator_id" => ["a", "b", "c"],
+            "metro" => ["m", "m", "m"],
+            "verticals" => ["dental; legal", "dental;;retail ", "legal"],
+            "joined_on" => [d("2024-01-01"), d("2024-01-01"), d("2024-01-01")],
+            "terminated_on" => [None, None, Some(d("2025-01-01"))],
+        )
+        .unwrap()
+        .lazy();
+        let r = report(&i, &Plan::playbook());
+        assert_eq!(
+            r.dims("vertical_specialists"),
+            ["dental", "legal", "retail"]
+        );
+        assert_eq!(
+            r.get("vertical_specialists", Some("dental")),
+            (Some(2.0), None, Some(2.0), Some(true))
+        );
+        assert_eq!(
+            r.get("vertical_specialists", Some("legal")),
+            (Some(1.0), None, Some(2.0), Some(false))
+        );
+        assert_eq!(
+            r.get("vertical_specialists", Some("retail")),
+            (Some(1.0), None, Some(2.0), Some(false))
+        );
+    }
+
+    /// Two active operators; one USD customer billing `usd` a month and one EUR
+    /// customer billing `eur`.
+    fn revenue(usd: i64, eur: i64) -> Inputs {
+        let mut i = operators(2);
+        i.customers = df!(
+            "customer_id" => ["cu", "ce"],
+            "operator_id" => [Some("op000"), Some("op001")],
+        )
+        .unwrap()
+        .lazy();
+        i.invoices = df!(
+            "invoice_id" => ["iu", "ie"],
+            "customer_id" => ["cu", "ce"],
+            "currency" => ["USD", "EUR"],
+            "status" => ["paid", "open"],
+        )
+        .unwrap()
+        .lazy();
+        i.invoice_lines = df!(
+            "invoice_id" => ["iu", "ie"],
+            "line_no" => [1i64, 1],
+            "revenue_type" => ["software", "software"],
+            "amount_cents" => [usd, eur],
+            "service_start" => [d("2025-06-01"), d("2025-06-01")],
+            "service_end" => [d("2025-06-30"), d("2025-06-30")],
+        )
+        .unwrap()
+        .lazy();
+        i
+    }
+
+    #[test]
+    fn r5_4_revenue_per_operator_target_applies_to_usd_only() {
+        let plan = Plan::playbook();
+        // USD 3,000,001 / 2 = 1,500,000.5 → 1,500,000 (half-even): equal, on target
+        let r = report(&revenue(3_000_001, 5), &plan);
+        assert_eq!(
+            r.get("total_mrr_cents", Some("USD")),
+            (Some(3_000_001.0), Some(3_000_001), None, None)
+        );
+        assert_eq!(
+            r.get("mrr_per_operator_cents", Some("USD")),
+            (
+                Some(1_500_000.0),
+                Some(1_500_000),
+                Some(1_500_000.0),
+                Some(true)
+            )
+        );
+        // EUR: 5 / 2 = 2.5 → 2, no target
+        assert_eq!(
+            r.get("mrr_per_operator_cents", Some("EUR")),
+            (Some(2.0), Some(2), None, None)
+        );
+        assert_eq!(
+            r.get("total_mrr_cents", Some("EUR")),
+            (Some(5.0), Some(5), None, None)
+        );
+        // just below: 2,999,998 / 2 = 1,499,999
+        let r = report(&revenue(2_999_998, 5), &plan);
+        assert_eq!(r.get("mrr_per_operator_cents", Some("USD")).3, Some(false));
+        // just above
+        let r = report(&revenue(3_000_002, 5), &plan);
+        assert_eq!(r.get("mrr_per_operator_cents", Some("USD")).3, Some(true));
+    }
+
+    #[test]
+    fn r5_4_target_currency_is_reported_even_without_revenue() {
+        let r = report(&revenue(0, 100), &Plan::playbook());
+        assert_eq!(
+            r.get("mrr_per_operator_cents", Some("USD")),
+            (Some(0.0), Some(0), Some(1_500_000.0), Some(false))
+        );
+        let r = report(&Inputs::empty(), &Plan::playbook());
+        // no active operator: per-operator revenue is undefined
+        assert_eq!(
+            r.get("mrr_per_operator_cents", Some("USD")),
+            (None, None, Some(1_500_000.0), None)
+        );
+        assert_eq!(
+            r.get("total_mrr_cents", Some("USD")),
+            (Some(0.0), Some(0), None, None)
+        );
+    }
+
+    #[test]
+    fn r5_5_operator_retention_above_target_and_null_on_empty_cohort() {
+        // 20 operators active at end of 2024-06; `lost` of them terminated by end of M
+        let retention = |lost: usize| {
+            let mut i = Inputs::empty();
+            let n = 20;
+            i.operators = df!(
+                "operator_id" => (0..n + 1).map(|k| format!("op{k}")).collect::<Vec<_>>(),
+                "metro" => vec!["m"; n + 1],
+                "verticals" => vec!["v"; n + 1],
+                // op20 joined after M−12: outside the cohort
+                "joined_on" => (0..n + 1).map(|k| if k < n { d("2024-01-01") } else { d("2024-07-01") }).collect::<Vec<_>>(),
+                "terminated_on" => (0..n + 1).map(|k| if k < lost { Some(d("2025-06-30")) } else { None }).collect::<Vec<_>>(),
+            )
+            .unwrap()
+            .lazy();
+            report(&i, &Plan::playbook()).get("operator_retention", None)
+        };
+        assert_eq!(retention(2), (Some(0.9), None, Some(0.85), Some(true)));
+        // 17/20 = 0.85 is not above the target
+        assert_eq!(retention(3), (Some(0.85), None, Some(0.85), Some(false)));
+        assert_eq!(retention(4), (Some(0.8), None, Some(0.85), Some(false)));
+        // empty cohort
+        let r = report(&operators(0), &Plan::playbook());
+        assert_eq!(
+            r.get("operator_retention", None),
+            (None, None, Some(0.85), None)
+        );
+    }
+
+    #[test]
+    fn r5_also_payouts_tiers_joined_and_lost() {
+        let tiers = df!("operator_id" => ["a", "b", "c"], "tier" => ["gold", "gold", "none"])
+            .unwrap()
+            .lazy();
+        let payable = df!("currency" => ["USD", "USD", "EUR"], "payable_cents" => [100i64, 250, 7])
+            .unwrap()
+            .lazy();
+        let r = report_with(&operators(3), &Plan::playbook(), tiers, payable);
+        assert_eq!(
+            r.get("payouts_cents", Some("USD")),
+            (Some(350.0), Some(350), None, None)
+        );
+        assert_eq!(
+            r.get("payouts_cents", Some("EUR")),
+            (Some(7.0), Some(7), None, None)
+        );
+        assert_eq!(
+            r.dims("tier_operators"),
+            ["bronze", "gold", "none", "platinum", "silver"]
+        );
+        assert_eq!(r.get("tier_operators", Some("gold")).0, Some(2.0));
+        assert_eq!(r.get("tier_operators", Some("none")).0, Some(1.0));
+        assert_eq!(
+            r.get("tier_operators", Some("platinum")),
+            (Some(0.0), None, None, None)
+        );
+        assert_eq!(
+            r.get("operators_joined", None),
+            (Some(0.0), None, None, None)
+        );
+        assert_eq!(r.get("operators_lost", None), (Some(0.0), None, None, None));
+    }
+
+    #[test]
+    fn r5_columns_types_and_order() {
+        let r = report(&operators(1), &Plan::playbook());
+        let schema: Vec<(String, DataType)> =
+            r.0.schema()
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.clone()))
+                .collect();
+        let want: Vec<(String, DataType)> = [
+            ("period", DataType::String),
+            ("metric", DataType::String),
+            ("dimension", DataType::String),
+            ("value", DataType::Float64),
+            ("value_cents", DataType::Int64),
+            ("target", DataType::Float64),
+            ("on_target", DataType::Boolean),
+        ]
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.clone()))
+        .collect();
+        assert_eq!(schema, want);
+        let metrics: Vec<String> =
+            r.0.column("metric")
+                .unwrap()
+                .str()
+                .unwrap()
+                .iter()
+                .flatten()
+                .map(String::from)
+                .collect();
+        let mut sorted = metrics.clone();
+        sorted.sort();
+        assert_eq!(metrics, sorted);
+        for m in [
+            "active_operators",
+            "coverage_share",
+            "operator_retention",
+            "operators_joined",
+            "operators_lost",
+            "total_mrr_cents",
+            "mrr_per_operator_cents",
+            "tier_operators",
+            "vertical_specialists",
+        ] {
+            assert!(metrics.iter().any(|x| x == m), "{m}");
+        }
+    }
+}
