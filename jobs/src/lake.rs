@@ -1,1 +1,529 @@
-//! (stub: being written)
+//! The Parquet lake (data-contract.md, "The lake"): immutable ingest snapshots under
+//! `raw/`, published results under `marts/`, and files for people under `reports/`.
+//!
+//! Layout, relative to the lake's store:
+//!
+//! ```text
+//! raw/<system>/<name>/ingested=<snapshot>/part-0.parquet      one per dataset and snapshot
+//! raw/_snapshots/<snapshot>.toml                              manifest, written last
+//! quarantine/<system>/<name>/ingested=<snapshot>/part-0.csv   rejected rows (see ingest)
+//! marts/<table>/period=YYYY-MM/part-0.parquet                 overwritten by a re-run
+//! ```
+//!
+//! A snapshot id is the UTC ingest time `2025-09-01T020000Z` (with `-2`, `-3`… when
+//! two ingests share a second); paths spell it `ingested=<id>`. A snapshot exists only
+//! once its manifest does: ingest writes every data file first and the manifest last,
+//! so a crash mid-ingest leaves files nobody reads rather than a half snapshot. That
+//! is what lets a re-run of a period read exactly the snapshot its run recorded.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use opnet_pipelines::contract::{self, Dataset};
+use opnet_pipelines::{Inputs, Period};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::store::{ObjectStore, StoreError};
+
+/// Where snapshot manifests live.
+const MANIFESTS: &str = "raw/_snapshots/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{context}: {source}")]
+    Polars {
+        context: String,
+        #[source]
+        source: PolarsError,
+    },
+    #[error(
+        "snapshot {snapshot} not found (no manifest at {location}; an interrupted ingest leaves none)"
+    )]
+    SnapshotNotFound { snapshot: String, location: String },
+    #[error("bad snapshot manifest {location}: {reason}")]
+    Manifest { location: String, reason: String },
+    #[error("{location}: {reason}")]
+    Schema { location: String, reason: String },
+}
+
+/// One dataset of a snapshot manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestDataset {
+    /// `billing/invoices`
+    pub dataset: String,
+    /// Location of the source file it was ingested from.
+    pub source: String,
+    /// `csv`, `jsonl` or `parquet`.
+    pub format: String,
+    pub rows_in: u64,
+    pub rows_ok: u64,
+    pub rows_quarantined: u64,
+    /// Lake key of the Parquet file.
+    pub data: String,
+    /// Lake key of the quarantine CSV, when rows were rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<String>,
+}
+
+/// `raw/_snapshots/<snapshot>.toml`: what a snapshot holds and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotManifest {
+    pub snapshot: String,
+    /// sha256 of the sources (see `ingest`): equal sources, equal fingerprint.
+    pub fingerprint: String,
+    pub created_at: DateTime<Utc>,
+    pub datasets: Vec<ManifestDataset>,
+}
+
+/// Sort key of a snapshot id: `2025-09-01T020000Z-10` after `…Z-2` after `…Z`.
+fn snapshot_order(id: &str) -> (&str, u64) {
+    match id.rsplit_once('-') {
+        Some((base, n)) if base.ends_with('Z') => (base, n.parse().unwrap_or(0)),
+        _ => (id, 1),
+    }
+}
+
+fn polars_err(context: impl Into<String>) -> impl FnOnce(PolarsError) -> LakeError {
+    let context = context.into();
+    move |source| LakeError::Polars { context, source }
+}
+
+/// A Parquet file in memory.
+fn to_parquet(df: &mut DataFrame, what: &str) -> Result<Vec<u8>, LakeError> {
+    let mut buf = Vec::new();
+    ParquetWriter::new(&mut buf)
+        .finish(df)
+        .map_err(polars_err(format!("writing {what} as Parquet")))?;
+    Ok(buf)
+}
+
+/// A snapshot file to plan: scanned in place, or already read from the store.
+enum SnapshotFile {
+    Local(std::path::PathBuf),
+    Bytes(Vec<u8>),
+}
+
+/// One dataset of a snapshot as a lazy frame, its schema checked against the
+/// contract now so that a bad file fails here, with its name, rather than deep
+/// inside a pipeline.
+fn snapshot_frame(d: &Dataset, location: &str, file: SnapshotFile) -> Result<LazyFrame, LakeError> {
+    let mut lf = match file {
+        SnapshotFile::Local(path) => {
+            let path = PlRefPath::try_from_pathbuf(path)
+                .map_err(polars_err(format!("opening {location}")))?;
+            // The path holds `ingested=…`: without this Polars would add it as a hive
+            // partition column.
+            let args = ScanArgsParquet {
+                hive_options: polars::io::HiveOptions::new_disabled(),
+                ..Default::default()
+            };
+            LazyFrame::scan_parquet(path, args)
+                .map_err(polars_err(format!("scanning {location}")))?
+        }
+        SnapshotFile::Bytes(bytes) => ParquetReader::new(std::io::Cursor::new(bytes))
+            .finish()
+            .map_err(polars_err(format!("reading {location}")))?
+            .lazy(),
+    };
+    let schema = lf
+        .collect_schema()
+        .map_err(polars_err(format!("reading {location}")))?;
+    for col in d.columns {
+        let reason = match schema.get(col.name) {
+            Some(dt) if *dt == col.ty.dtype() => continue,
+            Some(dt) => format!(
+                "column {} is {dt}, the contract says {}",
+                col.name,
+                col.ty.dtype()
+            ),
+            None => format!("missing column {}", col.name),
+        };
+        return Err(LakeError::Schema {
+            location: location.to_string(),
+            reason,
+        });
+    }
+    Ok(lf)
+}
+
+/// The lake, on any [`ObjectStore`].
+#[derive(Debug, Clone)]
+pub struct Lake {
+    store: Arc<dyn ObjectStore>,
+}
+
+impl Lake {
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// `raw/billing/invoices/ingested=2025-09-01T020000Z/part-0.parquet`
+    pub fn snapshot_key(dataset: &Dataset, snapshot: &str) -> String {
+        format!("raw/{}/ingested={snapshot}/part-0.parquet", dataset.path())
+    }
+
+    /// `quarantine/billing/invoices/ingested=2025-09-01T020000Z/part-0.csv`
+    pub fn quarantine_key(dataset: &Dataset, snapshot: &str) -> String {
+        format!(
+            "quarantine/{}/ingested={snapshot}/part-0.csv",
+            dataset.path()
+        )
+    }
+
+    /// `raw/_snapshots/2025-09-01T020000Z.toml`
+    pub fn manifest_key(snapshot: &str) -> String {
+        format!("{MANIFESTS}{snapshot}.toml")
+    }
+
+    /// `marts/payout_statements/period=2025-08/part-0.parquet`
+    pub fn mart_key(table: &str, period: Period) -> String {
+        format!("marts/{table}/period={period}/part-0.parquet")
+    }
+
+    /// Write one dataset of a snapshot; returns its location. The snapshot becomes
+    /// visible only with [`Lake::write_manifest`].
+    pub async fn write_snapshot(
+        &self,
+        dataset: &Dataset,
+        snapshot: &str,
+        df: &mut DataFrame,
+    ) -> Result<String, LakeError> {
+        let key = Self::snapshot_key(dataset, snapshot);
+        let bytes = to_parquet(df, &self.store.location(&key))?;
+        self.store.put(&key, bytes).await?;
+        Ok(self.store.location(&key))
+    }
+
+    /// Publish a snapshot: its manifest is the last thing ingest writes.
+    pub async fn write_manifest(&self, manifest: &SnapshotManifest) -> Result<String, LakeError> {
+        let key = Self::manifest_key(&manifest.snapshot);
+        let text = toml::to_string(manifest).map_err(|e| LakeError::Manifest {
+            location: self.store.location(&key),
+            reason: e.to_string(),
+        })?;
+        self.store.put(&key, text.into_bytes()).await?;
+        Ok(self.store.location(&key))
+    }
+
+    pub async fn read_manifest(&self, snapshot: &str) -> Result<SnapshotManifest, LakeError> {
+        let key = Self::manifest_key(snapshot);
+        let location = self.store.location(&key);
+        let bytes = match self.store.get(&key).await {
+            Ok(b) => b,
+            Err(StoreError::NotFound { .. }) => {
+                return Err(LakeError::SnapshotNotFound {
+                    snapshot: snapshot.to_string(),
+                    location,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let text = String::from_utf8(bytes).map_err(|e| LakeError::Manifest {
+            location: location.clone(),
+            reason: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| LakeError::Manifest {
+            location,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Whether `snapshot` is taken: a manifest, or data files of an interrupted ingest
+    /// (whose id is not reused so that its leftovers never mix with a new snapshot).
+    pub async fn snapshot_id_taken(&self, snapshot: &str) -> Result<bool, LakeError> {
+        if self.store.exists(&Self::manifest_key(snapshot)).await? {
+            return Ok(true);
+        }
+        for d in contract::ALL {
+            if self.store.exists(&Self::snapshot_key(d, snapshot)).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Complete snapshots (those with a manifest), oldest first.
+    pub async fn snapshots(&self) -> Result<Vec<String>, LakeError> {
+        let mut ids: Vec<String> = self
+            .store
+            .list(MANIFESTS)
+            .await?
+            .into_iter()
+            .filter_map(|k| {
+                let name = k.strip_prefix(MANIFESTS)?;
+                // Only direct children: nothing else is expected here, but be strict.
+                let id = name.strip_suffix(".toml")?;
+                (!id.contains('/')).then(|| id.to_string())
+            })
+            .collect();
+        ids.sort_by(|a, b| snapshot_order(a).cmp(&snapshot_order(b)));
+        Ok(ids)
+    }
+
+    /// Every dataset of a complete snapshot as lazy frames in the contract's column
+    /// names and dtypes. Local files are scanned (lazily); others are read into memory.
+    pub async fn read_snapshot(&self, snapshot: &str) -> Result<Inputs, LakeError> {
+        let manifest = self.read_manifest(snapshot).await?;
+        // Gather the files (async, store I/O) ...
+        let mut files = Vec::with_capacity(contract::ALL.len());
+        for d in contract::ALL {
+            let path = d.path();
+            if !manifest.datasets.iter().any(|m| m.dataset == path) {
+                return Err(LakeError::Schema {
+                    location: self.store.location(&Self::manifest_key(snapshot)),
+                    reason: format!("snapshot {snapshot} has no dataset {path}"),
+                });
+            }
+            let key = Self::snapshot_key(d, snapshot);
+            let location = self.store.location(&key);
+            let file = match self.store.local_path(&key) {
+                Some(file) if file.is_file() => SnapshotFile::Local(file),
+                Some(_) => return Err(StoreError::NotFound { location }.into()),
+                None => SnapshotFile::Bytes(self.store.get(&key).await?),
+            };
+            files.push((*d, location, file));
+        }
+        // ... then plan and check them off the async workers: Polars blocks while it
+        // reads Parquet metadata (and refuses to on a current-thread runtime).
+        tokio::task::spawn_blocking(move || {
+            let mut inputs = Inputs::empty();
+            for (d, location, file) in files {
+                let lf = snapshot_frame(d, &location, file)?;
+                inputs
+                    .set(&d.path(), lf)
+                    .map_err(|reason| LakeError::Schema { location, reason })?;
+            }
+            Ok(inputs)
+        })
+        .await
+        .map_err(|e| LakeError::Schema {
+            location: self.store.location(&Self::manifest_key(snapshot)),
+            reason: format!("reading the snapshot was interrupted: {e}"),
+        })?
+    }
+
+    /// Publish a mart table for a period; a re-run overwrites it. Returns its location.
+    pub async fn write_mart(
+        &self,
+        table: &str,
+        period: Period,
+        df: &mut DataFrame,
+    ) -> Result<String, LakeError> {
+        let key = Self::mart_key(table, period);
+        let bytes = to_parquet(df, &self.store.location(&key))?;
+        self.store.put(&key, bytes).await?;
+        Ok(self.store.location(&key))
+    }
+
+    /// Any other file (reports, charts); returns its location.
+    pub async fn put_file(&self, key: &str, bytes: Vec<u8>) -> Result<String, LakeError> {
+        self.store.put(key, bytes).await?;
+        Ok(self.store.location(key))
+    }
+
+    /// The newest complete snapshot whose sources had this fingerprint.
+    pub async fn find_snapshot_by_fingerprint(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<String>, LakeError> {
+        for id in self.snapshots().await?.into_iter().rev() {
+            if self.read_manifest(&id).await?.fingerprint == fingerprint {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The newest complete snapshot.
+    pub async fn latest_snapshot(&self) -> Result<Option<String>, LakeError> {
+        Ok(self.snapshots().await?.pop())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LocalDir;
+    use opnet_pipelines::contract::ALL;
+
+    fn lake() -> anyhow::Result<(tempfile::TempDir, Lake)> {
+        let tmp = tempfile::tempdir()?;
+        let lake = Lake::new(Arc::new(LocalDir::new(tmp.path())));
+        Ok((tmp, lake))
+    }
+
+    /// A complete snapshot of empty, contract-typed frames plus `rows` invoices.
+    async fn write_empty_snapshot(lake: &Lake, id: &str, fingerprint: &str) -> anyhow::Result<()> {
+        let mut datasets = Vec::new();
+        for d in ALL {
+            let cols: Vec<Column> = d
+                .columns
+                .iter()
+                .map(|c| Column::new_empty(c.name.into(), &c.ty.dtype()))
+                .collect();
+            let mut df = DataFrame::new(0, cols)?;
+            lake.write_snapshot(d, id, &mut df).await?;
+            datasets.push(ManifestDataset {
+                dataset: d.path(),
+                source: format!("/src/{}.csv", d.path()),
+                format: "csv".into(),
+                rows_in: 0,
+                rows_ok: 0,
+                rows_quarantined: 0,
+                data: Lake::snapshot_key(d, id),
+                quarantine: None,
+            });
+        }
+        lake.write_manifest(&SnapshotManifest {
+            snapshot: id.into(),
+            fingerprint: fingerprint.into(),
+            created_at: Utc::now(),
+            datasets,
+        })
+        .await?;
+        Ok(())
+    }
+
+    #[test]
+    fn keys() -> anyhow::Result<()> {
+        assert_eq!(
+            Lake::snapshot_key(&contract::INVOICES, "2025-09-01T020000Z"),
+            "raw/billing/invoices/ingested=2025-09-01T020000Z/part-0.parquet"
+        );
+        assert_eq!(
+            Lake::mart_key("payout_statements", Period::parse("2025-08")?),
+            "marts/payout_statements/period=2025-08/part-0.parquet"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn snapshot_ids_sort_by_time_then_suffix() {
+        let mut ids = vec![
+            "2025-09-01T020000Z-10",
+            "2025-09-01T020000Z-2",
+            "2025-09-02T000000Z",
+            "2025-09-01T020000Z",
+        ];
+        ids.sort_by(|a, b| snapshot_order(a).cmp(&snapshot_order(b)));
+        assert_eq!(
+            ids,
+            [
+                "2025-09-01T020000Z",
+                "2025-09-01T020000Z-2",
+                "2025-09-01T020000Z-10",
+                "2025-09-02T000000Z"
+            ]
+        );
+    }
+
+    // Multi-threaded: collecting a lazy Parquet scan blocks in place.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn read_snapshot_has_contract_dtypes() -> anyhow::Result<()> {
+        let (_tmp, lake) = lake()?;
+        write_empty_snapshot(&lake, "2025-09-01T020000Z", "abc").await?;
+        let inputs = lake.read_snapshot("2025-09-01T020000Z").await?;
+        let schema = inputs.leads.clone().collect_schema()?;
+        assert_eq!(
+            schema.get("created_at"),
+            Some(&DataType::Datetime(TimeUnit::Milliseconds, None))
+        );
+        assert_eq!(
+            schema.len(),
+            contract::LEADS.columns.len(),
+            "no hive column: {schema:?}"
+        );
+        let inv = inputs.invoices.collect()?;
+        for c in contract::INVOICES.columns {
+            assert_eq!(inv.column(c.name)?.dtype(), &c.ty.dtype());
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn incomplete_snapshot_is_not_found() -> anyhow::Result<()> {
+        let (_tmp, lake) = lake()?;
+        let mut df = DataFrame::new(0, vec![])?;
+        lake.write_snapshot(&contract::INVOICES, "2025-09-01T020000Z", &mut df)
+            .await?;
+        let err = lake.read_snapshot("2025-09-01T020000Z").await.err();
+        assert!(
+            matches!(err, Some(LakeError::SnapshotNotFound { .. })),
+            "{err:?}"
+        );
+        assert_eq!(lake.latest_snapshot().await?, None);
+        assert!(lake.snapshot_id_taken("2025-09-01T020000Z").await?);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn latest_and_by_fingerprint() -> anyhow::Result<()> {
+        let (_tmp, lake) = lake()?;
+        write_empty_snapshot(&lake, "2025-09-01T020000Z", "aaa").await?;
+        write_empty_snapshot(&lake, "2025-09-01T020000Z-2", "bbb").await?;
+        write_empty_snapshot(&lake, "2025-08-01T020000Z", "ccc").await?;
+        assert_eq!(
+            lake.latest_snapshot().await?.as_deref(),
+            Some("2025-09-01T020000Z-2")
+        );
+        assert_eq!(
+            lake.find_snapshot_by_fingerprint("aaa").await?.as_deref(),
+            Some("2025-09-01T020000Z")
+        );
+        assert_eq!(lake.find_snapshot_by_fingerprint("zzz").await?, None);
+        let m = lake.read_manifest("2025-08-01T020000Z").await?;
+        assert_eq!(m.fingerprint, "ccc");
+        assert_eq!(m.datasets.len(), ALL.len());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn write_mart_overwrites() -> anyhow::Result<()> {
+        let (tmp, lake) = lake()?;
+        let p = Period::parse("2025-08")?;
+        let mut a = df!("operator_id" => ["op-1", "op-2"], "payable_cents" => [10i64, 20])?;
+        let loc = lake.write_mart("payout_statements", p, &mut a).await?;
+        assert_eq!(
+            loc,
+            tmp.path()
+                .join("marts/payout_statements/period=2025-08/part-0.parquet")
+                .display()
+                .to_string()
+        );
+        let mut b = df!("operator_id" => ["op-3"], "payable_cents" => [30i64])?;
+        lake.write_mart("payout_statements", p, &mut b).await?;
+        let bytes = lake
+            .store()
+            .get(&Lake::mart_key("payout_statements", p))
+            .await?;
+        let back = ParquetReader::new(std::io::Cursor::new(bytes)).finish()?;
+        assert!(back.equals(&b), "{back}");
+        let listed = lake.store().list("marts/payout_statements/").await?;
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn put_file_returns_location() -> anyhow::Result<()> {
+        let (tmp, lake) = lake()?;
+        let loc = lake
+            .put_file("reports/2025-08/summary.html", b"<p>hi</p>".to_vec())
+            .await?;
+        assert_eq!(
+            loc,
+            tmp.path()
+                .join("reports/2025-08/summary.html")
+                .display()
+                .to_string()
+        );
+        assert_eq!(std::fs::read(&loc)?, b"<p>hi</p>");
+        Ok(())
+    }
+}
