@@ -1,0 +1,660 @@
+//! Tests of the email renderers: golden files for the statement, and the rules each
+//! email's numbers and dedup key must follow.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use super::*;
+
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/mail/golden")
+}
+
+/// Compares `actual` with the golden file, or rewrites it under `UPDATE_GOLDEN=1`.
+fn check_golden(name: &str, actual: &[u8]) {
+    let path = golden_dir().join(name);
+    if std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(golden_dir()).expect("create golden dir");
+        std::fs::write(&path, actual).expect("write golden file");
+        return;
+    }
+    let expected = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
+            path.display()
+        )
+    });
+    if expected != actual {
+        panic!(
+            "{} differs from the rendered output (UPDATE_GOLDEN=1 rewrites it)\n--- expected\n{}\n--- actual\n{}",
+            path.display(),
+            String::from_utf8_lossy(&expected),
+            String::from_utf8_lossy(actual)
+        );
+    }
+}
+
+// One argument per CSV column keeps the fixture table readable.
+#[allow(clippy::too_many_arguments)]
+fn line(
+    invoice: &str,
+    no: i64,
+    refund: Option<&str>,
+    revenue_type: &str,
+    amount: i64,
+    bp: i64,
+    op: i64,
+    collected: &str,
+) -> StatementLineView {
+    StatementLineView {
+        invoice_id: invoice.into(),
+        line_no: no,
+        refund_id: refund.map(str::to_owned),
+        revenue_type: revenue_type.into(),
+        kind: if refund.is_some() {
+            "clawback"
+        } else {
+            "collection"
+        }
+        .into(),
+        amount_cents: amount,
+        operator_bp: bp,
+        operator_cents: op,
+        candlefish_cents: amount - op,
+        collected_period: collected.into(),
+    }
+}
+
+/// A growth-phase Gold operator: four collections, one clawback of a line collected
+/// in May at the Silver share, and a negative balance carried in that this month's
+/// earnings do not cover, so a negative balance is carried out again (R1.7).
+fn statement_view() -> StatementView {
+    let lines = vec![
+        line(
+            "INV-1001", 1, None, "software", 1_000_000, 7000, 700_000, "2025-08",
+        ),
+        line(
+            "INV-1001",
+            2,
+            None,
+            "implementation",
+            250_000,
+            8500,
+            212_500,
+            "2025-08",
+        ),
+        line(
+            "INV-1002", 1, None, "support", 45_000, 10000, 45_000, "2025-08",
+        ),
+        line(
+            "INV-1003", 1, None, "software", 333_333, 7000, 233_333, "2025-08",
+        ),
+        line(
+            "INV-0950",
+            1,
+            Some("RF-0007"),
+            "software",
+            -120_000,
+            6500,
+            -78_000,
+            "2025-05",
+        ),
+    ];
+    StatementView {
+        period: "2025-08".into(),
+        operator_id: "OP-0001".into(),
+        operator_name: "Acme Field Services".into(),
+        recipient: "Acme Field Services <payouts@acme.example>".into(),
+        currency: "USD".into(),
+        phase: "growth".into(),
+        tier: "gold".into(),
+        software_cents: 1_333_333,
+        implementation_cents: 250_000,
+        support_cents: 45_000,
+        operator_share_cents: 1_190_833,
+        candlefish_share_cents: 395_500,
+        clawback_cents: -78_000,
+        carried_in_cents: -1_500_000,
+        payable_cents: 0,
+        carried_out_cents: -387_167,
+        statement_on: "2025-09-01".into(),
+        due_on: "2025-10-01".into(),
+        revision: 1,
+        lines,
+    }
+}
+
+/// Every `<amount> <CUR>` figure in a rendered part.
+fn money_figures(s: &str, currency: &str) -> BTreeSet<String> {
+    let suffix = format!(" {currency}");
+    let mut out = BTreeSet::new();
+    for (i, _) in s.match_indices(&suffix) {
+        let start = s[..i]
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !(c.is_ascii_digit() || c == ',' || c == '.' || c == '-'))
+            .map_or(0, |(p, c)| p + c.len_utf8());
+        if start < i {
+            out.insert(s[start..i + suffix.len()].to_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn r1_7_statement_golden_text_html_csv() {
+    let email = statement_email(&statement_view()).expect("render");
+    check_golden("statement.txt", email.text.as_bytes());
+    check_golden(
+        "statement.html",
+        email.html.as_deref().expect("html part").as_bytes(),
+    );
+    assert_eq!(email.attachments.len(), 1);
+    assert_eq!(
+        email.attachments[0].filename,
+        "payout_lines_OP-0001_2025-08_USD.csv"
+    );
+    assert_eq!(email.attachments[0].content_type, "text/csv; charset=utf-8");
+    check_golden("statement_lines.csv", &email.attachments[0].bytes);
+}
+
+#[test]
+fn r1_7_statement_email_key_subject_and_carry_sentence() {
+    let v = statement_view();
+    let email = statement_email(&v).expect("render");
+    assert_eq!(email.dedup_key, "statement:2025-08:OP-0001:USD:r1");
+    assert_eq!(email.kind, "statement");
+    assert_eq!(email.period.as_deref(), Some("2025-08"));
+    assert_eq!(email.recipient, v.recipient, "to the operator only");
+    assert_eq!(
+        email.subject,
+        "Candlefish payout statement 2025-08 — OP-0001 (USD)"
+    );
+    let html = email.html.as_deref().expect("html");
+    for part in [email.text.as_str(), html] {
+        assert!(part.contains("never paid and never lost"), "{part}");
+        assert!(part.contains("-3,871.67 USD"));
+        assert!(part.contains("-15,000.00 USD"));
+        assert!(part.contains("-780.00 USD"));
+        assert!(part.contains("2025-10-01"));
+        assert!(part.contains("Gold"));
+        assert!(part.contains("growth"));
+        assert!(
+            part.contains("2025-07"),
+            "carried in names the previous period"
+        );
+    }
+    // No external resources in the HTML: everything is inline.
+    assert!(!html.contains("src=") && !html.contains("<link") && !html.contains("http"));
+}
+
+#[test]
+fn r1_7_statement_text_and_html_show_the_same_numbers() {
+    let mut views = vec![statement_view()];
+    let mut paid = statement_view();
+    paid.carried_in_cents = -250_000;
+    paid.payable_cents = 862_833;
+    paid.carried_out_cents = 0;
+    views.push(paid);
+    for v in views {
+        let email = statement_email(&v).expect("render");
+        let text = money_figures(&email.text, "USD");
+        let html = money_figures(email.html.as_deref().expect("html"), "USD");
+        assert!(text.len() >= 8, "{text:?}");
+        assert_eq!(text, html);
+    }
+}
+
+#[test]
+fn r1_7_statement_payable_without_carry() {
+    let mut v = statement_view();
+    v.carried_in_cents = -250_000;
+    v.payable_cents = 862_833;
+    v.carried_out_cents = 0;
+    let email = statement_email(&v).expect("render");
+    assert!(
+        email
+            .text
+            .contains("8,628.33 USD will be paid to you by 2025-10-01.")
+    );
+    assert!(!email.text.contains("Carried out"));
+    assert!(!email.text.contains("never lost"));
+}
+
+#[test]
+fn r1_9_statement_revision_is_marked() {
+    let mut v = statement_view();
+    v.revision = 2;
+    let email = statement_email(&v).expect("render");
+    assert_eq!(email.dedup_key, "statement:2025-08:OP-0001:USD:r2");
+    assert!(email.subject.ends_with("— revision 2"));
+    assert!(email.text.contains("This is revision 2"));
+    assert!(
+        email
+            .html
+            .as_deref()
+            .expect("html")
+            .contains("This is revision 2")
+    );
+}
+
+#[test]
+fn r1_7_csv_operator_cents_sum_to_share_plus_clawback() {
+    let v = statement_view();
+    let csv = String::from_utf8(statement_lines_csv(&v.lines)).expect("utf8");
+    let mut rows = csv.lines();
+    let header: Vec<&str> = rows.next().expect("header").split(',').collect();
+    assert_eq!(
+        header,
+        [
+            "invoice_id",
+            "line_no",
+            "refund_id",
+            "revenue_type",
+            "kind",
+            "amount_cents",
+            "operator_bp",
+            "operator_cents",
+            "candlefish_cents",
+            "collected_period"
+        ]
+    );
+    let col = |name: &str| header.iter().position(|h| *h == name).expect("column");
+    let (op, cf, amt, kind, rt) = (
+        col("operator_cents"),
+        col("candlefish_cents"),
+        col("amount_cents"),
+        col("kind"),
+        col("revenue_type"),
+    );
+    let (mut op_sum, mut cf_sum, mut software) = (0i64, 0i64, 0i64);
+    let mut n = 0;
+    for row in rows {
+        let f: Vec<&str> = row.split(',').collect();
+        let p = |i: usize| f[i].parse::<i64>().expect("integer cents");
+        op_sum += p(op);
+        cf_sum += p(cf);
+        if f[kind] == "collection" && f[rt] == "software" {
+            software += p(amt);
+        }
+        n += 1;
+    }
+    assert_eq!(n, v.lines.len());
+    assert_eq!(op_sum, v.operator_share_cents + v.clawback_cents);
+    assert_eq!(cf_sum, v.candlefish_share_cents);
+    assert_eq!(software, v.software_cents);
+}
+
+#[test]
+fn csv_fields_are_quoted_per_rfc_4180() {
+    let csv = exceptions_csv(&[ExceptionView {
+        kind: "total_mismatch".into(),
+        invoice_id: Some("INV-9".into()),
+        line_no: None,
+        customer_id: None,
+        detail: "total 1,000 ≠ lines \"900\"".into(),
+    }]);
+    assert_eq!(
+        String::from_utf8(csv).expect("utf8"),
+        "kind,invoice_id,line_no,customer_id,detail\n\
+         total_mismatch,INV-9,,,\"total 1,000 ≠ lines \"\"900\"\"\"\n"
+    );
+}
+
+#[test]
+fn r0_2_format_cents_uses_integer_arithmetic() {
+    assert_eq!(format_cents(0, "USD"), "0.00 USD");
+    assert_eq!(format_cents(5, "USD"), "0.05 USD");
+    assert_eq!(format_cents(-5, "USD"), "-0.05 USD");
+    assert_eq!(format_cents(123_456, "USD"), "1,234.56 USD");
+    assert_eq!(format_cents(-1_234, "EUR"), "-12.34 EUR");
+    assert_eq!(format_cents(100_000_000, "USD"), "1,000,000.00 USD");
+    assert_eq!(format_cents(99_999, "USD"), "999.99 USD");
+    assert_eq!(format_cents(1_234_567, "JPY"), "1,234,567 JPY");
+    assert_eq!(format_cents(-123_456, ""), "-1,234.56");
+    assert_eq!(format_cents(1_234_567, "KWD"), "1,234.567 KWD");
+    assert_eq!(
+        format_cents(i64::MIN, "USD"),
+        "-92,233,720,368,547,758.08 USD"
+    );
+    assert_eq!(
+        format_cents(i64::MAX, "USD"),
+        "92,233,720,368,547,758.07 USD"
+    );
+}
+
+fn finance_view() -> FinanceSummaryView {
+    FinanceSummaryView {
+        period: "2025-08".into(),
+        recipient: "finance@candlefish.example".into(),
+        currencies: vec![CurrencyTotalsView {
+            currency: "USD".into(),
+            collected_cents: 1_748_333,
+            refunds_cents: 120_000,
+            operator_share_cents: 1_190_833,
+            clawback_cents: -78_000,
+            candlefish_share_cents: 515_500,
+            carried_in_cents: -1_500_000,
+            payable_cents: 0,
+            carried_out_cents: -387_167,
+            lines_total_cents: 1_628_333,
+        }],
+        statements: 1,
+        operators_payable: 0,
+        exceptions: vec![ExceptionView {
+            kind: "unknown_customer".into(),
+            invoice_id: Some("INV-2001".into()),
+            line_no: None,
+            customer_id: Some("CUST-404".into()),
+            detail: "customer CUST-404 is not in the CRM".into(),
+        }],
+        control_ok: true,
+    }
+}
+
+#[test]
+fn r1_10_finance_summary_content_and_dedup() {
+    let v = finance_view();
+    let email =
+        finance_summary_email(&v, b"a\n".to_vec(), exceptions_csv(&v.exceptions)).expect("render");
+    assert!(email.dedup_key.starts_with("finance_summary:2025-08:"));
+    assert_eq!(email.dedup_key.len(), "finance_summary:2025-08:".len() + 16);
+    assert_eq!(email.kind, "finance_summary");
+    assert_eq!(email.attachments.len(), 2);
+    assert_eq!(
+        email.attachments[0].filename,
+        "payout_statements_2025-08.csv"
+    );
+    assert_eq!(
+        email.attachments[1].filename,
+        "reconciliation_exceptions_2025-08.csv"
+    );
+    let html = email.html.as_deref().expect("html");
+    assert!(
+        email.text.contains("Control totals    OK"),
+        "{}",
+        email.text
+    );
+    assert!(email.text.contains("payout lines total: OK"));
+    assert!(email.text.contains("unknown_customer: 1"));
+    assert!(html.contains("CUST-404"));
+    assert_eq!(
+        money_figures(&email.text, "USD"),
+        money_figures(html, "USD")
+    );
+
+    // Identical results: same key (not resent). Changed results: a new key.
+    let again =
+        finance_summary_email(&v, b"a\n".to_vec(), exceptions_csv(&v.exceptions)).expect("render");
+    assert_eq!(again.dedup_key, email.dedup_key);
+    let mut cc = v.clone();
+    cc.recipient = "controller@candlefish.example".into();
+    let cc =
+        finance_summary_email(&cc, b"a\n".to_vec(), exceptions_csv(&v.exceptions)).expect("render");
+    assert_ne!(
+        cc.dedup_key, email.dedup_key,
+        "each finance address gets its copy"
+    );
+    let no_csv = finance_summary_email(&v, b"a\n".to_vec(), Vec::new()).expect("render");
+    assert_eq!(no_csv.attachments.len(), 1, "an empty CSV is not attached");
+    let mut changed = v.clone();
+    changed.exceptions[0].detail = "another detail".into();
+    let changed = finance_summary_email(&changed, Vec::new(), Vec::new()).expect("render");
+    assert_ne!(changed.dedup_key, email.dedup_key);
+
+    // A totals mismatch is shown, whatever the caller's flag says.
+    let mut broken = v.clone();
+    broken.currencies[0].lines_total_cents += 1;
+    let broken = finance_summary_email(&broken, Vec::new(), Vec::new()).expect("render");
+    assert!(broken.text.contains("MISMATCH"));
+    assert!(broken.subject.contains("CONTROL TOTALS FAILED"));
+}
+
+#[test]
+fn finance_summary_lists_at_most_the_cap() {
+    let mut v = finance_view();
+    v.exceptions = (0..(MAX_LISTED_EXCEPTIONS + 3))
+        .map(|i| ExceptionView {
+            kind: "duplicate_invoice".into(),
+            invoice_id: Some(format!("INV-{i:04}")),
+            line_no: Some(1),
+            customer_id: None,
+            detail: "appears twice".into(),
+        })
+        .collect();
+    let email = finance_summary_email(&v, Vec::new(), Vec::new()).expect("render");
+    assert!(email.text.contains("… and 3 more in the attached file."));
+    assert!(
+        email
+            .text
+            .contains(&format!("duplicate_invoice: {}", MAX_LISTED_EXCEPTIONS + 3))
+    );
+}
+
+#[test]
+fn r2_3_tier_change_names_new_tier_and_benefits() {
+    let v = TierChangeView {
+        period: "2025-08".into(),
+        operator_id: "OP-0001".into(),
+        operator_name: "Acme Field Services".into(),
+        recipient: "ops@acme.example".into(),
+        previous_tier: "silver".into(),
+        tier: "gold".into(),
+        change: "promotion".into(),
+        active_customers: 16,
+        benefits: "territory protection and co-marketing".into(),
+    };
+    let email = tier_change_email(&v).expect("render");
+    assert_eq!(email.dedup_key, "tier_change:2025-08:OP-0001");
+    assert_eq!(email.kind, "tier_change");
+    assert!(email.subject.contains("Gold"));
+    for part in [email.text.as_str(), email.html.as_deref().expect("html")] {
+        assert!(part.contains("from Silver to"), "{part}");
+        assert!(part.contains("Gold"));
+        assert!(part.contains("territory protection and co-marketing"));
+        assert!(part.contains("16 active customers"));
+    }
+
+    let mut down = v.clone();
+    down.change = "demotion".into();
+    down.previous_tier = "bronze".into();
+    down.tier = "none".into();
+    down.benefits = String::new();
+    down.active_customers = 0;
+    let email = tier_change_email(&down).expect("render");
+    assert!(
+        email
+            .text
+            .contains("no longer holds a tier (previously Bronze)")
+    );
+}
+
+fn alert_view() -> AlertView {
+    AlertView {
+        period: "2025-08".into(),
+        operator_id: "OP-0001".into(),
+        operator_name: "Acme Field Services".into(),
+        recipient: "ops@acme.example".into(),
+        breaches: vec![
+            MetricBreachView {
+                metric: "nps".into(),
+                label: "Net Promoter Score".into(),
+                value: "12".into(),
+                threshold: "< 30".into(),
+                target: "≥ 50".into(),
+            },
+            MetricBreachView {
+                metric: "response_hours".into(),
+                label: "Lead response time".into(),
+                value: "31.5 h".into(),
+                threshold: "> 24 h".into(),
+                target: "≤ 4 h".into(),
+            },
+        ],
+    }
+}
+
+#[test]
+fn r4_alert_lists_every_breach_and_dedups_on_content() {
+    let v = alert_view();
+    let email = alert_email(&v).expect("render");
+    assert!(email.dedup_key.starts_with("alert:2025-08:OP-0001:"));
+    assert_eq!(email.dedup_key.len(), "alert:2025-08:OP-0001:".len() + 16);
+    assert!(email.subject.contains("2 metrics"));
+    for part in [email.text.as_str(), email.html.as_deref().expect("html")] {
+        assert!(part.contains("Net Promoter Score") && part.contains("12"));
+        assert!(part.contains("Lead response time") && part.contains("31.5 h"));
+        assert!(part.contains("&lt; 30") || part.contains("< 30"));
+    }
+    // Same content in another order: the same email. Different content: a new one.
+    let mut reordered = v.clone();
+    reordered.breaches.reverse();
+    assert_eq!(
+        alert_email(&reordered).expect("render").dedup_key,
+        email.dedup_key
+    );
+    let mut changed = v.clone();
+    changed.breaches[0].value = "14".into();
+    assert_ne!(
+        alert_email(&changed).expect("render").dedup_key,
+        email.dedup_key
+    );
+}
+
+#[test]
+fn html_is_escaped() {
+    let mut v = alert_view();
+    v.operator_name = "<script>x</script> & Co".into();
+    let email = alert_email(&v).expect("render");
+    let html = email.html.as_deref().expect("html");
+    assert!(!html.contains("<script>"));
+    assert!(html.contains("&lt;script&gt;"));
+    assert!(
+        email.text.contains("<script>x</script> & Co"),
+        "text is not escaped"
+    );
+}
+
+fn exclusivity_view() -> ExclusivityView {
+    ExclusivityView {
+        period: "2025-08".into(),
+        operator_id: "OP-0001".into(),
+        operator_name: "Acme Field Services".into(),
+        recipient: "ops@acme.example".into(),
+        territory_id: "TER-AUS".into(),
+        failures: vec![
+            "MRR is 8,500.00 USD, 1,500.00 USD below the 10,000.00 USD minimum; \
+             1,500.00 USD more monthly recurring revenue restores it."
+                .into(),
+            "12 active customers, 3 short of the 15 required.".into(),
+        ],
+        consecutive_breaches: 3,
+        escalated: true,
+    }
+}
+
+#[test]
+fn r3_5_exclusivity_breach_and_escalation() {
+    let v = exclusivity_view();
+    let email = exclusivity_breach_email(&v).expect("render");
+    assert_eq!(email.dedup_key, "exclusivity:2025-08:OP-0001:TER-AUS");
+    assert_eq!(email.kind, "exclusivity_breach");
+    assert_eq!(email.recipient, "ops@acme.example");
+    for part in [email.text.as_str(), email.html.as_deref().expect("html")] {
+        assert!(part.contains("8,500.00 USD"));
+        assert!(part.contains("3 short of the 15 required"));
+        assert!(part.contains("3 months"));
+        assert!(part.contains("partner-success team, who will contact"));
+    }
+
+    let esc = escalation_email(&v, "partner-success@candlefish.example").expect("render");
+    assert_eq!(
+        esc.dedup_key,
+        "escalation:2025-08:OP-0001:TER-AUS:partner-success@candlefish.example"
+    );
+    let other = escalation_email(&v, "ps2@candlefish.example").expect("render");
+    assert_ne!(other.dedup_key, esc.dedup_key, "each address gets its copy");
+    assert_eq!(esc.kind, "escalation");
+    assert_eq!(esc.recipient, "partner-success@candlefish.example");
+    assert!(esc.subject.contains("3 consecutive months"));
+    assert!(
+        esc.text.contains("ops@acme.example"),
+        "names the operator's contact"
+    );
+    assert!(esc.text.contains("TER-AUS"));
+
+    let mut first = v.clone();
+    first.consecutive_breaches = 1;
+    first.escalated = false;
+    let email = exclusivity_breach_email(&first).expect("render");
+    assert!(!email.text.contains("in a row.\n"));
+    assert!(email.text.contains("If the requirements stay unmet"));
+}
+
+#[test]
+fn run_failed_email_has_error_and_rerun_command() {
+    let email = run_failed_email(
+        "payouts",
+        Some("2025-08"),
+        "run-42",
+        "control total broken\nUSD: 1 cent off",
+        "opnet run payouts --period 2025-08",
+        "ops@candlefish.example",
+    );
+    assert_eq!(email.dedup_key, "run_failed:run-42:ops@candlefish.example");
+    let other = run_failed_email(
+        "payouts",
+        None,
+        "run-42",
+        "x",
+        "y",
+        "ops2@candlefish.example",
+    );
+    assert_ne!(
+        other.dedup_key, email.dedup_key,
+        "each address gets its copy"
+    );
+    assert_eq!(email.kind, "run_failed");
+    assert_eq!(email.period.as_deref(), Some("2025-08"));
+    assert!(email.subject.contains("payouts") && email.subject.contains("2025-08"));
+    assert!(
+        email
+            .text
+            .contains("    control total broken\n    USD: 1 cent off\n")
+    );
+    assert!(
+        email
+            .text
+            .contains("    opnet run payouts --period 2025-08\n")
+    );
+    assert!(email.html.is_none());
+}
+
+#[test]
+fn html_report_email_wraps_given_parts() {
+    let email = html_report_email(
+        "network_health",
+        "network_health:2025-08:abc",
+        "leadership@candlefish.example",
+        "Network health 2025-08",
+        "<p>hi</p>",
+        String::from("hi"),
+        Vec::new(),
+    );
+    assert_eq!(email.kind, "network_health");
+    assert_eq!(email.html.as_deref(), Some("<p>hi</p>"));
+    assert_eq!(email.text, "hi");
+}
+
+#[test]
+fn every_template_parses() {
+    environment().expect("all embedded templates parse");
+}
+
+#[test]
+fn previous_period_wraps_the_year() {
+    assert_eq!(previous_period("2025-01").as_deref(), Some("2024-12"));
+    assert_eq!(previous_period("2025-08").as_deref(), Some("2025-07"));
+    assert_eq!(previous_period("2025-13"), None);
+    assert_eq!(previous_period("garbage"), None);
+}
