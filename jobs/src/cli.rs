@@ -1,4 +1,313 @@
-//! (stub: being written)
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+//! The `opnet` command line. Parsing, config resolution and output formatting live
+//! here; each command calls into the library and reports errors with context.
+//!
+//! On a terminal, long steps show a progress bar and logs are quiet (warnings);
+//! otherwise (cron, CI, containers) logs are structured `tracing` lines at info.
+
+use crate::close::{self, App, CloseOptions};
+use crate::config::{Config, Overrides};
+use crate::generate::{self, Format, GenerateOptions};
+use crate::jobs::payouts;
+use anyhow::{Context, Result};
+use chrono::Utc;
+use clap::{Args, Parser, Subcommand};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use opnet_pipelines::Period;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// opnet — the batch back office of the Candlefish Operator Network.
+///
+/// Pulls billing, CRM and survey data into a Parquet lake, computes the month
+/// (payouts, tiers, exclusivity, alerts, network health), writes the results to a SQL
+/// database and sends the emails.
+#[derive(Debug, Parser)]
+#[command(name = "opnet", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Global options: each also reads an environment variable and a config-file key
+/// (flag > environment > file > default).
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Config file (TOML; see deploy/opnet.example.toml). Default: ./opnet.toml if present.
+    #[arg(long, global = true, env = "OPNET_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Source folder of the input datasets [default: ./opnet-data/source]
+    #[arg(long, global = true, env = "OPNET_SOURCE", value_name = "DIR")]
+    pub source: Option<String>,
+    /// Lake folder [default: ./opnet-data/lake]
+    #[arg(long, global = true, env = "OPNET_LAKE", value_name = "DIR")]
+    pub lake: Option<String>,
+    /// Results database [default: sqlite://./opnet-data/opnet.db]
+    #[arg(long, global = true, env = "DATABASE_URL", value_name = "URL")]
+    pub database: Option<String>,
+    /// Mail transport: file:DIR or smtp://HOST:PORT [default: file:./opnet-data/outbox]
+    #[arg(long, global = true, env = "OPNET_MAIL", value_name = "file:DIR|smtp://HOST:PORT")]
+    pub mail: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate demo data, run the close for its months, print a summary.
+    Demo {
+        /// Operators in the demo network.
+        #[arg(long, default_value_t = 60)]
+        operators: usize,
+        /// Months of history.
+        #[arg(long, default_value_t = 15)]
+        months: u32,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// Write a synthetic operator network in the data-contract layout.
+    Generate {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        operators: usize,
+        #[arg(long, default_value_t = 24)]
+        months: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, value_enum, default_value_t = Format::Csv)]
+        format: Format,
+        /// Last month of the data [default: the last complete month].
+        #[arg(long, value_name = "YYYY-MM")]
+        end: Option<Period>,
+    },
+    /// Snapshot every source dataset into the lake (validated; bad rows quarantined).
+    Ingest,
+    /// Monthly close for each period in order (ingest first).
+    Close {
+        /// Last period to close [default: the last complete month].
+        #[arg(long, value_name = "YYYY-MM")]
+        through: Option<Period>,
+        /// First period [default: the first month with billing data].
+        #[arg(long, value_name = "YYYY-MM")]
+        from: Option<Period>,
+        /// R1.9: write a new revision of approved periods instead of refusing them.
+        #[arg(long)]
+        revise: bool,
+        /// Re-run against a recorded lake snapshot instead of ingesting.
+        #[arg(long, value_name = "ID")]
+        snapshot: Option<String>,
+        /// Run only this job (repeatable): payouts, exclusivity, alerts, network_health.
+        #[arg(long = "job", value_name = "NAME")]
+        only: Vec<String>,
+    },
+    /// Recent runs from the ledger.
+    Runs {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Payout statements: show, approve, send.
+    #[command(subcommand)]
+    Payouts(PayoutsCommand),
+    /// Write the leadership network-health report for a period (without sending it).
+    Report {
+        #[arg(long, value_name = "YYYY-MM")]
+        period: Period,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Validate the configuration and plan, print the resolved values.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PayoutsCommand {
+    /// A readable table of a period's statements (latest revision).
+    Show {
+        #[arg(long, value_name = "YYYY-MM")]
+        period: Period,
+        #[arg(long, value_name = "ID")]
+        operator: Option<String>,
+    },
+    /// Approve a period's draft statements (all, or one operator's).
+    Approve {
+        #[arg(long, value_name = "YYYY-MM")]
+        period: Period,
+        #[arg(long, value_name = "ID")]
+        operator: Option<String>,
+    },
+    /// Email approved statements to their operators (drafts are never sent).
+    Send {
+        #[arg(long, value_name = "YYYY-MM")]
+        period: Period,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let default = if std::io::stdout().is_terminal() { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPNET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn overrides(g: &Global) -> Overrides {
+    Overrides {
+        config: g.config.clone(),
+        source: g.source.clone(),
+        lake: g.lake.clone(),
+        database: g.database.clone(),
+        mail: g.mail.clone(),
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    // Generating data needs no config, database or lake.
+    if let Command::Generate { out, operators, months, seed, format, end } = &cli.command {
+        let end = end.unwrap_or_else(|| close::last_complete_period(Utc::now()));
+        let started = std::time::Instant::now();
+        let summary = generate::generate(&GenerateOptions {
+            out: out.clone(),
+            operators: *operators,
+            months: *months,
+            end,
+            seed: *seed,
+            format: *format,
+        })?;
+        let mut t = table(["dataset", "rows"]);
+        for (d, n) in &summary.rows {
+            t.add_row([d.clone(), n.to_string()]);
+        }
+        println!("{t}");
+        println!(
+            "wrote {} .. {} to {} in {:.1}s",
+            summary.first_period,
+            summary.last_period,
+            summary.out.display(),
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
+    let config = Config::load(&overrides(&cli.global))?;
+    if let Command::Check = cli.command {
+        println!("config file: {}", config.file.as_ref().map(|p| p.display().to_string()).unwrap_or("(none)".into()));
+        println!("source:      {}", config.source);
+        println!("lake:        {}", config.lake);
+        println!("database:    {}", crate::db::redact(&config.database));
+        println!("mail:        {}", config.mail);
+        println!("plan:        {} ({} version(s))", config.plan_origin, config.plan.versions.len());
+        println!("configuration is valid");
+        return Ok(());
+    }
+    if let Command::Demo { operators, months, seed } = cli.command {
+        return crate::demo::run(config, operators, months, seed).await;
+    }
+    let app = App::open(config).await?;
+    match cli.command {
+        Command::Ingest => {
+            let r = close::run_ingest(&app, Utc::now()).await?;
+            print_ingest(&r);
+        }
+        Command::Close { through, from, revise, snapshot, only } => {
+            let opts = CloseOptions { from, through, revise, snapshot, only };
+            let r = close::close(&app, &opts, Utc::now()).await?;
+            if let Some(i) = &r.ingest {
+                print_ingest(i);
+            }
+            print_close(&r);
+        }
+        Command::Runs { limit } => {
+            let mut t = table(["run_id", "job", "period", "status", "started_at", "rows in/quar/out", "plan", "error"]);
+            for r in app.db.recent_runs(limit).await? {
+                t.add_row([
+                    r.run_id,
+                    r.job,
+                    r.period.unwrap_or_default(),
+                    r.status,
+                    r.started_at,
+                    format!("{}/{}/{}", r.rows_in, r.rows_quarantined, r.rows_out),
+                    r.plan_version.unwrap_or_default(),
+                    r.error.unwrap_or_default(),
+                ]);
+            }
+            println!("{t}");
+        }
+        Command::Payouts(PayoutsCommand::Show { period, operator }) => {
+            println!("{}", payouts::show(&app, period, operator.as_deref()).await?);
+        }
+        Command::Payouts(PayoutsCommand::Approve { period, operator }) => {
+            let n = payouts::approve(&app, period, operator.as_deref(), Utc::now()).await?;
+            println!("approved {n} statement(s) of {period}");
+        }
+        Command::Payouts(PayoutsCommand::Send { period }) => {
+            let (queued, delivery) = payouts::send(&app, period, Utc::now()).await?;
+            println!(
+                "{queued} statement email(s) queued for {period}; delivered {} (failed {}) via {}",
+                delivery.sent, delivery.failed, app.config.mail
+            );
+        }
+        Command::Report { period, out } => {
+            let report = crate::jobs::network_health::report_for(&app, period).await?;
+            std::fs::write(&out, report.html).with_context(|| format!("writing {}", out.display()))?;
+            println!("wrote the {period} network-health report to {}", out.display());
+        }
+        Command::Generate { .. } | Command::Demo { .. } | Command::Check => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+pub fn table<const N: usize>(header: [&str; N]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(header);
+    t
+}
+
+pub fn print_ingest(r: &crate::ingest::IngestReport) {
+    let mut t = table(["dataset", "rows in", "ok", "quarantined", "quarantine file"]);
+    for d in &r.datasets {
+        t.add_row([
+            d.dataset.clone(),
+            d.rows_in.to_string(),
+            d.rows_ok.to_string(),
+            d.rows_quarantined.to_string(),
+            d.quarantine.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+    println!(
+        "snapshot {}{} — {} rows, {} quarantined",
+        r.snapshot,
+        if r.reused { " (unchanged sources: reused)" } else { "" },
+        r.rows_in(),
+        r.rows_quarantined()
+    );
+}
+
+pub fn print_close(r: &close::CloseReport) {
+    let mut t = table(["period", "job", "rows written", "notes"]);
+    for run in &r.runs {
+        t.add_row([run.period.to_string(), run.job.to_string(), run.rows_out.to_string(), run.notes.join("; ")]);
+    }
+    println!("{t}");
+    println!("emails delivered: {} (failed: {})", r.delivery.sent, r.delivery.failed);
 }

@@ -1,1 +1,264 @@
-//! (stub: being written)
+//! The monthly close: ingest a snapshot, then run every job of the registry for each
+//! period in order, each in its own transaction with its ledger row, then deliver the
+//! queued emails.
+//!
+//! Periods run oldest first because a period reads the one before it (carried
+//! balances, clawbacks of earlier collections). A failed run rolls back, leaves its
+//! `failed` ledger row, and stops the close: later periods would build on a gap.
+
+use crate::config::Config;
+use crate::db::{self, Db, RunCounts, RunStart, Value};
+use crate::ingest::{self, IngestReport};
+use crate::jobs::{self, JobContext, JobOutput, Replace};
+use crate::lake::Lake;
+use crate::mail::{self, DeliveryReport, Transport};
+use crate::store::{self, ObjectStore};
+use anyhow::{Context, Result, anyhow};
+use chrono::{DateTime, Utc};
+use opnet_pipelines::{Inputs, Period};
+use polars::prelude::*;
+use std::sync::Arc;
+
+/// Everything a command needs, built once from the validated config.
+pub struct App {
+    pub config: Config,
+    pub db: Db,
+    pub source: Arc<dyn ObjectStore>,
+    pub lake: Lake,
+    pub transport: Transport,
+}
+
+impl App {
+    pub async fn open(config: Config) -> Result<App> {
+        let db = Db::connect(&config.database).await.context("opening the database")?;
+        db.migrate().await.context("migrating the database")?;
+        let source = store::open(&config.source).with_context(|| format!("source {}", config.source))?;
+        let lake = Lake::new(store::open(&config.lake).with_context(|| format!("lake {}", config.lake))?);
+        let transport = Transport::parse(&config.mail).with_context(|| format!("mail {}", config.mail))?;
+        Ok(App { config, db, source, lake, transport })
+    }
+}
+
+/// `opnet close` options.
+#[derive(Clone, Debug, Default)]
+pub struct CloseOptions {
+    pub from: Option<Period>,
+    pub through: Option<Period>,
+    /// R1.9: write a new revision of approved periods instead of refusing them.
+    pub revise: bool,
+    /// Re-run against this recorded snapshot instead of ingesting the sources.
+    pub snapshot: Option<String>,
+    /// Run only these jobs (by name); all when empty.
+    pub only: Vec<String>,
+}
+
+/// One job run of the close, for the summary.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    pub period: Period,
+    pub job: &'static str,
+    pub run_id: Option<String>,
+    pub rows_out: i64,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct CloseReport {
+    pub ingest: Option<IngestReport>,
+    pub snapshot: String,
+    pub runs: Vec<RunSummary>,
+    pub delivery: DeliveryReport,
+}
+
+/// Ingest every source dataset into a lake snapshot and record the run.
+pub async fn run_ingest(app: &App, now: DateTime<Utc>) -> Result<IngestReport> {
+    let run_id = app.db.start_run(&RunStart { job: "ingest", ..Default::default() }, now).await?;
+    match ingest::ingest(app.source.as_ref(), &app.lake, now).await {
+        Ok(report) => {
+            let mut tx = app.db.pool.begin().await.context("begin")?;
+            sqlx::query("UPDATE job_runs SET input_fingerprint = $1, snapshot = $2 WHERE run_id = $3")
+                .bind(&report.fingerprint)
+                .bind(&report.snapshot)
+                .bind(&run_id)
+                .execute(&mut *tx)
+                .await
+                .context("recording the snapshot")?;
+            let counts = RunCounts {
+                rows_in: report.rows_in() as i64,
+                rows_quarantined: report.rows_quarantined() as i64,
+                rows_out: (report.rows_in() - report.rows_quarantined()) as i64,
+            };
+            db::finish_run(&mut tx, &run_id, &counts, Utc::now()).await?;
+            tx.commit().await.context("commit")?;
+            Ok(report)
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            app.db.fail_run(&run_id, &msg, Utc::now()).await?;
+            Err(anyhow!(e)).context("ingest failed")
+        }
+    }
+}
+
+/// The first month with billing data (`--from`'s default): the earliest `issued_on`.
+pub fn first_billing_period(inputs: &Inputs) -> Result<Option<Period>> {
+    let df = inputs
+        .invoices
+        .clone()
+        .select([col("issued_on").min().alias("first")])
+        .collect()
+        .map_err(anyhow::Error::from)
+        .context("reading the first billing month")?;
+    let first = df.column("first")?.cast(&DataType::Int32)?.i32()?.get(0);
+    Ok(first.map(|d| Period::of_date(opnet_pipelines::period::days_to_date(d))))
+}
+
+/// The last complete month before `now` (the default `--through`).
+pub fn last_complete_period(now: DateTime<Utc>) -> Period {
+    Period::of_date(now.date_naive()).prev()
+}
+
+/// Run the close for every period of the options, in order.
+pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result<CloseReport> {
+    let (ingest_report, snapshot) = match &opts.snapshot {
+        Some(s) => (None, s.clone()),
+        None => {
+            let r = run_ingest(app, now).await?;
+            let s = r.snapshot.clone();
+            (Some(r), s)
+        }
+    };
+    let fingerprint = ingest_report.as_ref().map(|r| r.fingerprint.clone());
+    let inputs = app
+        .lake
+        .read_snapshot(&snapshot)
+        .await
+        .with_context(|| format!("reading snapshot {snapshot}"))?;
+    let through = opts.through.unwrap_or_else(|| last_complete_period(now));
+    let from = match opts.from {
+        Some(p) => p,
+        None => first_billing_period(&inputs)?.ok_or_else(|| anyhow!("no billing data: billing/invoices is empty"))?,
+    };
+    let registry = jobs::registry();
+    for name in &opts.only {
+        if !registry.iter().any(|j| j.name() == name) {
+            return Err(anyhow!("unknown job {name:?}; jobs: {}", registry.iter().map(|j| j.name()).collect::<Vec<_>>().join(", ")));
+        }
+    }
+    let mut runs = Vec::new();
+    for period in from.through(through) {
+        let plan = app.config.plan.for_period(period)?;
+        for job in &registry {
+            if !opts.only.is_empty() && !opts.only.iter().any(|n| n == job.name()) {
+                continue;
+            }
+            let mut ctx = JobContext {
+                period,
+                plan,
+                inputs: &inputs,
+                config: &app.config,
+                run_id: "",
+                now,
+                revise: opts.revise,
+            };
+            {
+                let mut conn = app.db.pool.acquire().await.context("acquire")?;
+                if let Some(reason) = job.refuse(&ctx, &mut conn).await? {
+                    tracing::warn!(job = job.name(), %period, %reason, "Run refused");
+                    runs.push(RunSummary { period, job: job.name(), run_id: None, rows_out: 0, notes: vec![reason] });
+                    continue;
+                }
+            }
+            let run_id = app
+                .db
+                .start_run(
+                    &RunStart {
+                        job: job.name(),
+                        period: Some(period.to_string()),
+                        plan_version: Some(plan.version.clone()),
+                        input_fingerprint: fingerprint.clone(),
+                        snapshot: Some(snapshot.clone()),
+                    },
+                    now,
+                )
+                .await?;
+            ctx.run_id = &run_id;
+            let mut tx = app.db.pool.begin().await.context("begin")?;
+            let result = run_in_tx(app, job.as_ref(), &ctx, &mut tx).await;
+            match result {
+                Ok((out, rows_out)) => {
+                    tx.commit().await.with_context(|| format!("commit {} {period}", job.name()))?;
+                    publish(app, job.name(), period, &out).await?;
+                    tracing::info!(job = job.name(), %period, run_id = %run_id, rows_out, "Run succeeded");
+                    runs.push(RunSummary { period, job: job.name(), run_id: Some(run_id.clone()), rows_out, notes: out.summary });
+                }
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    let msg = format!("{e:#}");
+                    app.db.fail_run(&run_id, &msg, Utc::now()).await?;
+                    tracing::error!(job = job.name(), %period, run_id = %run_id, error = %msg, "Run failed");
+                    queue_failure_notice(app, job.name(), period, &run_id, &msg).await;
+                    return Err(e.context(format!("{} {period} failed (run {run_id}); nothing was committed", job.name())));
+                }
+            }
+        }
+    }
+    let delivery = mail::deliver_queued(&app.db.pool, &app.transport, Utc::now()).await?;
+    Ok(CloseReport { ingest: ingest_report, snapshot, runs, delivery })
+}
+
+/// Write a job's output and its ledger row in the run's transaction.
+async fn run_in_tx(
+    app: &App,
+    job: &dyn jobs::Job,
+    ctx: &JobContext<'_>,
+    tx: &mut sqlx::AnyConnection,
+) -> Result<(JobOutput, i64)> {
+    let out = job.run(ctx, tx).await?;
+    let period = ctx.period.to_string();
+    let mut rows_out = 0i64;
+    for w in &out.writes {
+        if w.replace == Replace::Period {
+            sqlx::query(&format!("DELETE FROM {} WHERE period = $1", w.table))
+                .bind(&period)
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("replacing {} of {period}", w.table))?;
+        }
+        rows_out += db::insert_frame(tx, w.table, &w.frame, &[("run_id", Value::Text(ctx.run_id.to_string()))])
+            .await? as i64;
+    }
+    mail::enqueue(tx, &app.config.email.from, &out.emails, Some(ctx.run_id), ctx.now).await?;
+    let counts = RunCounts { rows_in: out.rows_in, rows_quarantined: 0, rows_out };
+    db::finish_run(tx, ctx.run_id, &counts, Utc::now()).await?;
+    Ok((out, rows_out))
+}
+
+/// After commit: the Parquet marts and files in the lake. A re-run overwrites them,
+/// so they always match the committed tables.
+async fn publish(app: &App, job: &str, period: Period, out: &JobOutput) -> Result<()> {
+    for w in out.writes.iter().filter(|w| w.publish) {
+        let mut frame = w.frame.clone();
+        app.lake
+            .write_mart(w.table, period, &mut frame)
+            .await
+            .with_context(|| format!("{job} {period}: publishing mart {}", w.table))?;
+    }
+    for (key, bytes) in &out.files {
+        app.lake.put_file(key, bytes.clone()).await.with_context(|| format!("{job} {period}: writing {key}"))?;
+    }
+    Ok(())
+}
+
+/// A failed run tells the ops list (best effort: the failure itself is already in
+/// the ledger and on stderr).
+async fn queue_failure_notice(app: &App, job: &str, period: Period, run_id: &str, error: &str) {
+    let rerun = format!("opnet close --from {period} --through {period}");
+    for to in &app.config.email.ops {
+        let email = mail::run_failed_email(job, Some(&period.to_string()), run_id, error, &rerun, to);
+        if let Ok(mut conn) = app.db.pool.acquire().await {
+            let _ = mail::enqueue(&mut conn, &app.config.email.from, &[email], Some(run_id), Utc::now()).await;
+        }
+    }
+    let _ = mail::deliver_queued(&app.db.pool, &app.transport, Utc::now()).await;
+}

@@ -1,1 +1,264 @@
-//! (stub: being written)
+//! Typed configuration: one TOML file (`deploy/opnet.example.toml` documents every
+//! key), overridden by environment variables and command-line flags.
+//!
+//! Order, highest first: flag > environment variable > config file > embedded
+//! default. Validation is pure (no filesystem or network), collects every problem, and
+//! names the file and key of each; it runs once at start-up.
+
+use opnet_pipelines::PlanBook;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Embedded defaults: everything under `./opnet-data`, SQLite, `.eml` outbox.
+pub const DEFAULT_SOURCE: &str = "./opnet-data/source";
+pub const DEFAULT_LAKE: &str = "./opnet-data/lake";
+pub const DEFAULT_DATABASE: &str = "sqlite://./opnet-data/opnet.db";
+pub const DEFAULT_MAIL: &str = "file:./opnet-data/outbox";
+
+/// The config file as written (every key optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Source folder (local directory or `s3://bucket/prefix`).
+    pub source: Option<String>,
+    /// Lake folder (local directory or `s3://bucket/prefix`).
+    pub lake: Option<String>,
+    /// `sqlite://FILE` or `postgres://…`.
+    pub database: Option<String>,
+    /// `file:DIR` or `smtp://HOST:PORT`.
+    pub mail: Option<String>,
+    /// Path of the compensation plan file (relative to this file); default: the Playbook.
+    pub plan_file: Option<String>,
+    #[serde(default)]
+    pub email: EmailConfig,
+}
+
+/// Who emails come from and which internal lists get what.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    /// From: of every email.
+    pub from: String,
+    /// Finance: the period summary of the payout close.
+    pub finance: Vec<String>,
+    /// Leadership: the monthly network-health report.
+    pub leadership: Vec<String>,
+    /// Partner success: exclusivity escalations.
+    pub partner_success: Vec<String>,
+    /// Operations: failed runs.
+    pub ops: Vec<String>,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        Self {
+            from: "Candlefish Operator Network <payouts@candlefish.example>".into(),
+            finance: vec!["finance@candlefish.example".into()],
+            leadership: vec!["leadership@candlefish.example".into()],
+            partner_success: vec!["partner-success@candlefish.example".into()],
+            ops: vec!["ops@candlefish.example".into()],
+        }
+    }
+}
+
+/// Values given on the command line or in the environment (clap merges the two).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub source: Option<String>,
+    pub lake: Option<String>,
+    pub database: Option<String>,
+    pub mail: Option<String>,
+}
+
+/// The resolved, validated configuration every command runs with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub source: String,
+    pub lake: String,
+    pub database: String,
+    pub mail: String,
+    pub email: EmailConfig,
+    pub plan: PlanBook,
+    /// Where the plan came from, for messages and the ledger.
+    pub plan_origin: String,
+    /// The config file that was read, if any.
+    pub file: Option<PathBuf>,
+}
+
+/// Every problem found in the configuration, each naming its file and key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl Config {
+    /// Resolve: read the config file (the `--config` one, or `./opnet.toml` when it
+    /// exists), layer the overrides on top, load the plan, validate everything.
+    pub fn load(over: &Overrides) -> Result<Config, ConfigError> {
+        let (file, path) = match &over.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError(vec![format!("{}: cannot read: {e}", p.display())]))?;
+                (Self::parse_file(&text, p)?, Some(p.clone()))
+            }
+            None if Path::new("opnet.toml").exists() => {
+                let p = PathBuf::from("opnet.toml");
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| ConfigError(vec![format!("opnet.toml: cannot read: {e}")]))?;
+                (Self::parse_file(&text, &p)?, Some(p))
+            }
+            None => (FileConfig::default(), None),
+        };
+        let (plan, plan_origin) = match &file.plan_file {
+            None => (PlanBook::default(), "embedded Playbook plan".to_string()),
+            Some(rel) => {
+                let base = path.as_deref().and_then(Path::parent).unwrap_or(Path::new("."));
+                let p = base.join(rel);
+                let text = std::fs::read_to_string(&p).map_err(|e| {
+                    ConfigError(vec![format!("{}: key plan_file: cannot read {}: {e}", where_(&path), p.display())])
+                })?;
+                let book = PlanBook::from_toml(&text)
+                    .map_err(|e| ConfigError(vec![format!("{}: {e}", p.display())]))?;
+                (book, p.display().to_string())
+            }
+        };
+        let pick = |flag: &Option<String>, file: &Option<String>, default: &str| {
+            flag.clone().or_else(|| file.clone()).unwrap_or_else(|| default.to_string())
+        };
+        let config = Config {
+            source: pick(&over.source, &file.source, DEFAULT_SOURCE),
+            lake: pick(&over.lake, &file.lake, DEFAULT_LAKE),
+            database: pick(&over.database, &file.database, DEFAULT_DATABASE),
+            mail: pick(&over.mail, &file.mail, DEFAULT_MAIL),
+            email: file.email,
+            plan,
+            plan_origin,
+            file: path,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parse a config file's text; errors name the file and the key.
+    pub fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(vec![format!("{}: {}", path.display(), e.message().trim())
+            + &e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default()]))
+    }
+
+    /// Pure validation of the resolved values; collects every problem.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let at = where_(&self.file);
+        let mut p = Vec::new();
+        if !(self.database.starts_with("sqlite:")
+            || self.database.starts_with("postgres://")
+            || self.database.starts_with("postgresql://"))
+        {
+            p.push(format!("{at}: key database: expected sqlite://FILE or postgres://…, got {:?}", crate::db::redact(&self.database)));
+        }
+        if !(self.mail.starts_with("file:") || self.mail.starts_with("smtp://")) {
+            p.push(format!("{at}: key mail: expected file:DIR or smtp://HOST:PORT, got {:?}", self.mail));
+        } else if let Some(rest) = self.mail.strip_prefix("smtp://") {
+            let hostport = rest.rsplit('@').next().unwrap_or(rest);
+            match hostport.trim_end_matches('/').rsplit_once(':') {
+                Some((h, port)) if !h.is_empty() && port.parse::<u16>().is_ok() => {}
+                _ => p.push(format!("{at}: key mail: smtp URL needs HOST:PORT, got {:?}", self.mail)),
+            }
+        }
+        for (key, v) in [("source", &self.source), ("lake", &self.lake)] {
+            if v.trim().is_empty() {
+                p.push(format!("{at}: key {key}: must not be empty"));
+            }
+        }
+        let addr = |key: &str, a: &str, p: &mut Vec<String>| {
+            if a.parse::<lettre::message::Mailbox>().is_err() {
+                p.push(format!("{at}: key email.{key}: not an email address: {a:?}"));
+            }
+        };
+        addr("from", &self.email.from, &mut p);
+        for (key, list) in [
+            ("finance", &self.email.finance),
+            ("leadership", &self.email.leadership),
+            ("partner_success", &self.email.partner_success),
+            ("ops", &self.email.ops),
+        ] {
+            for a in list {
+                addr(key, a, &mut p);
+            }
+        }
+        if let Err(e) = self.plan.validate() {
+            p.push(format!("{}: {e}", self.plan_origin));
+        }
+        if p.is_empty() { Ok(()) } else { Err(ConfigError(p)) }
+    }
+}
+
+fn where_(file: &Option<PathBuf>) -> String {
+    file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(flags/environment)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, over: Overrides) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("opnet.toml");
+        std::fs::write(&p, text).unwrap();
+        Config::load(&Overrides { config: Some(p), ..over })
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_ones() {
+        let c = load("", Overrides::default()).unwrap();
+        assert_eq!(c.database, DEFAULT_DATABASE);
+        assert_eq!(c.mail, DEFAULT_MAIL);
+        assert_eq!(c.plan.versions[0].version, "playbook");
+    }
+
+    #[test]
+    fn flag_beats_file() {
+        let c = load("database = \"sqlite://a.db\"\n", Overrides { database: Some("sqlite://b.db".into()), ..Default::default() })
+            .unwrap();
+        assert_eq!(c.database, "sqlite://b.db");
+        let c = load("database = \"sqlite://a.db\"\n", Overrides::default()).unwrap();
+        assert_eq!(c.database, "sqlite://a.db");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = load("databse = \"x\"\n", Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("databse"), "{e}");
+        assert!(e.contains("opnet.toml"), "{e}");
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_with_its_key() {
+        let e = load(
+            "database = \"mysql://x\"\nmail = \"smtp://host\"\n[email]\nfinance = [\"not an address\"]\n",
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("key database"), "{e}");
+        assert!(e.contains("key mail"), "{e}");
+        assert!(e.contains("key email.finance"), "{e}");
+    }
+
+    #[test]
+    fn plan_file_errors_name_the_plan_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("plan.toml"), "[[version]]\nversion = \"a\"\neffective_from = \"2025-13\"\n").unwrap();
+        let p = dir.path().join("opnet.toml");
+        std::fs::write(&p, "plan_file = \"plan.toml\"\n").unwrap();
+        let e = Config::load(&Overrides { config: Some(p), ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("plan.toml"), "{e}");
+        assert!(e.contains("2025-13"), "{e}");
+    }
+
+    #[test]
+    fn example_config_parses_and_validates() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/opnet.example.toml");
+        let c = Config::load(&Overrides { config: Some(p), ..Default::default() }).unwrap();
+        assert!(c.plan.versions.len() >= 2, "the example ships a plan with two versions");
+    }
+}

@@ -1,1 +1,530 @@
-//! (stub: being written)
+//! The results database: PostgreSQL in production, SQLite as the embedded default,
+//! both through sqlx's `Any` driver so every query is written once.
+//!
+//! This module owns the schema migrations (`sql/<backend>/*.sql`, embedded in the
+//! binary), the run ledger (`job_runs`) and a bulk writer that turns a Polars
+//! `DataFrame` into multi-row `INSERT`s, so a job's results go in with few round trips
+//! inside the same transaction as its ledger row.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use polars::prelude::*;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyConnection, AnyPool, Row};
+use std::str::FromStr;
+
+/// Which database a URL points at; the few dialect differences key off this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Errors of the database layer; each names what it was doing.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database URL {0:?}: expected postgres://… or sqlite://…")]
+    BadUrl(String),
+    #[error("cannot connect to {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("migration {version} failed: {source}")]
+    Migrate { version: String, source: sqlx::Error },
+    #[error("writing table {table}: {source}")]
+    Write { table: String, source: sqlx::Error },
+    #[error("table {table}, column {column}: unsupported type {dtype} for the database")]
+    Unsupported { table: String, column: String, dtype: String },
+    #[error("table {table}: {source}")]
+    Frame { table: String, source: PolarsError },
+    #[error("{context}: {source}")]
+    Query { context: String, source: sqlx::Error },
+}
+
+impl DbError {
+    pub fn query(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> DbError {
+        let context = context.into();
+        move |source| DbError::Query { context, source }
+    }
+
+    /// Connection-level failures are worth a retry; constraint or syntax errors are not.
+    pub fn is_transient(&self) -> bool {
+        let e = match self {
+            DbError::Connect { source, .. }
+            | DbError::Write { source, .. }
+            | DbError::Query { source, .. }
+            | DbError::Migrate { source, .. } => source,
+            _ => return false,
+        };
+        matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
+    }
+}
+
+/// Embedded migrations, in order: (version, PostgreSQL script, SQLite script).
+const MIGRATIONS: &[(&str, &str, &str)] = &[(
+    "0001_init",
+    include_str!("../../sql/postgres/0001_init.sql"),
+    include_str!("../../sql/sqlite/0001_init.sql"),
+)];
+
+/// A connection pool and the backend behind it.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+impl Db {
+    /// Connect, creating an SQLite file (and its folder) when it does not exist yet.
+    pub async fn connect(url: &str) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = backend_of(url)?;
+        let mut url = url.to_string();
+        if backend == Backend::Sqlite {
+            if let Some(path) = sqlite_path(&url) {
+                if let Some(dir) = std::path::Path::new(&path).parent() {
+                    if !dir.as_os_str().is_empty() {
+                        let _ = std::fs::create_dir_all(dir);
+                    }
+                }
+            }
+            if !url.contains("mode=") && !url.contains(":memory:") {
+                url.push_str(if url.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
+            }
+        }
+        let options = AnyConnectOptions::from_str(&url).map_err(|source| DbError::Connect {
+            url: redact(&url),
+            source,
+        })?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .connect_with(options)
+            .await
+            .map_err(|source| DbError::Connect { url: redact(&url), source })?;
+        Ok(Db { pool, backend })
+    }
+
+    /// Apply the embedded migrations that are not applied yet; returns their versions.
+    ///
+    /// On PostgreSQL an advisory lock serialises replicas that start at once.
+    pub async fn migrate(&self) -> Result<Vec<String>, DbError> {
+        let mut conn = self.pool.acquire().await.map_err(DbError::query("acquire connection"))?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_lock(7262730)")
+                .execute(&mut *conn)
+                .await
+                .map_err(DbError::query("migration lock"))?;
+        }
+        let result = self.migrate_locked(&mut conn).await;
+        if self.backend == Backend::Postgres {
+            let _ = sqlx::query("SELECT pg_advisory_unlock(7262730)").execute(&mut *conn).await;
+        }
+        result
+    }
+
+    async fn migrate_locked(&self, conn: &mut AnyConnection) -> Result<Vec<String>, DbError> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS opnet_migrations (version TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+            .execute(&mut *conn)
+            .await
+            .map_err(DbError::query("create opnet_migrations"))?;
+        let mut applied = Vec::new();
+        for (version, pg, lite) in MIGRATIONS {
+            let done: Option<String> = sqlx::query_scalar("SELECT version FROM opnet_migrations WHERE version = $1")
+                .bind(*version)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(DbError::query("read opnet_migrations"))?;
+            if done.is_some() {
+                continue;
+            }
+            let script = if self.backend == Backend::Postgres { pg } else { lite };
+            let mut tx = sqlx::Connection::begin(&mut *conn)
+                .await
+                .map_err(|source| DbError::Migrate { version: version.to_string(), source })?;
+            sqlx::raw_sql(script)
+                .execute(&mut *tx)
+                .await
+                .map_err(|source| DbError::Migrate { version: version.to_string(), source })?;
+            sqlx::query("INSERT INTO opnet_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(*version)
+                .bind(timestamp(Utc::now()))
+                .execute(&mut *tx)
+                .await
+                .map_err(|source| DbError::Migrate { version: version.to_string(), source })?;
+            tx.commit()
+                .await
+                .map_err(|source| DbError::Migrate { version: version.to_string(), source })?;
+            applied.push(version.to_string());
+        }
+        Ok(applied)
+    }
+}
+
+pub fn backend_of(url: &str) -> Result<Backend, DbError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Backend::Postgres)
+    } else if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else {
+        Err(DbError::BadUrl(redact(url)))
+    }
+}
+
+fn sqlite_path(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| path.to_string())
+}
+
+/// A URL with its password replaced, safe to log.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}://{}:*****{}", &url[..s], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// RFC 3339 UTC with seconds, the text form of every timestamp in the database.
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A constant value added to every row a frame writes (e.g. `run_id`).
+#[derive(Clone, Debug)]
+pub enum Value {
+    Text(String),
+    Int(i64),
+}
+
+enum Cell<'a> {
+    I(Option<i64>),
+    F(Option<f64>),
+    B(Option<bool>),
+    S(Option<String>),
+    C(&'a Value),
+}
+
+/// Insert every row of `df` into `table` (columns by name), plus `extra` constant
+/// columns, in multi-row statements of at most ~30 000 parameters (under both
+/// PostgreSQL's 65 535 and SQLite's 32 766 limits).
+pub async fn insert_frame(
+    conn: &mut AnyConnection,
+    table: &str,
+    df: &DataFrame,
+    extra: &[(&str, Value)],
+) -> Result<u64, DbError> {
+    if df.height() == 0 {
+        return Ok(0);
+    }
+    let frame_err = |source| DbError::Frame { table: table.to_string(), source };
+    // Normalise the dtypes the database does not know: dates become ISO text,
+    // narrow ints widen, all-null columns are typed as text.
+    let mut cols: Vec<Series> = Vec::with_capacity(df.width());
+    for c in df.columns() {
+        let s = c.as_materialized_series().clone();
+        let s = match s.dtype() {
+            DataType::Date | DataType::Datetime(_, _) | DataType::Null => {
+                s.cast(&DataType::String).map_err(frame_err)?
+            }
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16
+            | DataType::UInt32 | DataType::UInt64 => s.cast(&DataType::Int64).map_err(frame_err)?,
+            DataType::Float32 => s.cast(&DataType::Float64).map_err(frame_err)?,
+            DataType::Int64 | DataType::Float64 | DataType::Boolean | DataType::String => s,
+            other => {
+                return Err(DbError::Unsupported {
+                    table: table.to_string(),
+                    column: c.name().to_string(),
+                    dtype: other.to_string(),
+                });
+            }
+        };
+        cols.push(s);
+    }
+    let names: Vec<String> = cols
+        .iter()
+        .map(|s| s.name().to_string())
+        .chain(extra.iter().map(|(n, _)| n.to_string()))
+        .collect();
+    let width = names.len();
+    let rows_per_stmt = (30_000 / width).max(1);
+    let mut written = 0u64;
+    let mut start = 0usize;
+    while start < df.height() {
+        let end = (start + rows_per_stmt).min(df.height());
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", names.join(", "));
+        let mut n = 0usize;
+        for r in 0..(end - start) {
+            sql.push_str(if r == 0 { "(" } else { ", (" });
+            for c in 0..width {
+                n += 1;
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('$');
+                sql.push_str(&n.to_string());
+            }
+            sql.push(')');
+        }
+        let mut q = sqlx::query(&sql);
+        for row in start..end {
+            for s in &cols {
+                let cell = match s.dtype() {
+                    DataType::Int64 => Cell::I(s.i64().map_err(frame_err)?.get(row)),
+                    DataType::Float64 => Cell::F(s.f64().map_err(frame_err)?.get(row)),
+                    DataType::Boolean => Cell::B(s.bool().map_err(frame_err)?.get(row)),
+                    _ => Cell::S(s.str().map_err(frame_err)?.get(row).map(str::to_string)),
+                };
+                q = bind(q, cell);
+            }
+            for (_, v) in extra {
+                q = bind(q, Cell::C(v));
+            }
+        }
+        let res = q
+            .execute(&mut *conn)
+            .await
+            .map_err(|source| DbError::Write { table: table.to_string(), source })?;
+        written += res.rows_affected();
+        start = end;
+    }
+    Ok(written)
+}
+
+fn bind<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    cell: Cell<'_>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    match cell {
+        Cell::I(v) => q.bind(v),
+        Cell::F(v) => q.bind(v),
+        Cell::B(v) => q.bind(v),
+        Cell::S(v) => q.bind(v),
+        Cell::C(Value::Text(s)) => q.bind(s.clone()),
+        Cell::C(Value::Int(i)) => q.bind(*i),
+    }
+}
+
+/// Read a query's rows into a `DataFrame`; `columns` gives each output column's
+/// name and type (Int64, Float64, Boolean or String), in select order.
+pub async fn query_frame(
+    conn: &mut AnyConnection,
+    sql: &str,
+    binds: &[Value],
+    columns: &[(&str, DataType)],
+) -> Result<DataFrame, DbError> {
+    let mut q = sqlx::query(sql);
+    for b in binds {
+        q = bind(q, Cell::C(b));
+    }
+    let rows = q.fetch_all(&mut *conn).await.map_err(DbError::query(format!("query {sql}")))?;
+    let mut out = Vec::with_capacity(columns.len());
+    for (i, (name, dtype)) in columns.iter().enumerate() {
+        let ctx = || format!("column {name} of {sql}");
+        let s = match dtype {
+            DataType::Int64 => {
+                let v: Vec<Option<i64>> =
+                    rows.iter().map(|r| r.try_get(i)).collect::<Result<_, _>>().map_err(DbError::query(ctx()))?;
+                Series::new((*name).into(), v)
+            }
+            DataType::Float64 => {
+                let v: Vec<Option<f64>> =
+                    rows.iter().map(|r| r.try_get(i)).collect::<Result<_, _>>().map_err(DbError::query(ctx()))?;
+                Series::new((*name).into(), v)
+            }
+            DataType::Boolean => {
+                let v: Vec<Option<bool>> =
+                    rows.iter().map(|r| r.try_get(i)).collect::<Result<_, _>>().map_err(DbError::query(ctx()))?;
+                Series::new((*name).into(), v)
+            }
+            _ => {
+                let v: Vec<Option<String>> =
+                    rows.iter().map(|r| r.try_get(i)).collect::<Result<_, _>>().map_err(DbError::query(ctx()))?;
+                Series::new((*name).into(), v)
+            }
+        };
+        out.push(s.into_column());
+    }
+    DataFrame::new(rows.len(), out).map_err(|source| DbError::Frame { table: sql.to_string(), source })
+}
+
+/// One row of the run ledger, as `opnet runs` shows it.
+#[derive(Clone, Debug)]
+pub struct RunRow {
+    pub run_id: String,
+    pub job: String,
+    pub period: Option<String>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub status: String,
+    pub plan_version: Option<String>,
+    pub input_fingerprint: Option<String>,
+    pub snapshot: Option<String>,
+    pub rows_in: i64,
+    pub rows_quarantined: i64,
+    pub rows_out: i64,
+    pub error: Option<String>,
+}
+
+/// What a run declares when it starts.
+#[derive(Clone, Debug, Default)]
+pub struct RunStart<'a> {
+    pub job: &'a str,
+    pub period: Option<String>,
+    pub plan_version: Option<String>,
+    pub input_fingerprint: Option<String>,
+    pub snapshot: Option<String>,
+}
+
+/// What a run reports when it ends.
+#[derive(Clone, Debug, Default)]
+pub struct RunCounts {
+    pub rows_in: i64,
+    pub rows_quarantined: i64,
+    pub rows_out: i64,
+}
+
+impl Db {
+    /// Record a `running` run, committed at once so a crash leaves it visible.
+    pub async fn start_run(&self, start: &RunStart<'_>, now: DateTime<Utc>) -> Result<String, DbError> {
+        let run_id = format!(
+            "{}-{}-{}",
+            start.job,
+            start.period.as_deref().unwrap_or("all"),
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        sqlx::query(
+            "INSERT INTO job_runs (run_id, job, period, started_at, status, plan_version, input_fingerprint, snapshot, host) \
+             VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8)",
+        )
+        .bind(&run_id)
+        .bind(start.job)
+        .bind(start.period.clone())
+        .bind(timestamp(now))
+        .bind(start.plan_version.clone())
+        .bind(start.input_fingerprint.clone())
+        .bind(start.snapshot.clone())
+        .bind(hostname())
+        .execute(&self.pool)
+        .await
+        .map_err(DbError::query("insert job_runs"))?;
+        Ok(run_id)
+    }
+
+    /// Mark a run failed. Called after its transaction rolled back, so the failed
+    /// record is all that the run leaves behind.
+    pub async fn fail_run(&self, run_id: &str, error: &str, now: DateTime<Utc>) -> Result<(), DbError> {
+        sqlx::query("UPDATE job_runs SET status = 'failed', finished_at = $1, error = $2 WHERE run_id = $3")
+            .bind(timestamp(now))
+            .bind(error)
+            .bind(run_id)
+            .execute(&self.pool)
+            .await
+            .map_err(DbError::query("update job_runs"))?;
+        Ok(())
+    }
+
+    pub async fn recent_runs(&self, limit: i64) -> Result<Vec<RunRow>, DbError> {
+        let rows = sqlx::query(
+            "SELECT run_id, job, period, started_at, finished_at, status, plan_version, input_fingerprint, snapshot, \
+             rows_in, rows_quarantined, rows_out, error FROM job_runs ORDER BY started_at DESC, run_id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(DbError::query("read job_runs"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(RunRow {
+                    run_id: r.try_get(0)?,
+                    job: r.try_get(1)?,
+                    period: r.try_get(2)?,
+                    started_at: r.try_get(3)?,
+                    finished_at: r.try_get(4)?,
+                    status: r.try_get(5)?,
+                    plan_version: r.try_get(6)?,
+                    input_fingerprint: r.try_get(7)?,
+                    snapshot: r.try_get(8)?,
+                    rows_in: r.try_get(9)?,
+                    rows_quarantined: r.try_get(10)?,
+                    rows_out: r.try_get(11)?,
+                    error: r.try_get(12)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(DbError::query("decode job_runs"))
+    }
+}
+
+/// Mark a run succeeded inside its results transaction: both commit or neither.
+pub async fn finish_run(
+    conn: &mut AnyConnection,
+    run_id: &str,
+    counts: &RunCounts,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE job_runs SET status = 'succeeded', finished_at = $1, rows_in = $2, rows_quarantined = $3, rows_out = $4 \
+         WHERE run_id = $5",
+    )
+    .bind(timestamp(now))
+    .bind(counts.rows_in)
+    .bind(counts.rows_quarantined)
+    .bind(counts.rows_out)
+    .bind(run_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(DbError::query("finish job_runs"))?;
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:*****@h/db");
+        assert_eq!(redact("sqlite://./x.db"), "sqlite://./x.db");
+    }
+
+    #[tokio::test]
+    async fn sqlite_migrates_twice_and_writes_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let db = Db::connect(&url).await.unwrap();
+        assert_eq!(db.migrate().await.unwrap(), ["0001_init"]);
+        assert!(db.migrate().await.unwrap().is_empty(), "idempotent");
+        let df = df!(
+            "period" => ["2025-01", "2025-01"],
+            "operator_id" => ["a", "b"],
+            "active_customers" => [3i64, 0],
+            "tier" => ["bronze", "none"],
+            "previous_tier" => ["none", "none"],
+            "change" => ["promotion", "none"],
+        )
+        .unwrap();
+        let mut conn = db.pool.acquire().await.unwrap();
+        let n = insert_frame(&mut conn, "operator_tiers", &df, &[("run_id", Value::Text("r1".into()))]).await.unwrap();
+        assert_eq!(n, 2);
+        let back = query_frame(
+            &mut conn,
+            "SELECT operator_id, active_customers FROM operator_tiers WHERE period = $1 ORDER BY operator_id",
+            &[Value::Text("2025-01".into())],
+            &[("operator_id", DataType::String), ("active_customers", DataType::Int64)],
+        )
+        .await
+        .unwrap();
+        assert_eq!(back.height(), 2);
+        assert_eq!(back.column("active_customers").unwrap().i64().unwrap().get(0), Some(3));
+    }
+}

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod close;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod generate;
 pub mod ingest;
 pub mod jobs;

@@ -1,1 +1,131 @@
-//! (stub: being written)
+//! The job registry: every monthly job of the close, in the order it runs.
+//!
+//! A job declares its name, the datasets it reads and the tables it writes, and
+//! computes its results from one lake snapshot for one period and plan. The runner
+//! ([`crate::close`]) gives it the run's transaction — to read history such as earlier
+//! payout lines — and writes what it returns (tables, emails, ledger row) in that same
+//! transaction, so a run commits whole or not at all. Adding a job touches its own
+//! module and one line of [`registry`].
+
+use crate::config::Config;
+use crate::mail::OutgoingEmail;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use opnet_pipelines::{Inputs, Period, Plan};
+use polars::prelude::DataFrame;
+use sqlx::AnyConnection;
+
+pub mod alerts;
+pub mod exclusivity;
+pub mod network_health;
+pub mod payouts;
+
+/// What a job is given for one run.
+pub struct JobContext<'a> {
+    pub period: Period,
+    pub plan: &'a Plan,
+    pub inputs: &'a Inputs,
+    pub config: &'a Config,
+    pub run_id: &'a str,
+    /// Wall-clock time of the run, for timestamps in rows and emails — never used by a rule.
+    pub now: DateTime<Utc>,
+    /// R1.9 `--revise`: write a new revision of an approved period instead of refusing.
+    pub revise: bool,
+}
+
+/// How a table's rows for the period are replaced by a re-run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replace {
+    /// Delete the period's rows, then insert: a re-run of a period replaces its results.
+    Period,
+    /// The job removed what it replaces itself (e.g. keeps approved revisions).
+    Append,
+}
+
+/// Rows for one output table.
+pub struct TableWrite {
+    pub table: &'static str,
+    pub frame: DataFrame,
+    pub replace: Replace,
+    /// Also publish these rows as a Parquet mart (`marts/<table>/period=…`).
+    pub publish: bool,
+}
+
+/// What a run produced; the runner writes it in the run's transaction.
+#[derive(Default)]
+pub struct JobOutput {
+    pub writes: Vec<TableWrite>,
+    pub emails: Vec<OutgoingEmail>,
+    /// Files to put in the lake after commit (key, bytes), e.g. the HTML report.
+    pub files: Vec<(String, Vec<u8>)>,
+    pub rows_in: i64,
+    /// One-line facts for the terminal summary ("statements: 42").
+    pub summary: Vec<String>,
+}
+
+/// Errors a job can end with. `Data` and `Control` are permanent (bad input, broken
+/// control totals); `Database` may be transient.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("{job} {period}: {source}")]
+    Polars { job: &'static str, period: Period, source: polars::prelude::PolarsError },
+    #[error("{job} {period}: {source}")]
+    Database { job: &'static str, period: Period, source: crate::db::DbError },
+    #[error("{job} {period}: {message}")]
+    Data { job: &'static str, period: Period, message: String },
+    #[error("{job} {period}: control totals broken (R1.10): {message}")]
+    Control { job: &'static str, period: Period, message: String },
+    #[error("{job} {period}: {source}")]
+    Mail { job: &'static str, period: Period, source: crate::mail::MailError },
+}
+
+/// One job of the monthly close.
+#[async_trait]
+pub trait Job: Send + Sync {
+    /// The name in `job_runs.job` and on the command line.
+    fn name(&self) -> &'static str;
+    /// Datasets of the data contract it reads (`billing/invoices`, …).
+    fn inputs(&self) -> &'static [&'static str];
+    /// Tables it writes.
+    fn outputs(&self) -> &'static [&'static str];
+    /// Why this period must not be run now (e.g. approved statements without
+    /// `--revise`, R1.9), checked before a run is recorded.
+    async fn refuse(&self, _ctx: &JobContext<'_>, _conn: &mut AnyConnection) -> Result<Option<String>, JobError> {
+        Ok(None)
+    }
+    /// Compute the period's results.
+    async fn run(&self, ctx: &JobContext<'_>, conn: &mut AnyConnection) -> Result<JobOutput, JobError>;
+}
+
+/// Every job of the monthly close, in run order: payouts (tiers first, R2) before
+/// the jobs that read its results.
+pub fn registry() -> Vec<Box<dyn Job>> {
+    vec![
+        Box::new(payouts::Payouts),
+        Box::new(exclusivity::Exclusivity),
+        Box::new(alerts::Alerts),
+        Box::new(network_health::NetworkHealth),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn job_names_are_unique_and_outputs_are_contract_tables() {
+        let jobs = registry();
+        let names: BTreeSet<_> = jobs.iter().map(|j| j.name()).collect();
+        assert_eq!(names.len(), jobs.len());
+        let schema = include_str!("../../../sql/sqlite/0001_init.sql");
+        for j in &jobs {
+            for t in j.outputs() {
+                assert!(schema.contains(&format!("CREATE TABLE {t} (")), "{} writes unknown table {t}", j.name());
+            }
+            for d in j.inputs() {
+                assert!(opnet_pipelines::contract::Dataset::by_name(d).is_some(), "{} reads unknown {d}", j.name());
+            }
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Job `exclusivity` — territory exclusivity compliance (R3): one row per exclusive
+//! operator and territory, a notice to the operator for each breach, and an
+//! escalation to partner success once breaches reach the plan's threshold (R3.5).
+
+use super::*;
+use crate::mail::{self, ExclusivityView};
+use opnet_pipelines::exclusivity::exclusivity_checks;
+use polars::prelude::*;
+
+pub struct Exclusivity;
+
+const JOB: &str = "exclusivity";
+
+#[async_trait]
+impl Job for Exclusivity {
+    fn name(&self) -> &'static str {
+        JOB
+    }
+
+    fn inputs(&self) -> &'static [&'static str] {
+        &[
+            "billing/invoices",
+            "billing/invoice_lines",
+            "crm/operators",
+            "crm/territories",
+            "crm/customers",
+            "survey/survey_responses",
+        ]
+    }
+
+    fn outputs(&self) -> &'static [&'static str] {
+        &["exclusivity_checks"]
+    }
+
+    async fn run(&self, ctx: &JobContext<'_>, _conn: &mut AnyConnection) -> Result<JobOutput, JobError> {
+        let period = ctx.period;
+        let pl = |source| JobError::Polars { job: JOB, period, source };
+        let checks = exclusivity_checks(ctx.inputs, period, ctx.plan).collect().map_err(pl)?;
+        let emails = notices(ctx, &checks).map_err(pl)?;
+        let breaches = checks.column("compliant").map_err(pl)?.bool().map_err(pl)?.iter().filter(|c| *c == Some(false)).count();
+        Ok(JobOutput {
+            summary: vec![format!("exclusive territories: {} ({breaches} in breach)", checks.height())],
+            writes: vec![TableWrite { table: "exclusivity_checks", frame: checks, replace: Replace::Period, publish: true }],
+            emails,
+            ..Default::default()
+        })
+    }
+}
+
+/// One notice per breach to the operator (what failed, by how much, what restores
+/// compliance) and, when escalated, one to each partner-success address.
+fn notices(ctx: &JobContext<'_>, checks: &DataFrame) -> PolarsResult<Vec<mail::OutgoingEmail>> {
+    let directory = super::payouts::operator_directory(ctx.inputs)?;
+    let s = |n: &str| checks.column(n).and_then(|c| c.str().cloned());
+    let i = |n: &str| checks.column(n).and_then(|c| c.i64().cloned());
+    let f = |n: &str| checks.column(n).and_then(|c| c.f64().cloned());
+    let b = |n: &str| checks.column(n).and_then(|c| c.bool().cloned());
+    let (ops, terr, cur, failed, sat) = (s("operator_id")?, s("territory_id")?, s("currency")?, s("failed_criteria")?, s("satisfaction")?);
+    let (mrr, cust, streak, responses) = (i("mrr_cents")?, i("active_customers")?, i("consecutive_breaches")?, i("csat_responses")?);
+    let (growth, csat) = (f("qoq_growth")?, f("csat_share")?);
+    let (compliant, escalated) = (b("compliant")?, b("escalated")?);
+    let ex = &ctx.plan.exclusivity;
+    let mut out = Vec::new();
+    for r in 0..checks.height() {
+        if compliant.get(r) != Some(false) {
+            continue;
+        }
+        let op = ops.get(r).unwrap_or("");
+        let Some((name, email)) = directory.get(op) else { continue };
+        let currency = cur.get(r).unwrap_or("");
+        let mut failures = Vec::new();
+        for criterion in failed.get(r).unwrap_or("").split(',').filter(|c| !c.is_empty()) {
+            failures.push(match criterion {
+                "mrr" => {
+                    let min = ex.min_mrr_for(currency);
+                    let have = mrr.get(r).unwrap_or(0);
+                    format!(
+                        "MRR (R3.1) is {} against a minimum of {}: {} more monthly recurring revenue restores compliance.",
+                        mail::format_cents(have, currency),
+                        mail::format_cents(min, currency),
+                        mail::format_cents(min - have, currency)
+                    )
+                }
+                "customers" => {
+                    let have = cust.get(r).unwrap_or(0);
+                    format!(
+                        "Active customers (R3.2) are {have} against a minimum of {}: {} more active customers restore compliance.",
+                        ex.min_active_customers,
+                        ex.min_active_customers - have
+                    )
+                }
+                "growth" => format!(
+                    "Quarter-over-quarter MRR growth (R3.3) is {} against the {} % required in the first {} months of exclusivity.",
+                    growth.get(r).map(|g| format!("{:.1} %", g * 100.0)).unwrap_or_else(|| "none".into()),
+                    ex.min_qoq_growth_bp / 100,
+                    ex.growth_check_months
+                ),
+                "satisfaction" => format!(
+                    "Customer satisfaction (R3.4) is {} of {} responses at CSAT {}+, which must be above {} %.",
+                    csat.get(r).map(|c| format!("{:.1} %", c * 100.0)).unwrap_or_else(|| "n/a".into()),
+                    responses.get(r).unwrap_or(0),
+                    ex.satisfied_csat_score,
+                    ex.min_csat_share_bp / 100
+                ),
+                other => format!("Criterion {other} failed."),
+            });
+        }
+        if sat.get(r) == Some("insufficient_data") {
+            failures.push("Satisfaction could not be assessed: too few CSAT responses (reported, not a breach).".into());
+        }
+        let view = ExclusivityView {
+            period: ctx.period.to_string(),
+            operator_id: op.to_string(),
+            operator_name: name.clone(),
+            recipient: email.clone(),
+            territory_id: terr.get(r).unwrap_or("").to_string(),
+            failures,
+            consecutive_breaches: streak.get(r).unwrap_or(0),
+            escalated: escalated.get(r).unwrap_or(false),
+        };
+        out.push(mail::exclusivity_breach_email(&view).map_err(|e| PolarsError::ComputeError(e.to_string().into()))?);
+        if view.escalated {
+            for ps in &ctx.config.email.partner_success {
+                out.push(mail::escalation_email(&view, ps).map_err(|e| PolarsError::ComputeError(e.to_string().into()))?);
+            }
+        }
+    }
+    Ok(out)
+}

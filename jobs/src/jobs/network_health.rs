@@ -1,0 +1,138 @@
+//! Job `network_health` — the leadership figures (R5) for M, and the report: the KPI
+//! table against targets with 12-month trends, written to the lake and emailed to the
+//! leadership list with the numbers as CSV.
+//!
+//! It reads M's tiers and statements from the payouts job's committed results (same
+//! close, earlier in the registry) and the trend from earlier periods' rows.
+
+use super::*;
+use crate::close::App;
+use crate::db::{Value, query_frame};
+use crate::mail;
+use opnet_pipelines::health::network_health;
+use polars::prelude::*;
+use sha2::{Digest, Sha256};
+
+pub struct NetworkHealth;
+
+const JOB: &str = "network_health";
+
+const HEALTH_COLUMNS: [(&str, DataType); 7] = [
+    ("period", DataType::String),
+    ("metric", DataType::String),
+    ("dimension", DataType::String),
+    ("value", DataType::Float64),
+    ("value_cents", DataType::Int64),
+    ("target", DataType::Float64),
+    ("on_target", DataType::Boolean),
+];
+
+fn db(period: Period) -> impl FnOnce(crate::db::DbError) -> JobError {
+    move |source| JobError::Database { job: JOB, period, source }
+}
+
+/// network_health rows of the periods M−11..M−1 already in the database.
+async fn trend_rows(conn: &mut AnyConnection, period: Period) -> Result<DataFrame, crate::db::DbError> {
+    query_frame(
+        conn,
+        "SELECT period, metric, dimension, value, value_cents, target, on_target FROM network_health \
+         WHERE period >= $1 AND period < $2 ORDER BY period, metric, dimension",
+        &[Value::Text(period.add_months(-11).to_string()), Value::Text(period.to_string())],
+        &HEALTH_COLUMNS,
+    )
+    .await
+}
+
+#[async_trait]
+impl Job for NetworkHealth {
+    fn name(&self) -> &'static str {
+        JOB
+    }
+
+    fn inputs(&self) -> &'static [&'static str] {
+        &["billing/invoices", "billing/invoice_lines", "crm/operators", "crm/territories", "crm/customers"]
+    }
+
+    fn outputs(&self) -> &'static [&'static str] {
+        &["network_health"]
+    }
+
+    async fn run(&self, ctx: &JobContext<'_>, conn: &mut AnyConnection) -> Result<JobOutput, JobError> {
+        let period = ctx.period;
+        let p = period.to_string();
+        let pl = |source| JobError::Polars { job: JOB, period, source };
+        let tiers = query_frame(
+            conn,
+            "SELECT operator_id, tier FROM operator_tiers WHERE period = $1",
+            &[Value::Text(p.clone())],
+            &[("operator_id", DataType::String), ("tier", DataType::String)],
+        )
+        .await
+        .map_err(db(period))?;
+        let payable = query_frame(
+            conn,
+            "SELECT s.currency, s.payable_cents FROM payout_statements s WHERE s.period = $1 AND s.revision = \
+             (SELECT MAX(t.revision) FROM payout_statements t WHERE t.period = s.period AND t.operator_id = s.operator_id AND t.currency = s.currency)",
+            &[Value::Text(p.clone())],
+            &[("currency", DataType::String), ("payable_cents", DataType::Int64)],
+        )
+        .await
+        .map_err(db(period))?;
+        let rows = network_health(ctx.inputs, period, ctx.plan, tiers.lazy(), payable.lazy()).collect().map_err(pl)?;
+        let rows = cast_like_table(rows).map_err(pl)?;
+        let trend = trend_rows(conn, period).await.map_err(db(period))?;
+        let all = trend.vstack(&rows).map_err(pl)?;
+        let report = crate::report::render(&p, &all)
+            .map_err(|e| JobError::Data { job: JOB, period, message: e.to_string() })?;
+        // Same numbers → same key: a re-run of the month does not send the report again.
+        let digest = hex::encode(Sha256::digest(&report.csv));
+        let mut emails = Vec::new();
+        for to in &ctx.config.email.leadership {
+            emails.push(mail::html_report_email(
+                "network_health",
+                &format!("network_health:{p}:{to}:{}", &digest[..16]),
+                to,
+                &format!("Candlefish network health — {p}"),
+                &report.html,
+                &report.text,
+                vec![mail::Attachment {
+                    filename: format!("network_health_{p}.csv"),
+                    content_type: "text/csv".into(),
+                    bytes: report.csv.clone(),
+                }],
+            ));
+        }
+        Ok(JobOutput {
+            summary: vec![format!("network health: {} figures", rows.height())],
+            files: vec![(format!("reports/network_health/period={p}/report.html"), report.html.into_bytes())],
+            writes: vec![TableWrite { table: "network_health", frame: rows, replace: Replace::Period, publish: true }],
+            emails,
+            ..Default::default()
+        })
+    }
+}
+
+/// The pipeline's frame in the table's column order and types, so it stacks onto the
+/// rows read back from the database.
+fn cast_like_table(df: DataFrame) -> PolarsResult<DataFrame> {
+    df.lazy()
+        .select(HEALTH_COLUMNS.iter().map(|(n, t)| col(*n).cast(t.clone())).collect::<Vec<_>>())
+        .collect()
+}
+
+/// `opnet report`: the report of a closed period, from the database.
+pub async fn report_for(app: &App, period: Period) -> anyhow::Result<crate::report::Report> {
+    let mut conn = app.db.pool.acquire().await?;
+    let current = query_frame(
+        &mut conn,
+        "SELECT period, metric, dimension, value, value_cents, target, on_target FROM network_health WHERE period = $1",
+        &[Value::Text(period.to_string())],
+        &HEALTH_COLUMNS,
+    )
+    .await?;
+    if current.height() == 0 {
+        anyhow::bail!("no network_health rows for {period}: run `opnet close --through {period}` first");
+    }
+    let trend = trend_rows(&mut conn, period).await?;
+    Ok(crate::report::render(&period.to_string(), &trend.vstack(&current)?)?)
+}

@@ -1,0 +1,600 @@
+//! Job `payouts` — the monthly payout close (R1, R2, R7): operator tiers, payout
+//! lines, statements with carry-forward, reconciliation exceptions; control totals
+//! checked before commit (R1.10).
+//!
+//! The rules are in `opnet_pipelines::payouts`; this module feeds them the history
+//! they need from the database (earlier collection lines for clawbacks at their
+//! original shares, R1.6; the previous period's carried balance, R1.7), applies the
+//! revision rules of R1.9, and provides `approve`, `send` and `show` for finance.
+
+use super::*;
+use crate::close::App;
+use crate::db::{Value, query_frame};
+use crate::mail::{self, DeliveryReport, StatementLineView, StatementView};
+use opnet_pipelines::payouts::{PayoutHistory, check_control_totals, close_payouts};
+use polars::prelude::*;
+use sqlx::Row;
+
+pub struct Payouts;
+
+const JOB: &str = "payouts";
+
+/// Highest revision of the period's statements that finance approved or sent.
+async fn approved_revision(conn: &mut AnyConnection, period: Period) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT MAX(revision) FROM payout_statements WHERE period = $1 AND status IN ('approved', 'sent')",
+    )
+    .bind(period.to_string())
+    .fetch_one(&mut *conn)
+    .await
+}
+
+fn db_err(period: Period, context: &str) -> impl FnOnce(sqlx::Error) -> JobError + '_ {
+    move |source| JobError::Database {
+        job: JOB,
+        period,
+        source: crate::db::DbError::Query { context: context.to_string(), source },
+    }
+}
+
+fn pl_err(period: Period) -> impl FnOnce(PolarsError) -> JobError {
+    move |source| JobError::Polars { job: JOB, period, source }
+}
+
+#[async_trait]
+impl Job for Payouts {
+    fn name(&self) -> &'static str {
+        JOB
+    }
+
+    fn inputs(&self) -> &'static [&'static str] {
+        &["billing/invoices", "billing/invoice_lines", "billing/refunds", "crm/operators", "crm/customers"]
+    }
+
+    fn outputs(&self) -> &'static [&'static str] {
+        &["operator_tiers", "payout_lines", "payout_statements", "reconciliation_exceptions"]
+    }
+
+    async fn refuse(&self, ctx: &JobContext<'_>, conn: &mut AnyConnection) -> Result<Option<String>, JobError> {
+        let approved = approved_revision(conn, ctx.period).await.map_err(db_err(ctx.period, "read approvals"))?;
+        Ok(match approved {
+            Some(r) if !ctx.revise => Some(format!(
+                "refused: {} has approved statements (revision {r}); they stay as they are — re-run with --revise to write revision {}",
+                ctx.period,
+                r + 1
+            )),
+            _ => None,
+        })
+    }
+
+    async fn run(&self, ctx: &JobContext<'_>, conn: &mut AnyConnection) -> Result<JobOutput, JobError> {
+        let period = ctx.period;
+        let p = period.to_string();
+        let history = load_history(ctx, conn).await?;
+        let close = close_payouts(ctx.inputs, &history, period, ctx.plan)
+            .map_err(|e| JobError::Data { job: JOB, period, message: e.to_string() })?;
+        check_control_totals(&close).map_err(|e| JobError::Control { job: JOB, period, message: e.to_string() })?;
+
+        // R1.9: drafts are replaced; approved revisions stay and the new one gets the next number.
+        let approved = approved_revision(conn, period).await.map_err(db_err(period, "read approvals"))?;
+        let revision = approved.unwrap_or(0) + 1;
+        let mut summary = Vec::new();
+        if let Some(r) = approved {
+            summary.extend(revision_diff(conn, period, r, &close.statements).await?);
+        }
+        for sql in [
+            "DELETE FROM payout_statements WHERE period = $1 AND status = 'draft'",
+            "DELETE FROM payout_lines WHERE period = $1",
+        ] {
+            sqlx::query(sql).bind(&p).execute(&mut *conn).await.map_err(db_err(period, sql))?;
+        }
+
+        let n = close.statements.height();
+        let statements = close
+            .statements
+            .clone()
+            .lazy()
+            .with_columns([
+                lit("draft").alias("status"),
+                lit(revision).alias("revision"),
+                lit(ctx.plan.version.clone()).alias("plan_version"),
+            ])
+            .collect()
+            .map_err(pl_err(period))?;
+        let lines = close
+            .lines
+            .clone()
+            .lazy()
+            .with_column(lit(revision).alias("revision"))
+            .collect()
+            .map_err(pl_err(period))?;
+
+        let emails = emails_for(ctx, &close).map_err(|source| JobError::Mail { job: JOB, period, source })?;
+        summary.insert(0, format!("statements: {n} (revision {revision}, draft)"));
+        summary.push(format!("lines: {}", lines.height()));
+        summary.push(format!("exceptions: {}", close.exceptions.height()));
+        let rows_in = count(&ctx.inputs.invoice_lines, period)? + count(&ctx.inputs.refunds, period)?;
+        Ok(JobOutput {
+            writes: vec![
+                TableWrite { table: "operator_tiers", frame: close.tiers, replace: Replace::Period, publish: true },
+                TableWrite { table: "payout_lines", frame: lines, replace: Replace::Append, publish: true },
+                TableWrite { table: "payout_statements", frame: statements, replace: Replace::Append, publish: true },
+                TableWrite {
+                    table: "reconciliation_exceptions",
+                    frame: close.exceptions,
+                    replace: Replace::Period,
+                    publish: true,
+                },
+            ],
+            emails,
+            files: Vec::new(),
+            rows_in,
+            summary,
+        })
+    }
+}
+
+fn count(lf: &LazyFrame, period: Period) -> Result<i64, JobError> {
+    let df = lf.clone().select([len().alias("n")]).collect().map_err(pl_err(period))?;
+    Ok(df.column("n").and_then(|c| c.cast(&DataType::Int64)).map_err(pl_err(period))?.i64().map_err(pl_err(period))?.get(0).unwrap_or(0))
+}
+
+/// The history R1.6 and R1.7 need: collection lines of earlier periods for the lines
+/// refunded in M (only those: a backfill stays linear), and M−1's carried balance.
+async fn load_history(ctx: &JobContext<'_>, conn: &mut AnyConnection) -> Result<PayoutHistory, JobError> {
+    let period = ctx.period;
+    let refunded = ctx
+        .inputs
+        .refunds
+        .clone()
+        .filter(
+            col("refunded_on")
+                .gt_eq(lit(period.first_day()))
+                .and(col("refunded_on").lt_eq(lit(period.last_day()))),
+        )
+        .select([col("invoice_id")])
+        .unique(None, UniqueKeepStrategy::First)
+        .collect()
+        .map_err(pl_err(period))?;
+    let ids: Vec<String> = refunded
+        .column("invoice_id")
+        .map_err(pl_err(period))?
+        .str()
+        .map_err(pl_err(period))?
+        .iter()
+        .flatten()
+        .map(str::to_string)
+        .collect();
+    let cols = [
+        ("period", DataType::String),
+        ("operator_id", DataType::String),
+        ("currency", DataType::String),
+        ("invoice_id", DataType::String),
+        ("line_no", DataType::Int64),
+        ("revenue_type", DataType::String),
+        ("amount_cents", DataType::Int64),
+        ("operator_bp", DataType::Int64),
+    ];
+    let mut frames = Vec::new();
+    for chunk in ids.chunks(500) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT period, operator_id, currency, invoice_id, line_no, revenue_type, amount_cents, operator_bp \
+             FROM payout_lines WHERE kind = 'collection' AND period < $1 AND invoice_id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut binds = vec![Value::Text(period.to_string())];
+        binds.extend(chunk.iter().map(|s| Value::Text(s.clone())));
+        let df = query_frame(conn, &sql, &binds, &cols)
+            .await
+            .map_err(|source| JobError::Database { job: JOB, period, source })?;
+        frames.push(df.lazy());
+    }
+    let prior_collections = if frames.is_empty() {
+        let empty: Vec<Column> = cols.iter().map(|(n, t)| Column::new_empty((*n).into(), t)).collect();
+        DataFrame::new(0, empty).map_err(pl_err(period))?.lazy()
+    } else {
+        concat(frames, UnionArgs::default()).map_err(pl_err(period))?
+    };
+    // The latest revision of M−1 is the balance that carries (R1.7).
+    let carried_in = query_frame(
+        conn,
+        "SELECT s.operator_id, s.currency, s.carried_out_cents AS carried_in_cents FROM payout_statements s \
+         WHERE s.period = $1 AND s.carried_out_cents <> 0 AND s.revision = \
+         (SELECT MAX(t.revision) FROM payout_statements t WHERE t.period = s.period AND t.operator_id = s.operator_id AND t.currency = s.currency)",
+        &[Value::Text(period.prev().to_string())],
+        &[("operator_id", DataType::String), ("currency", DataType::String), ("carried_in_cents", DataType::Int64)],
+    )
+    .await
+    .map_err(|source| JobError::Database { job: JOB, period, source })?
+    .lazy();
+    Ok(PayoutHistory { prior_collections, carried_in })
+}
+
+/// R1.9 "clearly marked revision": what changed against the approved revision.
+async fn revision_diff(
+    conn: &mut AnyConnection,
+    period: Period,
+    approved: i64,
+    new: &DataFrame,
+) -> Result<Vec<String>, JobError> {
+    let old = query_frame(
+        conn,
+        "SELECT operator_id, currency, payable_cents FROM payout_statements WHERE period = $1 AND revision = $2",
+        &[Value::Text(period.to_string()), Value::Int(approved)],
+        &[("operator_id", DataType::String), ("currency", DataType::String), ("payable_cents", DataType::Int64)],
+    )
+    .await
+    .map_err(|source| JobError::Database { job: JOB, period, source })?;
+    let joined = new
+        .clone()
+        .lazy()
+        .select([col("operator_id"), col("currency"), col("payable_cents").alias("new_cents")])
+        .join(
+            old.lazy().rename(["payable_cents"], ["old_cents"], true),
+            [col("operator_id"), col("currency")],
+            [col("operator_id"), col("currency")],
+            JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns),
+        )
+        .filter(col("new_cents").fill_null(lit(0i64)).neq(col("old_cents").fill_null(lit(0i64))))
+        .sort(["operator_id", "currency"], SortMultipleOptions::default())
+        .collect()
+        .map_err(pl_err(period))?;
+    let mut out = vec![format!(
+        "revision of approved revision {approved}: {} statement(s) with a different payable",
+        joined.height()
+    )];
+    let ids = joined.column("operator_id").map_err(pl_err(period))?.str().map_err(pl_err(period))?.clone();
+    let cur = joined.column("currency").map_err(pl_err(period))?.str().map_err(pl_err(period))?.clone();
+    let newc = joined.column("new_cents").map_err(pl_err(period))?.i64().map_err(pl_err(period))?.clone();
+    let oldc = joined.column("old_cents").map_err(pl_err(period))?.i64().map_err(pl_err(period))?.clone();
+    for i in 0..joined.height().min(20) {
+        let c = cur.get(i).unwrap_or("");
+        out.push(format!(
+            "{} {c}: payable {} → {}",
+            ids.get(i).unwrap_or(""),
+            mail::format_cents(oldc.get(i).unwrap_or(0), c),
+            mail::format_cents(newc.get(i).unwrap_or(0), c)
+        ));
+    }
+    Ok(out)
+}
+
+/// Tier-change emails (R2.3) and the finance summary, queued with the results.
+fn emails_for(ctx: &JobContext<'_>, close: &opnet_pipelines::payouts::PayoutClose) -> Result<Vec<mail::OutgoingEmail>, mail::MailError> {
+    let period = ctx.period.to_string();
+    let mut out = Vec::new();
+    let ops = operator_directory(ctx.inputs).unwrap_or_default();
+    let tiers = &close.tiers;
+    let get_s = |name: &str| tiers.column(name).ok().and_then(|c| c.str().ok().cloned());
+    if let (Some(ids), Some(tier), Some(prev), Some(change)) =
+        (get_s("operator_id"), get_s("tier"), get_s("previous_tier"), get_s("change"))
+    {
+        let active = tiers.column("active_customers").ok().and_then(|c| c.i64().ok().cloned());
+        for i in 0..tiers.height() {
+            let ch = change.get(i).unwrap_or("none");
+            if ch == "none" {
+                continue;
+            }
+            let id = ids.get(i).unwrap_or("");
+            let Some((name, email)) = ops.get(id) else { continue };
+            let t = tier.get(i).unwrap_or("none");
+            out.push(mail::tier_change_email(&mail::TierChangeView {
+                period: period.clone(),
+                operator_id: id.to_string(),
+                operator_name: name.clone(),
+                recipient: email.clone(),
+                previous_tier: prev.get(i).unwrap_or("none").to_string(),
+                tier: t.to_string(),
+                change: ch.to_string(),
+                active_customers: active.as_ref().and_then(|a| a.get(i)).unwrap_or(0),
+                benefits: benefits(ctx.plan, t),
+            })?);
+        }
+    }
+    let view = finance_view(&period, close, "");
+    let statements_csv = frame_csv(&close.statements);
+    let exceptions_csv = frame_csv(&close.exceptions);
+    for to in &ctx.config.email.finance {
+        let mut v = view.clone();
+        v.recipient = to.clone();
+        out.push(mail::finance_summary_email(&v, statements_csv.clone(), exceptions_csv.clone())?);
+    }
+    Ok(out)
+}
+
+fn benefits(plan: &Plan, tier: &str) -> String {
+    let b = &plan.tiers.benefits;
+    match tier {
+        "bronze" => b.bronze.clone(),
+        "silver" => b.silver.clone(),
+        "gold" => b.gold.clone(),
+        "platinum" => b.platinum.clone(),
+        _ => "no tier benefits".to_string(),
+    }
+}
+
+/// operator_id → (name, email) from crm/operators.
+pub fn operator_directory(inputs: &Inputs) -> PolarsResult<std::collections::HashMap<String, (String, String)>> {
+    let df = inputs.operators.clone().select([col("operator_id"), col("name"), col("email")]).collect()?;
+    let ids = df.column("operator_id")?.str()?.clone();
+    let names = df.column("name")?.str()?.clone();
+    let emails = df.column("email")?.str()?.clone();
+    let mut out = std::collections::HashMap::new();
+    for i in 0..df.height() {
+        if let (Some(id), Some(n), Some(e)) = (ids.get(i), names.get(i), emails.get(i)) {
+            out.insert(id.to_string(), (n.to_string(), e.to_string()));
+        }
+    }
+    Ok(out)
+}
+
+fn frame_csv(df: &DataFrame) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut df = df.clone();
+    let _ = CsvWriter::new(&mut buf).finish(&mut df);
+    buf
+}
+
+fn sum_i64(df: &DataFrame, column: &str) -> i64 {
+    df.column(column).ok().and_then(|c| c.i64().ok().map(|a| a.sum().unwrap_or(0))).unwrap_or(0)
+}
+
+fn finance_view(period: &str, close: &opnet_pipelines::payouts::PayoutClose, recipient: &str) -> mail::FinanceSummaryView {
+    let mut currencies = Vec::new();
+    let cur = close.control.column("currency").ok().and_then(|c| c.str().ok().cloned());
+    if let Some(cur) = cur {
+        for c in cur.iter().flatten() {
+            let st = close
+                .statements
+                .clone()
+                .lazy()
+                .filter(col("currency").eq(lit(c)))
+                .collect()
+                .unwrap_or_default();
+            let ctl = close.control.clone().lazy().filter(col("currency").eq(lit(c))).collect().unwrap_or_default();
+            currencies.push(mail::CurrencyTotalsView {
+                currency: c.to_string(),
+                collected_cents: sum_i64(&ctl, "collected_cents"),
+                refunds_cents: sum_i64(&ctl, "refunds_cents"),
+                operator_share_cents: sum_i64(&st, "operator_share_cents"),
+                clawback_cents: sum_i64(&st, "clawback_cents"),
+                candlefish_share_cents: sum_i64(&st, "candlefish_share_cents"),
+                carried_in_cents: sum_i64(&st, "carried_in_cents"),
+                payable_cents: sum_i64(&st, "payable_cents"),
+                carried_out_cents: sum_i64(&st, "carried_out_cents"),
+                lines_total_cents: sum_i64(&ctl, "lines_total_cents"),
+            });
+        }
+    }
+    let payable = close.statements.column("payable_cents").ok().and_then(|c| c.i64().ok().cloned());
+    let operators_payable = payable.map(|p| p.iter().filter(|v| v.unwrap_or(0) > 0).count()).unwrap_or(0);
+    let ex = &close.exceptions;
+    let s = |n: &str| ex.column(n).ok().and_then(|c| c.str().ok().cloned());
+    let mut exceptions = Vec::new();
+    if let (Some(kind), Some(inv), Some(cust), Some(detail)) = (s("kind"), s("invoice_id"), s("customer_id"), s("detail")) {
+        let line = ex.column("line_no").ok().and_then(|c| c.i64().ok().cloned());
+        for i in 0..ex.height() {
+            exceptions.push(mail::ExceptionView {
+                kind: kind.get(i).unwrap_or("").to_string(),
+                invoice_id: inv.get(i).map(str::to_string),
+                line_no: line.as_ref().and_then(|l| l.get(i)),
+                customer_id: cust.get(i).map(str::to_string),
+                detail: detail.get(i).unwrap_or("").to_string(),
+            });
+        }
+    }
+    mail::FinanceSummaryView {
+        period: period.to_string(),
+        recipient: recipient.to_string(),
+        currencies,
+        statements: close.statements.height(),
+        operators_payable,
+        exceptions,
+        control_ok: true,
+    }
+}
+
+/// Latest revision of each of the period's statements (optionally one operator's).
+const LATEST: &str = "FROM payout_statements s WHERE s.period = $1 AND s.revision = \
+    (SELECT MAX(t.revision) FROM payout_statements t WHERE t.period = s.period AND t.operator_id = s.operator_id AND t.currency = s.currency)";
+
+/// R1.9: approve the period's latest draft statements (all, or one operator's).
+pub async fn approve(app: &App, period: Period, operator: Option<&str>, now: DateTime<Utc>) -> anyhow::Result<u64> {
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payout_statements WHERE period = $1 AND ($2 = '' OR operator_id = $2)")
+        .bind(period.to_string())
+        .bind(operator.unwrap_or(""))
+        .fetch_one(&app.db.pool)
+        .await?;
+    if total == 0 {
+        anyhow::bail!(
+            "no statements for {period}{} — run `opnet close --through {period}` first",
+            operator.map(|o| format!(" and operator {o}")).unwrap_or_default()
+        );
+    }
+    let res = sqlx::query(&format!(
+        "UPDATE payout_statements SET status = 'approved', approved_at = $3 WHERE status = 'draft' AND period = $1 \
+         AND ($2 = '' OR operator_id = $2) AND revision = (SELECT MAX(t.revision) FROM payout_statements t \
+         WHERE t.period = payout_statements.period AND t.operator_id = payout_statements.operator_id AND t.currency = payout_statements.currency)"
+    ))
+    .bind(period.to_string())
+    .bind(operator.unwrap_or(""))
+    .bind(crate::db::timestamp(now))
+    .execute(&app.db.pool)
+    .await?;
+    let _ = LATEST;
+    Ok(res.rows_affected())
+}
+
+/// Queue each approved statement's email to its own operator (and nobody else),
+/// mark it sent in the same transaction, then deliver the queue.
+pub async fn send(app: &App, period: Period, now: DateTime<Utc>) -> anyhow::Result<(usize, DeliveryReport)> {
+    let mut tx = app.db.pool.begin().await?;
+    let rows = sqlx::query(&format!(
+        "SELECT s.operator_id, s.currency, s.phase, s.tier, s.software_cents, s.implementation_cents, s.support_cents, \
+         s.operator_share_cents, s.candlefish_share_cents, s.clawback_cents, s.carried_in_cents, s.payable_cents, \
+         s.carried_out_cents, s.statement_on, s.due_on, s.revision, s.run_id {LATEST} AND s.status = 'approved' \
+         ORDER BY s.operator_id, s.currency"
+    ))
+    .bind(period.to_string())
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut directory: std::collections::HashMap<String, std::collections::HashMap<String, (String, String)>> =
+        Default::default();
+    let mut emails = Vec::new();
+    for r in &rows {
+        let run_id: String = r.try_get("run_id")?;
+        let snapshot: Option<String> = sqlx::query_scalar("SELECT snapshot FROM job_runs WHERE run_id = $1")
+            .bind(&run_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .flatten();
+        let snapshot = snapshot.ok_or_else(|| anyhow::anyhow!("run {run_id} recorded no snapshot"))?;
+        if !directory.contains_key(&snapshot) {
+            let inputs = app.lake.read_snapshot(&snapshot).await?;
+            directory.insert(snapshot.clone(), operator_directory(&inputs)?);
+        }
+        let operator_id: String = r.try_get("operator_id")?;
+        let currency: String = r.try_get("currency")?;
+        let (name, email) = directory[&snapshot]
+            .get(&operator_id)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("operator {operator_id} has no email in snapshot {snapshot}"))?;
+        let lines = statement_lines(&mut tx, period, &operator_id, &currency).await?;
+        let view = StatementView {
+            period: period.to_string(),
+            operator_id: operator_id.clone(),
+            operator_name: name,
+            recipient: email,
+            currency: currency.clone(),
+            phase: r.try_get("phase")?,
+            tier: r.try_get("tier")?,
+            software_cents: r.try_get("software_cents")?,
+            implementation_cents: r.try_get("implementation_cents")?,
+            support_cents: r.try_get("support_cents")?,
+            operator_share_cents: r.try_get("operator_share_cents")?,
+            candlefish_share_cents: r.try_get("candlefish_share_cents")?,
+            clawback_cents: r.try_get("clawback_cents")?,
+            carried_in_cents: r.try_get("carried_in_cents")?,
+            payable_cents: r.try_get("payable_cents")?,
+            carried_out_cents: r.try_get("carried_out_cents")?,
+            statement_on: r.try_get("statement_on")?,
+            due_on: r.try_get("due_on")?,
+            revision: r.try_get("revision")?,
+            lines,
+        };
+        emails.push(mail::statement_email(&view)?);
+        sqlx::query(
+            "UPDATE payout_statements SET status = 'sent', sent_at = $1 WHERE period = $2 AND operator_id = $3 AND currency = $4 AND revision = $5",
+        )
+        .bind(crate::db::timestamp(now))
+        .bind(period.to_string())
+        .bind(&operator_id)
+        .bind(&currency)
+        .bind(view.revision)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let queued = mail::enqueue(&mut tx, &app.config.email.from, &emails, None, now).await?;
+    tx.commit().await?;
+    let delivery = mail::deliver_queued(&app.db.pool, &app.transport, Utc::now()).await?;
+    Ok((queued, delivery))
+}
+
+async fn statement_lines(
+    conn: &mut AnyConnection,
+    period: Period,
+    operator_id: &str,
+    currency: &str,
+) -> anyhow::Result<Vec<StatementLineView>> {
+    let rows = sqlx::query(
+        "SELECT invoice_id, line_no, refund_id, revenue_type, kind, amount_cents, operator_bp, operator_cents, \
+         candlefish_cents, collected_period FROM payout_lines WHERE period = $1 AND operator_id = $2 AND currency = $3 \
+         ORDER BY invoice_id, line_no, kind, refund_id",
+    )
+    .bind(period.to_string())
+    .bind(operator_id)
+    .bind(currency)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(StatementLineView {
+                invoice_id: r.try_get("invoice_id")?,
+                line_no: r.try_get("line_no")?,
+                refund_id: r.try_get("refund_id")?,
+                revenue_type: r.try_get("revenue_type")?,
+                kind: r.try_get("kind")?,
+                amount_cents: r.try_get("amount_cents")?,
+                operator_bp: r.try_get("operator_bp")?,
+                operator_cents: r.try_get("operator_cents")?,
+                candlefish_cents: r.try_get("candlefish_cents")?,
+                collected_period: r.try_get("collected_period")?,
+            })
+        })
+        .collect()
+}
+
+/// Σ payable of the period's latest statements, per currency.
+pub async fn payable_by_currency(app: &App, period: Period) -> anyhow::Result<Vec<(String, i64)>> {
+    let rows = sqlx::query(&format!(
+        "SELECT s.currency, SUM(s.payable_cents) AS payable {LATEST} GROUP BY s.currency ORDER BY s.currency"
+    ))
+    .bind(period.to_string())
+    .fetch_all(&app.db.pool)
+    .await?;
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+}
+
+/// `opnet payouts show`: the period's statements as a terminal table.
+pub async fn show(app: &App, period: Period, operator: Option<&str>) -> anyhow::Result<String> {
+    let rows = sqlx::query(&format!(
+        "SELECT s.operator_id, s.currency, s.phase, s.tier, s.software_cents + s.implementation_cents + s.support_cents, \
+         s.operator_share_cents, s.clawback_cents, s.carried_in_cents, s.payable_cents, s.carried_out_cents, s.due_on, \
+         s.status, s.revision {LATEST} AND ($2 = '' OR s.operator_id = $2) ORDER BY s.currency, s.operator_id"
+    ))
+    .bind(period.to_string())
+    .bind(operator.unwrap_or(""))
+    .fetch_all(&app.db.pool)
+    .await?;
+    if rows.is_empty() {
+        anyhow::bail!("no statements for {period}{}", operator.map(|o| format!(" and operator {o}")).unwrap_or_default());
+    }
+    let mut t = crate::cli::table([
+        "operator", "cur", "phase", "tier", "collected", "operator share", "clawback", "carried in", "payable",
+        "carried out", "due", "status", "rev",
+    ]);
+    let mut totals: std::collections::BTreeMap<String, [i64; 6]> = Default::default();
+    for r in &rows {
+        let cur: String = r.try_get(1)?;
+        let m: Vec<i64> = (4..10).map(|i| r.try_get::<i64, _>(i)).collect::<Result<_, _>>()?;
+        let tot = totals.entry(cur.clone()).or_default();
+        for (a, b) in tot.iter_mut().zip(&m) {
+            *a += b;
+        }
+        let f = |c: i64| mail::format_cents(c, "").trim().to_string();
+        t.add_row(vec![
+            r.try_get::<String, _>(0)?,
+            cur.clone(),
+            r.try_get(2)?,
+            r.try_get(3)?,
+            f(m[0]),
+            f(m[1]),
+            f(m[2]),
+            f(m[3]),
+            f(m[4]),
+            f(m[5]),
+            r.try_get(10)?,
+            r.try_get(11)?,
+            r.try_get::<i64, _>(12)?.to_string(),
+        ]);
+    }
+    for (cur, m) in totals {
+        let f = |c: i64| mail::format_cents(c, "").trim().to_string();
+        t.add_row(vec![
+            "TOTAL".into(), cur, String::new(), String::new(), f(m[0]), f(m[1]), f(m[2]), f(m[3]), f(m[4]), f(m[5]),
+            String::new(), String::new(), String::new(),
+        ]);
+    }
+    Ok(format!("payout statements {period}\n{t}"))
+}

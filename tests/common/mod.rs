@@ -1,0 +1,99 @@
+//! Shared helpers of the end-to-end tests: a fresh PostgreSQL database per test, a
+//! real SMTP capture server (aiosmtpd) on a free loopback port, small generated data.
+//!
+//! With `OPNET_REQUIRE_SERVICES=1` (set by scripts/test.sh and so by CI) a missing
+//! service fails the test instead of skipping it.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn required() -> bool {
+    std::env::var("OPNET_REQUIRE_SERVICES").map(|v| v == "1").unwrap_or(false)
+}
+
+/// Skip (or, when services are required, fail) with a reason.
+pub fn unavailable(what: &str) -> bool {
+    if required() {
+        panic!("{what} is required (OPNET_REQUIRE_SERVICES=1) but unavailable");
+    }
+    eprintln!("SKIPPED: {what} unavailable");
+    false
+}
+
+/// A new, empty PostgreSQL database for one test; `None` when PostgreSQL is absent.
+pub async fn pg_database(tag: &str) -> Option<String> {
+    let admin = std::env::var("OPNET_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    sqlx::any::install_default_drivers();
+    let mut conn = match <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await {
+        Ok(c) => c,
+        Err(e) => {
+            unavailable(&format!("PostgreSQL at {admin} ({e})"));
+            return None;
+        }
+    };
+    let name = format!("opnet_{tag}_{}", std::process::id());
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut conn).await;
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin.clone());
+    Some(format!("{base}/{name}"))
+}
+
+/// An aiosmtpd capture server writing every received mail into a Maildir.
+pub struct SmtpCapture {
+    child: Child,
+    pub port: u16,
+    pub maildir: PathBuf,
+}
+
+impl SmtpCapture {
+    pub fn start(dir: &Path) -> Option<SmtpCapture> {
+        let port = TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let maildir = dir.join("maildir");
+        let child = Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                unavailable(&format!("aiosmtpd ({e})"));
+                return None;
+            }
+        };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if start.elapsed() > Duration::from_secs(15) {
+                unavailable("aiosmtpd did not start listening (pip install aiosmtpd)");
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(SmtpCapture { child, port, maildir })
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every mail received so far, as raw bytes, in file-name order.
+    pub fn received(&self) -> Vec<Vec<u8>> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.maildir.join("new"))
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.sort();
+        files.iter().filter_map(|p| std::fs::read(p).ok()).collect()
+    }
+}
+
+impl Drop for SmtpCapture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
