@@ -19,7 +19,11 @@ fn opnet(cwd: &Path, args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
@@ -37,18 +41,27 @@ fn demo_on_embedded_defaults_then_pyarrow_reads_the_lake() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (ingests, statements): (i64, i64) = rt.block_on(async {
         sqlx::any::install_default_drivers();
-        let pool = sqlx::AnyPool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-        let a = sqlx::query_scalar("SELECT COUNT(*) FROM job_runs WHERE job = 'ingest' AND status = 'succeeded'")
+        let pool = sqlx::AnyPool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let a = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM job_runs WHERE job = 'ingest' AND status = 'succeeded'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        let b = sqlx::query_scalar("SELECT COUNT(*) FROM payout_statements")
             .fetch_one(&pool)
             .await
             .unwrap();
-        let b = sqlx::query_scalar("SELECT COUNT(*) FROM payout_statements").fetch_one(&pool).await.unwrap();
         (a, b)
     });
     assert_eq!(ingests, 1);
     assert!(statements > 0);
     // Statement emails landed in the .eml outbox.
-    let emls = std::fs::read_dir(dir.path().join("opnet-data/outbox")).unwrap().count();
+    let emls = std::fs::read_dir(dir.path().join("opnet-data/outbox"))
+        .unwrap()
+        .count();
     assert!(emls > 0);
 
     // An independent reader opens every snapshot and mart file.
@@ -62,7 +75,10 @@ n = sum(pq.read_table(f).num_rows for f in files if '/raw/billing/invoice_lines/
 assert n > 0
 print(len(files), n)
 "#;
-    let py = Command::new("python3").args(["-c", check]).arg(dir.path().join("opnet-data/lake")).output();
+    let py = Command::new("python3")
+        .args(["-c", check])
+        .arg(dir.path().join("opnet-data/lake"))
+        .output();
     match py {
         Ok(o) if o.status.success() => {}
         Ok(o) if String::from_utf8_lossy(&o.stderr).contains("No module named") => {
@@ -77,7 +93,12 @@ print(len(files), n)
     // Running the demo again changes nothing that was approved and sends nothing twice.
     let again = opnet(dir.path(), &["demo", "--operators", "15", "--months", "4"]);
     assert!(again.status.success(), "{}", text(&again));
-    assert_eq!(std::fs::read_dir(dir.path().join("opnet-data/outbox")).unwrap().count(), emls);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("opnet-data/outbox"))
+            .unwrap()
+            .count(),
+        emls
+    );
 }
 
 #[test]

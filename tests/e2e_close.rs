@@ -33,7 +33,9 @@ fn config(dir: &std::path::Path, database: String, mail: String) -> Config {
 
 async fn scenario(database: String) {
     let dir = tempfile::tempdir().unwrap();
-    let Some(smtp) = SmtpCapture::start(dir.path()) else { return };
+    let Some(smtp) = SmtpCapture::start(dir.path()) else {
+        return;
+    };
     generate::generate(&GenerateOptions {
         out: dir.path().join("source"),
         operators: 25,
@@ -43,21 +45,39 @@ async fn scenario(database: String) {
         format: Format::Csv,
     })
     .unwrap();
-    let app = App::open(config(dir.path(), database, smtp.url())).await.unwrap();
-    let now = chrono::Utc::now();
-    let report = close::close(&app, &CloseOptions { through: Some(p("2025-06")), ..Default::default() }, now)
+    let app = App::open(config(dir.path(), database, smtp.url()))
         .await
         .unwrap();
-    assert!(report.ingest.as_ref().unwrap().rows_quarantined() > 0, "the generator injects bad rows");
+    let now = chrono::Utc::now();
+    let report = close::close(
+        &app,
+        &CloseOptions {
+            through: Some(p("2025-06")),
+            ..Default::default()
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    assert!(
+        report.ingest.as_ref().unwrap().rows_quarantined() > 0,
+        "the generator injects bad rows"
+    );
 
     // The ledger: one succeeded ingest and one succeeded run per job and period, nothing failed.
     let pool = &app.db.pool;
-    let failed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_runs WHERE status <> 'succeeded'").fetch_one(pool).await.unwrap();
+    let failed: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM job_runs WHERE status <> 'succeeded'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
     assert_eq!(failed, 0);
-    let ingests: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_runs WHERE job = 'ingest' AND status = 'succeeded'")
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    let ingests: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM job_runs WHERE job = 'ingest' AND status = 'succeeded'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
     assert_eq!(ingests, 1);
     let payout_runs: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT period) FROM job_runs WHERE job = 'payouts' AND status = 'succeeded'")
         .fetch_one(pool)
@@ -67,8 +87,8 @@ async fn scenario(database: String) {
 
     // R1.10 on what was committed: statements add up to the lines, per currency and period.
     let rows = sqlx::query(
-        "SELECT s.period, s.currency, SUM(s.operator_share_cents + s.clawback_cents + s.candlefish_share_cents), \
-         (SELECT COALESCE(SUM(l.amount_cents), 0) FROM payout_lines l WHERE l.period = s.period AND l.currency = s.currency) \
+        "SELECT s.period, s.currency, CAST(SUM(s.operator_share_cents + s.clawback_cents + s.candlefish_share_cents) AS BIGINT), \
+         (SELECT CAST(COALESCE(SUM(l.amount_cents), 0) AS BIGINT) FROM payout_lines l WHERE l.period = s.period AND l.currency = s.currency) \
          FROM payout_statements s GROUP BY s.period, s.currency",
     )
     .fetch_all(pool)
@@ -77,7 +97,13 @@ async fn scenario(database: String) {
     assert!(!rows.is_empty());
     for r in &rows {
         let (a, b): (i64, i64) = (r.get(2), r.get(3));
-        assert_eq!(a, b, "control total {} {}", r.get::<String, _>(0), r.get::<String, _>(1));
+        assert_eq!(
+            a,
+            b,
+            "control total {} {}",
+            r.get::<String, _>(0),
+            r.get::<String, _>(1)
+        );
     }
     // R1.7: a carried balance is never paid and never lost.
     let bad: i64 = sqlx::query_scalar(
@@ -92,12 +118,22 @@ async fn scenario(database: String) {
     // Drafts are never sent (R1.9).
     let (queued, _) = payouts::send(&app, p("2025-06"), now).await.unwrap();
     assert_eq!(queued, 0, "nothing approved yet");
-    let approved = payouts::approve(&app, p("2025-06"), None, now).await.unwrap();
+    let approved = payouts::approve(&app, p("2025-06"), None, now)
+        .await
+        .unwrap();
     assert!(approved > 0);
     let before = smtp.received().len();
     let (queued, delivery) = payouts::send(&app, p("2025-06"), now).await.unwrap();
     assert_eq!(queued as u64, approved);
-    assert_eq!(delivery.failed, 0);
+    let errors: Vec<(String, Option<String>)> =
+        sqlx::query("SELECT kind, last_error FROM email_outbox WHERE status <> 'sent'")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+    assert_eq!(delivery.failed, 0, "{errors:?}");
 
     // Read the statements back from the capture server.
     let statements: HashMap<(String, String), (i64, i64, String)> = sqlx::query(
@@ -111,17 +147,28 @@ async fn scenario(database: String) {
     .collect();
     let emails: HashMap<String, String> = {
         let inputs = app.lake.read_snapshot(&report.snapshot).await.unwrap();
-        payouts::operator_directory(&inputs).unwrap().into_iter().map(|(k, (_, e))| (k, e)).collect()
+        payouts::operator_directory(&inputs)
+            .unwrap()
+            .into_iter()
+            .map(|(k, (_, e))| (k, e))
+            .collect()
     };
     let mails = smtp.received();
-    let statement_mails: Vec<_> = mails[before..]
+    // Maildir names are not in arrival order; statements are only ever mailed by `send`.
+    assert!(mails.len() > before);
+    let statement_mails: Vec<_> = mails
         .iter()
         .filter_map(|raw| MessageParser::default().parse(raw.as_slice()))
         .filter(|m| m.subject().unwrap_or("").contains("payout statement"))
         .collect();
     assert_eq!(statement_mails.len() as u64, approved);
     for m in &statement_mails {
-        let to = m.to().and_then(|a| a.first()).and_then(|a| a.address()).unwrap().to_string();
+        let to = m
+            .to()
+            .and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .unwrap()
+            .to_string();
         let csv = m
             .attachments()
             .find(|a| a.attachment_name().unwrap_or("").ends_with(".csv"))
@@ -130,13 +177,31 @@ async fn scenario(database: String) {
         let mut lines = text.lines();
         let header: Vec<&str> = lines.next().unwrap().split(',').collect();
         let idx = |n: &str| header.iter().position(|h| *h == n).unwrap();
-        let sum: i64 = lines.map(|l| l.split(',').nth(idx("operator_cents")).unwrap().parse::<i64>().unwrap()).sum();
+        let sum: i64 = lines
+            .map(|l| {
+                l.split(',')
+                    .nth(idx("operator_cents"))
+                    .unwrap()
+                    .parse::<i64>()
+                    .unwrap()
+            })
+            .sum();
         let subject = m.subject().unwrap();
         assert!(subject.contains("2025-06"), "{subject}");
-        let key = statements.keys().find(|(op, cur)| subject.contains(op.as_str()) && subject.contains(cur.as_str())).unwrap();
+        let key = statements
+            .keys()
+            .find(|(op, cur)| subject.contains(op.as_str()) && subject.contains(cur.as_str()))
+            .unwrap();
         let (share, clawback, status) = &statements[key];
-        assert_eq!(&emails[&key.0], &to, "each operator receives only its own statement");
-        assert_eq!(sum, share + clawback, "attachment rows sum to the statement");
+        assert_eq!(
+            &emails[&key.0], &to,
+            "each operator receives only its own statement"
+        );
+        assert_eq!(
+            sum,
+            share + clawback,
+            "attachment rows sum to the statement"
+        );
         assert_eq!(status, "sent");
     }
     // Sending again sends nothing new.
@@ -147,20 +212,40 @@ async fn scenario(database: String) {
     // R1.9: re-closing the approved period refuses; --revise writes revision 2 as a draft.
     let again = close::close(
         &app,
-        &CloseOptions { from: Some(p("2025-06")), through: Some(p("2025-06")), ..Default::default() },
+        &CloseOptions {
+            from: Some(p("2025-06")),
+            through: Some(p("2025-06")),
+            ..Default::default()
+        },
         now,
     )
     .await
     .unwrap();
-    assert!(again.runs.iter().any(|r| r.job == "payouts" && r.run_id.is_none()), "refused");
+    assert!(
+        again
+            .runs
+            .iter()
+            .any(|r| r.job == "payouts" && r.run_id.is_none()),
+        "refused"
+    );
     let revised = close::close(
         &app,
-        &CloseOptions { from: Some(p("2025-06")), through: Some(p("2025-06")), revise: true, ..Default::default() },
+        &CloseOptions {
+            from: Some(p("2025-06")),
+            through: Some(p("2025-06")),
+            revise: true,
+            ..Default::default()
+        },
         now,
     )
     .await
     .unwrap();
-    assert!(revised.runs.iter().any(|r| r.job == "payouts" && r.run_id.is_some()));
+    assert!(
+        revised
+            .runs
+            .iter()
+            .any(|r| r.job == "payouts" && r.run_id.is_some())
+    );
     let revs: Vec<(i64, String)> = sqlx::query("SELECT DISTINCT revision, status FROM payout_statements WHERE period = '2025-06' ORDER BY revision")
         .fetch_all(pool)
         .await
@@ -168,12 +253,17 @@ async fn scenario(database: String) {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(revs, vec![(1, "sent".to_string()), (2, "draft".to_string())]);
+    assert_eq!(
+        revs,
+        vec![(1, "sent".to_string()), (2, "draft".to_string())]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn close_approve_send_on_postgres() {
-    let Some(url) = common::pg_database("close").await else { return };
+    let Some(url) = common::pg_database("close").await else {
+        return;
+    };
     scenario(url).await;
 }
 

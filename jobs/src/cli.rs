@@ -48,7 +48,12 @@ pub struct Global {
     #[arg(long, global = true, env = "DATABASE_URL", value_name = "URL")]
     pub database: Option<String>,
     /// Mail transport: file:DIR or smtp://HOST:PORT [default: file:./opnet-data/outbox]
-    #[arg(long, global = true, env = "OPNET_MAIL", value_name = "file:DIR|smtp://HOST:PORT")]
+    #[arg(
+        long,
+        global = true,
+        env = "OPNET_MAIL",
+        value_name = "file:DIR|smtp://HOST:PORT"
+    )]
     pub mail: Option<String>,
 }
 
@@ -147,7 +152,10 @@ pub enum PayoutsCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -164,10 +172,17 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging() {
-    let default = if std::io::stdout().is_terminal() { "warn" } else { "info" };
+    let default = if std::io::stdout().is_terminal() {
+        "warn"
+    } else {
+        "info"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("OPNET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn overrides(g: &Global) -> Overrides {
@@ -182,7 +197,15 @@ fn overrides(g: &Global) -> Overrides {
 
 pub async fn run(cli: Cli) -> Result<()> {
     // Generating data needs no config, database or lake.
-    if let Command::Generate { out, operators, months, seed, format, end } = &cli.command {
+    if let Command::Generate {
+        out,
+        operators,
+        months,
+        seed,
+        format,
+        end,
+    } = &cli.command
+    {
         let end = end.unwrap_or_else(|| close::last_complete_period(Utc::now()));
         let started = std::time::Instant::now();
         let summary = generate::generate(&GenerateOptions {
@@ -209,16 +232,32 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
     let config = Config::load(&overrides(&cli.global))?;
     if let Command::Check = cli.command {
-        println!("config file: {}", config.file.as_ref().map(|p| p.display().to_string()).unwrap_or("(none)".into()));
+        println!(
+            "config file: {}",
+            config
+                .file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or("(none)".into())
+        );
         println!("source:      {}", config.source);
         println!("lake:        {}", config.lake);
         println!("database:    {}", crate::db::redact(&config.database));
         println!("mail:        {}", config.mail);
-        println!("plan:        {} ({} version(s))", config.plan_origin, config.plan.versions.len());
+        println!(
+            "plan:        {} ({} version(s))",
+            config.plan_origin,
+            config.plan.versions.len()
+        );
         println!("configuration is valid");
         return Ok(());
     }
-    if let Command::Demo { operators, months, seed } = cli.command {
+    if let Command::Demo {
+        operators,
+        months,
+        seed,
+    } = cli.command
+    {
         return crate::demo::run(config, operators, months, seed).await;
     }
     let app = App::open(config).await?;
@@ -227,8 +266,20 @@ pub async fn run(cli: Cli) -> Result<()> {
             let r = close::run_ingest(&app, Utc::now()).await?;
             print_ingest(&r);
         }
-        Command::Close { through, from, revise, snapshot, only } => {
-            let opts = CloseOptions { from, through, revise, snapshot, only };
+        Command::Close {
+            through,
+            from,
+            revise,
+            snapshot,
+            only,
+        } => {
+            let opts = CloseOptions {
+                from,
+                through,
+                revise,
+                snapshot,
+                only,
+            };
             let r = close::close(&app, &opts, Utc::now()).await?;
             if let Some(i) = &r.ingest {
                 print_ingest(i);
@@ -236,7 +287,16 @@ pub async fn run(cli: Cli) -> Result<()> {
             print_close(&r);
         }
         Command::Runs { limit } => {
-            let mut t = table(["run_id", "job", "period", "status", "started_at", "rows in/quar/out", "plan", "error"]);
+            let mut t = table([
+                "run_id",
+                "job",
+                "period",
+                "status",
+                "started_at",
+                "rows in/quar/out",
+                "plan",
+                "error",
+            ]);
             for r in app.db.recent_runs(limit).await? {
                 t.add_row([
                     r.run_id,
@@ -252,7 +312,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             println!("{t}");
         }
         Command::Payouts(PayoutsCommand::Show { period, operator }) => {
-            println!("{}", payouts::show(&app, period, operator.as_deref()).await?);
+            println!(
+                "{}",
+                payouts::show(&app, period, operator.as_deref()).await?
+            );
         }
         Command::Payouts(PayoutsCommand::Approve { period, operator }) => {
             let n = payouts::approve(&app, period, operator.as_deref(), Utc::now()).await?;
@@ -267,10 +330,16 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Report { period, out } => {
             let report = crate::jobs::network_health::report_for(&app, period).await?;
-            std::fs::write(&out, report.html).with_context(|| format!("writing {}", out.display()))?;
-            println!("wrote the {period} network-health report to {}", out.display());
+            std::fs::write(&out, report.html)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "wrote the {period} network-health report to {}",
+                out.display()
+            );
         }
-        Command::Generate { .. } | Command::Demo { .. } | Command::Check => unreachable!("handled above"),
+        Command::Generate { .. } | Command::Demo { .. } | Command::Check => {
+            unreachable!("handled above")
+        }
     }
     Ok(())
 }
@@ -297,7 +366,11 @@ pub fn print_ingest(r: &crate::ingest::IngestReport) {
     println!(
         "snapshot {}{} — {} rows, {} quarantined",
         r.snapshot,
-        if r.reused { " (unchanged sources: reused)" } else { "" },
+        if r.reused {
+            " (unchanged sources: reused)"
+        } else {
+            ""
+        },
         r.rows_in(),
         r.rows_quarantined()
     );
@@ -306,8 +379,16 @@ pub fn print_ingest(r: &crate::ingest::IngestReport) {
 pub fn print_close(r: &close::CloseReport) {
     let mut t = table(["period", "job", "rows written", "notes"]);
     for run in &r.runs {
-        t.add_row([run.period.to_string(), run.job.to_string(), run.rows_out.to_string(), run.notes.join("; ")]);
+        t.add_row([
+            run.period.to_string(),
+            run.job.to_string(),
+            run.rows_out.to_string(),
+            run.notes.join("; "),
+        ]);
     }
     println!("{t}");
-    println!("emails delivered: {} (failed: {})", r.delivery.sent, r.delivery.failed);
+    println!(
+        "emails delivered: {} (failed: {})",
+        r.delivery.sent, r.delivery.failed
+    );
 }

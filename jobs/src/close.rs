@@ -30,12 +30,23 @@ pub struct App {
 
 impl App {
     pub async fn open(config: Config) -> Result<App> {
-        let db = Db::connect(&config.database).await.context("opening the database")?;
+        let db = Db::connect(&config.database)
+            .await
+            .context("opening the database")?;
         db.migrate().await.context("migrating the database")?;
-        let source = store::open(&config.source).with_context(|| format!("source {}", config.source))?;
-        let lake = Lake::new(store::open(&config.lake).with_context(|| format!("lake {}", config.lake))?);
-        let transport = Transport::parse(&config.mail).with_context(|| format!("mail {}", config.mail))?;
-        Ok(App { config, db, source, lake, transport })
+        let source =
+            store::open(&config.source).with_context(|| format!("source {}", config.source))?;
+        let lake =
+            Lake::new(store::open(&config.lake).with_context(|| format!("lake {}", config.lake))?);
+        let transport =
+            Transport::parse(&config.mail).with_context(|| format!("mail {}", config.mail))?;
+        Ok(App {
+            config,
+            db,
+            source,
+            lake,
+            transport,
+        })
     }
 }
 
@@ -72,17 +83,28 @@ pub struct CloseReport {
 
 /// Ingest every source dataset into a lake snapshot and record the run.
 pub async fn run_ingest(app: &App, now: DateTime<Utc>) -> Result<IngestReport> {
-    let run_id = app.db.start_run(&RunStart { job: "ingest", ..Default::default() }, now).await?;
+    let run_id = app
+        .db
+        .start_run(
+            &RunStart {
+                job: "ingest",
+                ..Default::default()
+            },
+            now,
+        )
+        .await?;
     match ingest::ingest(app.source.as_ref(), &app.lake, now).await {
         Ok(report) => {
             let mut tx = app.db.pool.begin().await.context("begin")?;
-            sqlx::query("UPDATE job_runs SET input_fingerprint = $1, snapshot = $2 WHERE run_id = $3")
-                .bind(&report.fingerprint)
-                .bind(&report.snapshot)
-                .bind(&run_id)
-                .execute(&mut *tx)
-                .await
-                .context("recording the snapshot")?;
+            sqlx::query(
+                "UPDATE job_runs SET input_fingerprint = $1, snapshot = $2 WHERE run_id = $3",
+            )
+            .bind(&report.fingerprint)
+            .bind(&report.snapshot)
+            .bind(&run_id)
+            .execute(&mut *tx)
+            .await
+            .context("recording the snapshot")?;
             let counts = RunCounts {
                 rows_in: report.rows_in() as i64,
                 rows_quarantined: report.rows_quarantined() as i64,
@@ -137,12 +159,20 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
     let through = opts.through.unwrap_or_else(|| last_complete_period(now));
     let from = match opts.from {
         Some(p) => p,
-        None => first_billing_period(&inputs)?.ok_or_else(|| anyhow!("no billing data: billing/invoices is empty"))?,
+        None => first_billing_period(&inputs)?
+            .ok_or_else(|| anyhow!("no billing data: billing/invoices is empty"))?,
     };
     let registry = jobs::registry();
     for name in &opts.only {
         if !registry.iter().any(|j| j.name() == name) {
-            return Err(anyhow!("unknown job {name:?}; jobs: {}", registry.iter().map(|j| j.name()).collect::<Vec<_>>().join(", ")));
+            return Err(anyhow!(
+                "unknown job {name:?}; jobs: {}",
+                registry
+                    .iter()
+                    .map(|j| j.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
     }
     let mut runs = Vec::new();
@@ -165,7 +195,13 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
                 let mut conn = app.db.pool.acquire().await.context("acquire")?;
                 if let Some(reason) = job.refuse(&ctx, &mut conn).await? {
                     tracing::warn!(job = job.name(), %period, %reason, "Run refused");
-                    runs.push(RunSummary { period, job: job.name(), run_id: None, rows_out: 0, notes: vec![reason] });
+                    runs.push(RunSummary {
+                        period,
+                        job: job.name(),
+                        run_id: None,
+                        rows_out: 0,
+                        notes: vec![reason],
+                    });
                     continue;
                 }
             }
@@ -187,10 +223,18 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
             let result = run_in_tx(app, job.as_ref(), &ctx, &mut tx).await;
             match result {
                 Ok((out, rows_out)) => {
-                    tx.commit().await.with_context(|| format!("commit {} {period}", job.name()))?;
+                    tx.commit()
+                        .await
+                        .with_context(|| format!("commit {} {period}", job.name()))?;
                     publish(app, job.name(), period, &out).await?;
                     tracing::info!(job = job.name(), %period, run_id = %run_id, rows_out, "Run succeeded");
-                    runs.push(RunSummary { period, job: job.name(), run_id: Some(run_id.clone()), rows_out, notes: out.summary });
+                    runs.push(RunSummary {
+                        period,
+                        job: job.name(),
+                        run_id: Some(run_id.clone()),
+                        rows_out,
+                        notes: out.summary,
+                    });
                 }
                 Err(e) => {
                     let _ = tx.rollback().await;
@@ -198,13 +242,21 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
                     app.db.fail_run(&run_id, &msg, Utc::now()).await?;
                     tracing::error!(job = job.name(), %period, run_id = %run_id, error = %msg, "Run failed");
                     queue_failure_notice(app, job.name(), period, &run_id, &msg).await;
-                    return Err(e.context(format!("{} {period} failed (run {run_id}); nothing was committed", job.name())));
+                    return Err(e.context(format!(
+                        "{} {period} failed (run {run_id}); nothing was committed",
+                        job.name()
+                    )));
                 }
             }
         }
     }
     let delivery = mail::deliver_queued(&app.db.pool, &app.transport, Utc::now()).await?;
-    Ok(CloseReport { ingest: ingest_report, snapshot, runs, delivery })
+    Ok(CloseReport {
+        ingest: ingest_report,
+        snapshot,
+        runs,
+        delivery,
+    })
 }
 
 /// Write a job's output and its ledger row in the run's transaction.
@@ -225,11 +277,27 @@ async fn run_in_tx(
                 .await
                 .with_context(|| format!("replacing {} of {period}", w.table))?;
         }
-        rows_out += db::insert_frame(tx, w.table, &w.frame, &[("run_id", Value::Text(ctx.run_id.to_string()))])
-            .await? as i64;
+        rows_out += db::insert_frame(
+            tx,
+            w.table,
+            &w.frame,
+            &[("run_id", Value::Text(ctx.run_id.to_string()))],
+        )
+        .await? as i64;
     }
-    mail::enqueue(tx, &app.config.email.from, &out.emails, Some(ctx.run_id), ctx.now).await?;
-    let counts = RunCounts { rows_in: out.rows_in, rows_quarantined: 0, rows_out };
+    mail::enqueue(
+        tx,
+        &app.config.email.from,
+        &out.emails,
+        Some(ctx.run_id),
+        ctx.now,
+    )
+    .await?;
+    let counts = RunCounts {
+        rows_in: out.rows_in,
+        rows_quarantined: 0,
+        rows_out,
+    };
     db::finish_run(tx, ctx.run_id, &counts, Utc::now()).await?;
     Ok((out, rows_out))
 }
@@ -245,7 +313,10 @@ async fn publish(app: &App, job: &str, period: Period, out: &JobOutput) -> Resul
             .with_context(|| format!("{job} {period}: publishing mart {}", w.table))?;
     }
     for (key, bytes) in &out.files {
-        app.lake.put_file(key, bytes.clone()).await.with_context(|| format!("{job} {period}: writing {key}"))?;
+        app.lake
+            .put_file(key, bytes.clone())
+            .await
+            .with_context(|| format!("{job} {period}: writing {key}"))?;
     }
     Ok(())
 }
@@ -255,9 +326,17 @@ async fn publish(app: &App, job: &str, period: Period, out: &JobOutput) -> Resul
 async fn queue_failure_notice(app: &App, job: &str, period: Period, run_id: &str, error: &str) {
     let rerun = format!("opnet close --from {period} --through {period}");
     for to in &app.config.email.ops {
-        let email = mail::run_failed_email(job, Some(&period.to_string()), run_id, error, &rerun, to);
+        let email =
+            mail::run_failed_email(job, Some(&period.to_string()), run_id, error, &rerun, to);
         if let Ok(mut conn) = app.db.pool.acquire().await {
-            let _ = mail::enqueue(&mut conn, &app.config.email.from, &[email], Some(run_id), Utc::now()).await;
+            let _ = mail::enqueue(
+                &mut conn,
+                &app.config.email.from,
+                &[email],
+                Some(run_id),
+                Utc::now(),
+            )
+            .await;
         }
     }
     let _ = mail::deliver_queued(&app.db.pool, &app.transport, Utc::now()).await;

@@ -112,10 +112,17 @@ impl Config {
         let (plan, plan_origin) = match &file.plan_file {
             None => (PlanBook::default(), "embedded Playbook plan".to_string()),
             Some(rel) => {
-                let base = path.as_deref().and_then(Path::parent).unwrap_or(Path::new("."));
+                let base = path
+                    .as_deref()
+                    .and_then(Path::parent)
+                    .unwrap_or(Path::new("."));
                 let p = base.join(rel);
                 let text = std::fs::read_to_string(&p).map_err(|e| {
-                    ConfigError(vec![format!("{}: key plan_file: cannot read {}: {e}", where_(&path), p.display())])
+                    ConfigError(vec![format!(
+                        "{}: key plan_file: cannot read {}: {e}",
+                        where_(&path),
+                        p.display()
+                    )])
                 })?;
                 let book = PlanBook::from_toml(&text)
                     .map_err(|e| ConfigError(vec![format!("{}: {e}", p.display())]))?;
@@ -123,7 +130,9 @@ impl Config {
             }
         };
         let pick = |flag: &Option<String>, file: &Option<String>, default: &str| {
-            flag.clone().or_else(|| file.clone()).unwrap_or_else(|| default.to_string())
+            flag.clone()
+                .or_else(|| file.clone())
+                .unwrap_or_else(|| default.to_string())
         };
         let config = Config {
             source: pick(&over.source, &file.source, DEFAULT_SOURCE),
@@ -141,8 +150,14 @@ impl Config {
 
     /// Parse a config file's text; errors name the file and the key.
     pub fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError(vec![format!("{}: {}", path.display(), e.message().trim())
-            + &e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default()]))
+        toml::from_str(text).map_err(|e| {
+            ConfigError(vec![
+                format!("{}: {}", path.display(), e.message().trim())
+                    + &e.span()
+                        .map(|s| format!(" (at byte {})", s.start))
+                        .unwrap_or_default(),
+            ])
+        })
     }
 
     /// Pure validation of the resolved values; collects every problem.
@@ -153,15 +168,24 @@ impl Config {
             || self.database.starts_with("postgres://")
             || self.database.starts_with("postgresql://"))
         {
-            p.push(format!("{at}: key database: expected sqlite://FILE or postgres://…, got {:?}", crate::db::redact(&self.database)));
+            p.push(format!(
+                "{at}: key database: expected sqlite://FILE or postgres://…, got {:?}",
+                crate::db::redact(&self.database)
+            ));
         }
         if !(self.mail.starts_with("file:") || self.mail.starts_with("smtp://")) {
-            p.push(format!("{at}: key mail: expected file:DIR or smtp://HOST:PORT, got {:?}", self.mail));
+            p.push(format!(
+                "{at}: key mail: expected file:DIR or smtp://HOST:PORT, got {:?}",
+                self.mail
+            ));
         } else if let Some(rest) = self.mail.strip_prefix("smtp://") {
             let hostport = rest.rsplit('@').next().unwrap_or(rest);
             match hostport.trim_end_matches('/').rsplit_once(':') {
                 Some((h, port)) if !h.is_empty() && port.parse::<u16>().is_ok() => {}
-                _ => p.push(format!("{at}: key mail: smtp URL needs HOST:PORT, got {:?}", self.mail)),
+                _ => p.push(format!(
+                    "{at}: key mail: smtp URL needs HOST:PORT, got {:?}",
+                    self.mail
+                )),
             }
         }
         for (key, v) in [("source", &self.source), ("lake", &self.lake)] {
@@ -171,7 +195,9 @@ impl Config {
         }
         let addr = |key: &str, a: &str, p: &mut Vec<String>| {
             if a.parse::<lettre::message::Mailbox>().is_err() {
-                p.push(format!("{at}: key email.{key}: not an email address: {a:?}"));
+                p.push(format!(
+                    "{at}: key email.{key}: not an email address: {a:?}"
+                ));
             }
         };
         addr("from", &self.email.from, &mut p);
@@ -188,12 +214,18 @@ impl Config {
         if let Err(e) = self.plan.validate() {
             p.push(format!("{}: {e}", self.plan_origin));
         }
-        if p.is_empty() { Ok(()) } else { Err(ConfigError(p)) }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(p))
+        }
     }
 }
 
 fn where_(file: &Option<PathBuf>) -> String {
-    file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(flags/environment)".into())
+    file.as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "(flags/environment)".into())
 }
 
 #[cfg(test)]
@@ -204,7 +236,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("opnet.toml");
         std::fs::write(&p, text).unwrap();
-        Config::load(&Overrides { config: Some(p), ..over })
+        Config::load(&Overrides {
+            config: Some(p),
+            ..over
+        })
     }
 
     #[test]
@@ -217,8 +252,14 @@ mod tests {
 
     #[test]
     fn flag_beats_file() {
-        let c = load("database = \"sqlite://a.db\"\n", Overrides { database: Some("sqlite://b.db".into()), ..Default::default() })
-            .unwrap();
+        let c = load(
+            "database = \"sqlite://a.db\"\n",
+            Overrides {
+                database: Some("sqlite://b.db".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(c.database, "sqlite://b.db");
         let c = load("database = \"sqlite://a.db\"\n", Overrides::default()).unwrap();
         assert_eq!(c.database, "sqlite://a.db");
@@ -226,7 +267,9 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let e = load("databse = \"x\"\n", Overrides::default()).unwrap_err().to_string();
+        let e = load("databse = \"x\"\n", Overrides::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("databse"), "{e}");
         assert!(e.contains("opnet.toml"), "{e}");
     }
@@ -247,10 +290,19 @@ mod tests {
     #[test]
     fn plan_file_errors_name_the_plan_key() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("plan.toml"), "[[version]]\nversion = \"a\"\neffective_from = \"2025-13\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("plan.toml"),
+            "[[version]]\nversion = \"a\"\neffective_from = \"2025-13\"\n",
+        )
+        .unwrap();
         let p = dir.path().join("opnet.toml");
         std::fs::write(&p, "plan_file = \"plan.toml\"\n").unwrap();
-        let e = Config::load(&Overrides { config: Some(p), ..Default::default() }).unwrap_err().to_string();
+        let e = Config::load(&Overrides {
+            config: Some(p),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("plan.toml"), "{e}");
         assert!(e.contains("2025-13"), "{e}");
     }
@@ -258,7 +310,14 @@ mod tests {
     #[test]
     fn example_config_parses_and_validates() {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/opnet.example.toml");
-        let c = Config::load(&Overrides { config: Some(p), ..Default::default() }).unwrap();
-        assert!(c.plan.versions.len() >= 2, "the example ships a plan with two versions");
+        let c = Config::load(&Overrides {
+            config: Some(p),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(
+            c.plan.versions.len() >= 2,
+            "the example ships a plan with two versions"
+        );
     }
 }

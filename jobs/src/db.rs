@@ -27,15 +27,25 @@ pub enum DbError {
     #[error("cannot connect to {url}: {source}")]
     Connect { url: String, source: sqlx::Error },
     #[error("migration {version} failed: {source}")]
-    Migrate { version: String, source: sqlx::Error },
+    Migrate {
+        version: String,
+        source: sqlx::Error,
+    },
     #[error("writing table {table}: {source}")]
     Write { table: String, source: sqlx::Error },
     #[error("table {table}, column {column}: unsupported type {dtype} for the database")]
-    Unsupported { table: String, column: String, dtype: String },
+    Unsupported {
+        table: String,
+        column: String,
+        dtype: String,
+    },
     #[error("table {table}: {source}")]
     Frame { table: String, source: PolarsError },
     #[error("{context}: {source}")]
-    Query { context: String, source: sqlx::Error },
+    Query {
+        context: String,
+        source: sqlx::Error,
+    },
 }
 
 impl DbError {
@@ -53,7 +63,10 @@ impl DbError {
             | DbError::Migrate { source, .. } => source,
             _ => return false,
         };
-        matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
+        matches!(
+            e,
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+        )
     }
 }
 
@@ -86,7 +99,11 @@ impl Db {
                 }
             }
             if !url.contains("mode=") && !url.contains(":memory:") {
-                url.push_str(if url.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
+                url.push_str(if url.contains('?') {
+                    "&mode=rwc"
+                } else {
+                    "?mode=rwc"
+                });
             }
         }
         let options = AnyConnectOptions::from_str(&url).map_err(|source| DbError::Connect {
@@ -97,7 +114,10 @@ impl Db {
             .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
             .connect_with(options)
             .await
-            .map_err(|source| DbError::Connect { url: redact(&url), source })?;
+            .map_err(|source| DbError::Connect {
+                url: redact(&url),
+                source,
+            })?;
         Ok(Db { pool, backend })
     }
 
@@ -105,7 +125,11 @@ impl Db {
     ///
     /// On PostgreSQL an advisory lock serialises replicas that start at once.
     pub async fn migrate(&self) -> Result<Vec<String>, DbError> {
-        let mut conn = self.pool.acquire().await.map_err(DbError::query("acquire connection"))?;
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(DbError::query("acquire connection"))?;
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_lock(7262730)")
                 .execute(&mut *conn)
@@ -114,7 +138,9 @@ impl Db {
         }
         let result = self.migrate_locked(&mut conn).await;
         if self.backend == Backend::Postgres {
-            let _ = sqlx::query("SELECT pg_advisory_unlock(7262730)").execute(&mut *conn).await;
+            let _ = sqlx::query("SELECT pg_advisory_unlock(7262730)")
+                .execute(&mut *conn)
+                .await;
         }
         result
     }
@@ -126,31 +152,46 @@ impl Db {
             .map_err(DbError::query("create opnet_migrations"))?;
         let mut applied = Vec::new();
         for (version, pg, lite) in MIGRATIONS {
-            let done: Option<String> = sqlx::query_scalar("SELECT version FROM opnet_migrations WHERE version = $1")
-                .bind(*version)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(DbError::query("read opnet_migrations"))?;
+            let done: Option<String> =
+                sqlx::query_scalar("SELECT version FROM opnet_migrations WHERE version = $1")
+                    .bind(*version)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(DbError::query("read opnet_migrations"))?;
             if done.is_some() {
                 continue;
             }
-            let script = if self.backend == Backend::Postgres { pg } else { lite };
+            let script = if self.backend == Backend::Postgres {
+                pg
+            } else {
+                lite
+            };
             let mut tx = sqlx::Connection::begin(&mut *conn)
                 .await
-                .map_err(|source| DbError::Migrate { version: version.to_string(), source })?;
+                .map_err(|source| DbError::Migrate {
+                    version: version.to_string(),
+                    source,
+                })?;
             sqlx::raw_sql(script)
                 .execute(&mut *tx)
                 .await
-                .map_err(|source| DbError::Migrate { version: version.to_string(), source })?;
+                .map_err(|source| DbError::Migrate {
+                    version: version.to_string(),
+                    source,
+                })?;
             sqlx::query("INSERT INTO opnet_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(*version)
                 .bind(timestamp(Utc::now()))
                 .execute(&mut *tx)
                 .await
-                .map_err(|source| DbError::Migrate { version: version.to_string(), source })?;
-            tx.commit()
-                .await
-                .map_err(|source| DbError::Migrate { version: version.to_string(), source })?;
+                .map_err(|source| DbError::Migrate {
+                    version: version.to_string(),
+                    source,
+                })?;
+            tx.commit().await.map_err(|source| DbError::Migrate {
+                version: version.to_string(),
+                source,
+            })?;
             applied.push(version.to_string());
         }
         Ok(applied)
@@ -168,7 +209,9 @@ pub fn backend_of(url: &str) -> Result<Backend, DbError> {
 }
 
 fn sqlite_path(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && path != ":memory:").then(|| path.to_string())
 }
@@ -219,7 +262,10 @@ pub async fn insert_frame(
     if df.height() == 0 {
         return Ok(0);
     }
-    let frame_err = |source| DbError::Frame { table: table.to_string(), source };
+    let frame_err = |source| DbError::Frame {
+        table: table.to_string(),
+        source,
+    };
     // Normalise the dtypes the database does not know: dates become ISO text,
     // narrow ints widen, all-null columns are typed as text.
     let mut cols: Vec<Series> = Vec::with_capacity(df.width());
@@ -229,8 +275,13 @@ pub async fn insert_frame(
             DataType::Date | DataType::Datetime(_, _) | DataType::Null => {
                 s.cast(&DataType::String).map_err(frame_err)?
             }
-            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16
-            | DataType::UInt32 | DataType::UInt64 => s.cast(&DataType::Int64).map_err(frame_err)?,
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64 => s.cast(&DataType::Int64).map_err(frame_err)?,
             DataType::Float32 => s.cast(&DataType::Float64).map_err(frame_err)?,
             DataType::Int64 | DataType::Float64 | DataType::Boolean | DataType::String => s,
             other => {
@@ -268,7 +319,10 @@ pub async fn insert_frame(
             }
             sql.push(')');
         }
-        let mut q = sqlx::query(&sql);
+        // Not cached: a cached statement keeps the parameter types of its first
+        // execution, and a column that was all NULL then (typed by sqlx's guess) would
+        // reject real values later ("incorrect binary data format").
+        let mut q = sqlx::query(&sql).persistent(false);
         for row in start..end {
             for s in &cols {
                 let cell = match s.dtype() {
@@ -286,7 +340,16 @@ pub async fn insert_frame(
         let res = q
             .execute(&mut *conn)
             .await
-            .map_err(|source| DbError::Write { table: table.to_string(), source })?;
+            .map_err(|source| DbError::Write {
+                table: format!(
+                    "{table} ({})",
+                    cols.iter()
+                        .map(|s| format!("{}: {}", s.name(), s.dtype()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                source,
+            })?;
         written += res.rows_affected();
         start = end;
     }
@@ -307,6 +370,12 @@ fn bind<'q>(
     }
 }
 
+/// A boolean column as 1/0/NULL: the Any driver cannot decode SQLite's BOOLEAN, so
+/// queries select booleans through this and [`query_frame`] turns them back.
+pub fn bool_as_int(column: &str) -> String {
+    format!("CASE WHEN {column} IS NULL THEN NULL WHEN {column} THEN 1 ELSE 0 END AS {column}")
+}
+
 /// Read a query's rows into a `DataFrame`; `columns` gives each output column's
 /// name and type (Int64, Float64, Boolean or String), in select order.
 pub async fn query_frame(
@@ -319,35 +388,57 @@ pub async fn query_frame(
     for b in binds {
         q = bind(q, Cell::C(b));
     }
-    let rows = q.fetch_all(&mut *conn).await.map_err(DbError::query(format!("query {sql}")))?;
+    let rows = q
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(DbError::query(format!("query {sql}")))?;
     let mut out = Vec::with_capacity(columns.len());
     for (i, (name, dtype)) in columns.iter().enumerate() {
         let ctx = || format!("column {name} of {sql}");
         let s = match dtype {
             DataType::Int64 => {
-                let v: Vec<Option<i64>> =
-                    rows.iter().map(|r| r.try_get(i)).collect::<Result<_, _>>().map_err(DbError::query(ctx()))?;
+                let v: Vec<Option<i64>> = rows
+                    .iter()
+                    .map(|r| r.try_get(i))
+                    .collect::<Result<_, _>>()
+                    .map_err(DbError::query(ctx()))?;
                 Series::new((*name).into(), v)
             }
             DataType::Float64 => {
-                let v: Vec<Option<f64>> =
-                    rows.iter().map(|r| r.try_get(i)).collect::<Result<_, _>>().map_err(DbError::query(ctx()))?;
+                let v: Vec<Option<f64>> = rows
+                    .iter()
+                    .map(|r| r.try_get(i))
+                    .collect::<Result<_, _>>()
+                    .map_err(DbError::query(ctx()))?;
                 Series::new((*name).into(), v)
             }
             DataType::Boolean => {
-                let v: Vec<Option<bool>> =
-                    rows.iter().map(|r| r.try_get(i)).collect::<Result<_, _>>().map_err(DbError::query(ctx()))?;
-                Series::new((*name).into(), v)
+                // selected through `bool_as_int`
+                let v: Vec<Option<i64>> = rows
+                    .iter()
+                    .map(|r| r.try_get(i))
+                    .collect::<Result<_, _>>()
+                    .map_err(DbError::query(ctx()))?;
+                Series::new(
+                    (*name).into(),
+                    v.into_iter().map(|b| b.map(|b| b != 0)).collect::<Vec<_>>(),
+                )
             }
             _ => {
-                let v: Vec<Option<String>> =
-                    rows.iter().map(|r| r.try_get(i)).collect::<Result<_, _>>().map_err(DbError::query(ctx()))?;
+                let v: Vec<Option<String>> = rows
+                    .iter()
+                    .map(|r| r.try_get(i))
+                    .collect::<Result<_, _>>()
+                    .map_err(DbError::query(ctx()))?;
                 Series::new((*name).into(), v)
             }
         };
         out.push(s.into_column());
     }
-    DataFrame::new(rows.len(), out).map_err(|source| DbError::Frame { table: sql.to_string(), source })
+    DataFrame::new(rows.len(), out).map_err(|source| DbError::Frame {
+        table: sql.to_string(),
+        source,
+    })
 }
 
 /// One row of the run ledger, as `opnet runs` shows it.
@@ -388,7 +479,11 @@ pub struct RunCounts {
 
 impl Db {
     /// Record a `running` run, committed at once so a crash leaves it visible.
-    pub async fn start_run(&self, start: &RunStart<'_>, now: DateTime<Utc>) -> Result<String, DbError> {
+    pub async fn start_run(
+        &self,
+        start: &RunStart<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<String, DbError> {
         let run_id = format!(
             "{}-{}-{}",
             start.job,
@@ -415,14 +510,21 @@ impl Db {
 
     /// Mark a run failed. Called after its transaction rolled back, so the failed
     /// record is all that the run leaves behind.
-    pub async fn fail_run(&self, run_id: &str, error: &str, now: DateTime<Utc>) -> Result<(), DbError> {
-        sqlx::query("UPDATE job_runs SET status = 'failed', finished_at = $1, error = $2 WHERE run_id = $3")
-            .bind(timestamp(now))
-            .bind(error)
-            .bind(run_id)
-            .execute(&self.pool)
-            .await
-            .map_err(DbError::query("update job_runs"))?;
+    pub async fn fail_run(
+        &self,
+        run_id: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE job_runs SET status = 'failed', finished_at = $1, error = $2 WHERE run_id = $3",
+        )
+        .bind(timestamp(now))
+        .bind(error)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await
+        .map_err(DbError::query("update job_runs"))?;
         Ok(())
     }
 
@@ -483,7 +585,11 @@ pub async fn finish_run(
 fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_default()
 }
 
@@ -493,8 +599,99 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:*****@h/db");
+        assert_eq!(
+            redact("postgres://u:secret@h/db"),
+            "postgres://u:*****@h/db"
+        );
         assert_eq!(redact("sqlite://./x.db"), "sqlite://./x.db");
+    }
+
+    /// The same frame round trip on PostgreSQL (floats, nulls, booleans: the types the
+    /// Any driver maps differently per backend).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn postgres_writes_and_reads_every_column_type() {
+        let admin = std::env::var("OPNET_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        sqlx::any::install_default_drivers();
+        let Ok(mut c) = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await else {
+            assert!(
+                std::env::var("OPNET_REQUIRE_SERVICES").is_err(),
+                "PostgreSQL required"
+            );
+            return;
+        };
+        let name = format!("opnet_db_{}", std::process::id());
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+            .execute(&mut c)
+            .await;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+        let db = Db::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        roundtrip(&db).await;
+    }
+
+    async fn roundtrip(db: &Db) {
+        let df = df!(
+            "period" => ["2025-01", "2025-01"],
+            "metric" => ["a", "b"],
+            "dimension" => [None::<&str>, Some("USD")],
+            "value" => [Some(0.5f64), None],
+            "value_cents" => [None::<i64>, Some(12)],
+            "target" => [Some(1.0f64), None],
+            "on_target" => [Some(false), None],
+        )
+        .unwrap();
+        let mut conn = db.pool.acquire().await.unwrap();
+        insert_frame(
+            &mut conn,
+            "network_health",
+            &df,
+            &[("run_id", Value::Text("r".into()))],
+        )
+        .await
+        .unwrap();
+        let back = query_frame(
+            &mut conn,
+            &format!(
+                "SELECT metric, value, value_cents, {} FROM network_health ORDER BY metric",
+                bool_as_int("on_target")
+            ),
+            &[],
+            &[
+                ("metric", DataType::String),
+                ("value", DataType::Float64),
+                ("value_cents", DataType::Int64),
+                ("on_target", DataType::Boolean),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            back.column("on_target").unwrap().bool().unwrap().get(0),
+            Some(false)
+        );
+        assert_eq!(
+            back.column("on_target").unwrap().bool().unwrap().get(1),
+            None
+        );
+        assert_eq!(
+            back.column("value").unwrap().f64().unwrap().get(0),
+            Some(0.5)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sqlite_writes_and_reads_every_column_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/t.db", dir.path().display()))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        roundtrip(&db).await;
     }
 
     #[tokio::test]
@@ -514,7 +711,14 @@ mod tests {
         )
         .unwrap();
         let mut conn = db.pool.acquire().await.unwrap();
-        let n = insert_frame(&mut conn, "operator_tiers", &df, &[("run_id", Value::Text("r1".into()))]).await.unwrap();
+        let n = insert_frame(
+            &mut conn,
+            "operator_tiers",
+            &df,
+            &[("run_id", Value::Text("r1".into()))],
+        )
+        .await
+        .unwrap();
         assert_eq!(n, 2);
         let back = query_frame(
             &mut conn,
@@ -525,6 +729,13 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(back.height(), 2);
-        assert_eq!(back.column("active_customers").unwrap().i64().unwrap().get(0), Some(3));
+        assert_eq!(
+            back.column("active_customers")
+                .unwrap()
+                .i64()
+                .unwrap()
+                .get(0),
+            Some(3)
+        );
     }
 }

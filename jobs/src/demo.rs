@@ -17,7 +17,8 @@ use std::path::PathBuf;
 
 pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Result<()> {
     let now = Utc::now();
-    let source = local_dir(&config.source).context("the demo writes its data to a local source folder")?;
+    let source =
+        local_dir(&config.source).context("the demo writes its data to a local source folder")?;
     let end = close::last_complete_period(now);
     let generated = generate::generate(&GenerateOptions {
         out: source.clone(),
@@ -36,7 +37,11 @@ pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Re
     let app = App::open(config).await?;
     let report = close::close(
         &app,
-        &CloseOptions { from: Some(generated.first_period), through: Some(end), ..Default::default() },
+        &CloseOptions {
+            from: Some(generated.first_period),
+            through: Some(end),
+            ..Default::default()
+        },
         now,
     )
     .await?;
@@ -50,7 +55,12 @@ pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Re
         .fetch_one(&app.db.pool)
         .await?;
     let payable = payouts::payable_by_currency(&app, end).await?;
-    let outbox = app.config.mail.strip_prefix("file:").map(str::to_string).unwrap_or(app.config.mail.clone());
+    let outbox = app
+        .config
+        .mail
+        .strip_prefix("file:")
+        .map(str::to_string)
+        .unwrap_or(app.config.mail.clone());
     let mut t = table(["what", "how much", "where"]);
     t.add_row([
         "input rows (quarantined)".to_string(),
@@ -71,7 +81,11 @@ pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Re
         "payout_statements (opnet payouts show --period …)".to_string(),
     ]);
     for (currency, cents) in &payable {
-        t.add_row([format!("payable {end} {currency}"), crate::mail::format_cents(*cents, currency), String::new()]);
+        t.add_row([
+            format!("payable {end} {currency}"),
+            crate::mail::format_cents(*cents, currency),
+            String::new(),
+        ]);
     }
     t.add_row([
         "reconciliation exceptions (all periods)".to_string(),
@@ -86,7 +100,10 @@ pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Re
     t.add_row([
         "network-health report".to_string(),
         end.to_string(),
-        format!("{}/reports/network_health/period={end}/report.html", app.config.lake),
+        format!(
+            "{}/reports/network_health/period={end}/report.html",
+            app.config.lake
+        ),
     ]);
     println!("{t}");
     println!("next: opnet payouts show --period {end}   ·   opnet runs");
@@ -97,5 +114,7 @@ fn local_dir(location: &str) -> Result<PathBuf> {
     if location.starts_with("s3://") {
         bail!("source {location} is not a local directory");
     }
-    Ok(PathBuf::from(location.strip_prefix("file:").unwrap_or(location)))
+    Ok(PathBuf::from(
+        location.strip_prefix("file:").unwrap_or(location),
+    ))
 }

@@ -17,22 +17,27 @@ pub fn date_lit(d: NaiveDate) -> Expr {
 /// R2.1 — a customer is active at `d` when `contract_signed_on ≤ d` and
 /// (`churned_on` is empty or `churned_on > d`): churned on `d` itself is not active.
 pub fn customer_active_at(d: NaiveDate) -> Expr {
-    col("contract_signed_on")
-        .lt_eq(date_lit(d))
-        .and(col("churned_on").is_null().or(col("churned_on").gt(date_lit(d))))
+    col("contract_signed_on").lt_eq(date_lit(d)).and(
+        col("churned_on")
+            .is_null()
+            .or(col("churned_on").gt(date_lit(d))),
+    )
 }
 
 /// R6.2 — an operator is active at `d` when `joined_on ≤ d` and (`terminated_on`
 /// is empty or `terminated_on > d`).
 pub fn operator_active_at(d: NaiveDate) -> Expr {
-    col("joined_on")
-        .lt_eq(date_lit(d))
-        .and(col("terminated_on").is_null().or(col("terminated_on").gt(date_lit(d))))
+    col("joined_on").lt_eq(date_lit(d)).and(
+        col("terminated_on")
+            .is_null()
+            .or(col("terminated_on").gt(date_lit(d))),
+    )
 }
 
 /// R1.1 `months(d) = 12·year + month` of a date expression, as Int64.
 pub fn months_of(date: Expr) -> Expr {
-    date.clone().dt().year().cast(DataType::Int64) * lit(12i64) + date.dt().month().cast(DataType::Int64)
+    date.clone().dt().year().cast(DataType::Int64) * lit(12i64)
+        + date.dt().month().cast(DataType::Int64)
 }
 
 /// R1.1 — tenure month of an operator (`joined_on` column) in `period`: the month of
@@ -83,9 +88,18 @@ mod tests {
             "churned_on" => [Some(d("2025-01-31")), Some(d("2025-02-01")), None, None],
         )
         .unwrap();
-        let out = active_customer_counts(customers.lazy(), d("2025-01-31")).collect().unwrap();
+        let out = active_customer_counts(customers.lazy(), d("2025-01-31"))
+            .collect()
+            .unwrap();
         // a churned on the day: inactive; b churns the day after: active; c signs later; d has no operator
-        assert_eq!(out.column("active_customers").unwrap().i64().unwrap().get(0), Some(1));
+        assert_eq!(
+            out.column("active_customers")
+                .unwrap()
+                .i64()
+                .unwrap()
+                .get(0),
+            Some(1)
+        );
     }
 
     #[test]
@@ -96,8 +110,17 @@ mod tests {
             "terminated_on" => [None, Some(d("2025-01-31")), None],
         )
         .unwrap();
-        let out = active_operators(ops.lazy(), d("2025-01-31")).collect().unwrap();
-        let ids: Vec<_> = out.column("operator_id").unwrap().str().unwrap().iter().flatten().collect();
+        let out = active_operators(ops.lazy(), d("2025-01-31"))
+            .collect()
+            .unwrap();
+        let ids: Vec<_> = out
+            .column("operator_id")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect();
         assert_eq!(ids, ["x"]);
     }
 
@@ -107,18 +130,33 @@ mod tests {
         // joined 2024-01 → 2024-12 is tenure 12 (initial), 2025-01 is 13 (growth),
         // 2025-12 is 24 (growth), 2026-01 is 25 (mature)
         let ops = df!("joined_on" => [d("2024-01-31")]).unwrap();
-        for (p, t, ph) in [("2024-01", 1, "initial"), ("2024-12", 12, "initial"), ("2025-01", 13, "growth"),
-            ("2025-12", 24, "growth"), ("2026-01", 25, "mature")]
-        {
+        for (p, t, ph) in [
+            ("2024-01", 1, "initial"),
+            ("2024-12", 12, "initial"),
+            ("2025-01", 13, "growth"),
+            ("2025-12", 24, "growth"),
+            ("2026-01", 25, "mature"),
+        ] {
             let period = Period::parse(p).unwrap();
             let out = ops
                 .clone()
                 .lazy()
-                .select([tenure(period).alias("t"), phase(tenure(period), &plan).alias("p")])
+                .select([
+                    tenure(period).alias("t"),
+                    phase(tenure(period), &plan).alias("p"),
+                ])
                 .collect()
                 .unwrap();
-            assert_eq!(out.column("t").unwrap().i64().unwrap().get(0), Some(t), "{p}");
-            assert_eq!(out.column("p").unwrap().str().unwrap().get(0), Some(ph), "{p}");
+            assert_eq!(
+                out.column("t").unwrap().i64().unwrap().get(0),
+                Some(t),
+                "{p}"
+            );
+            assert_eq!(
+                out.column("p").unwrap().str().unwrap().get(0),
+                Some(ph),
+                "{p}"
+            );
         }
     }
 }

@@ -67,13 +67,28 @@ pub struct Column {
 }
 
 const fn c(name: &'static str, ty: ColType) -> Column {
-    Column { name, ty, nullable: false, check: Check::None }
+    Column {
+        name,
+        ty,
+        nullable: false,
+        check: Check::None,
+    }
 }
 const fn opt(name: &'static str, ty: ColType) -> Column {
-    Column { name, ty, nullable: true, check: Check::None }
+    Column {
+        name,
+        ty,
+        nullable: true,
+        check: Check::None,
+    }
 }
 const fn chk(name: &'static str, ty: ColType, nullable: bool, check: Check) -> Column {
-    Column { name, ty, nullable, check }
+    Column {
+        name,
+        ty,
+        nullable,
+        check,
+    }
 }
 
 /// One input dataset, e.g. `billing/invoices`.
@@ -97,7 +112,9 @@ impl Dataset {
 
     /// Look a dataset up by its path (`billing/invoices`) or bare name (`invoices`).
     pub fn by_name(name: &str) -> Option<&'static Dataset> {
-        ALL.iter().copied().find(|d| d.path() == name || d.name == name)
+        ALL.iter()
+            .copied()
+            .find(|d| d.path() == name || d.name == name)
     }
 }
 
@@ -262,8 +279,14 @@ mod tests {
     #[test]
     fn datasets_are_unique_and_findable() {
         for d in ALL {
-            assert_eq!(Dataset::by_name(&d.path()).map(|x| x.path()), Some(d.path()));
+            assert_eq!(
+                Dataset::by_name(&d.path()).map(|x| x.path()),
+                Some(d.path())
+            );
         }
-        assert!(ISO_4217.windows(2).all(|w| w[0] < w[1]), "sorted for binary search");
+        assert!(
+            ISO_4217.windows(2).all(|w| w[0] < w[1]),
+            "sorted for binary search"
+        );
     }
 }

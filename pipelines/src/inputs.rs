@@ -28,7 +28,9 @@ impl Inputs {
                 .iter()
                 .map(|col| Column::new_empty(col.name.into(), &col.ty.dtype()))
                 .collect();
-            DataFrame::new_infer_height(cols).expect("unique names").lazy()
+            DataFrame::new_infer_height(cols)
+                .expect("unique names")
+                .lazy()
         };
         Self {
             invoices: e(&c::INVOICES),

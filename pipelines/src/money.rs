@@ -91,14 +91,23 @@ mod tests {
             .select([share_expr(col("a"), col("bp")).alias("s")])
             .collect()
             .unwrap();
-        out.column("s").unwrap().i64().unwrap().into_no_null_iter().collect()
+        out.column("s")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect()
     }
 
     #[test]
     fn r0_4_expression_matches_scalar_on_ties() {
         let amounts = [1, 3, 5, -1, -3, -5, -1005, 12345, 0];
         let bps = [5000, 5000, 5000, 5000, 5000, 5000, 7000, 8500, 7000];
-        let want: Vec<i64> = amounts.iter().zip(bps).map(|(a, b)| share_of(*a, b)).collect();
+        let want: Vec<i64> = amounts
+            .iter()
+            .zip(bps)
+            .map(|(a, b)| share_of(*a, b))
+            .collect();
         assert_eq!(expr_split(&amounts, &bps), want);
     }
 

@@ -6,9 +6,9 @@
 //! periods at once (a cross join with the periods) because exclusivity (R3.3) needs
 //! M and M−3 and the network-health trend (R5) needs twelve months.
 
+use crate::Inputs;
 use crate::money::div_round_half_even_expr;
 use crate::period::Period;
-use crate::Inputs;
 use polars::prelude::*;
 
 /// MRR per `period`, `operator_id`, `currency` → `mrr_cents` (Int64), for each of
@@ -45,10 +45,28 @@ pub fn mrr(inputs: &Inputs, periods: &[Period]) -> LazyFrame {
         .invoice_lines
         .clone()
         .filter(col("revenue_type").eq(lit("software")))
-        .select([col("invoice_id"), col("amount_cents"), col("service_start"), col("service_end")])
-        .join(invoices, [col("invoice_id")], [col("invoice_id")], JoinArgs::new(JoinType::Inner))
-        .join(owners, [col("customer_id")], [col("customer_id")], JoinArgs::new(JoinType::Inner))
-        .with_column((days(col("service_end")) - days(col("service_start")) + lit(1i64)).alias("service_days"))
+        .select([
+            col("invoice_id"),
+            col("amount_cents"),
+            col("service_start"),
+            col("service_end"),
+        ])
+        .join(
+            invoices,
+            [col("invoice_id")],
+            [col("invoice_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .join(
+            owners,
+            [col("customer_id")],
+            [col("customer_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .with_column(
+            (days(col("service_end")) - days(col("service_start")) + lit(1i64))
+                .alias("service_days"),
+        )
         .filter(col("service_days").gt(lit(0i64)));
 
     lines
@@ -60,11 +78,15 @@ pub fn mrr(inputs: &Inputs, periods: &[Period]) -> LazyFrame {
         .with_column((col("o_end") - col("o_start") + lit(1i64)).alias("days_in"))
         .filter(col("days_in").gt(lit(0i64)))
         .with_column(
-            div_round_half_even_expr(col("amount_cents") * col("days_in"), col("service_days")).alias("recognised"),
+            div_round_half_even_expr(col("amount_cents") * col("days_in"), col("service_days"))
+                .alias("recognised"),
         )
         .group_by([col("period"), col("operator_id"), col("currency")])
         .agg([col("recognised").sum().alias("mrr_cents")])
-        .sort(["period", "operator_id", "currency"], SortMultipleOptions::default())
+        .sort(
+            ["period", "operator_id", "currency"],
+            SortMultipleOptions::default(),
+        )
 }
 
 fn greater(a: Expr, b: Expr) -> Expr {
@@ -105,7 +127,9 @@ mod tests {
         )
         .unwrap()
         .lazy();
-        i.customers = df!("customer_id" => ["c1"], "operator_id" => [Some("op")]).unwrap().lazy();
+        i.customers = df!("customer_id" => ["c1"], "operator_id" => [Some("op")])
+            .unwrap()
+            .lazy();
         i
     }
 
@@ -114,7 +138,13 @@ mod tests {
         let jan = Period::parse("2025-01").unwrap();
         let feb = Period::parse("2025-02").unwrap();
         let out = mrr(&inputs(), &[jan, feb]).collect().unwrap();
-        let v: Vec<i64> = out.column("mrr_cents").unwrap().i64().unwrap().into_no_null_iter().collect();
+        let v: Vec<i64> = out
+            .column("mrr_cents")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
         // Jan: A 3100 + B 1000×16/30 = 533.33 → 533; void V and duplicated D left out → 3633
         // Feb: A 36500×28/365 = 2800 + B 1000×14/30 = 466.67 → 467 → 3267
         assert_eq!(v, [3633, 3267]);
@@ -133,7 +163,12 @@ mod tests {
         )
         .unwrap()
         .lazy();
-        let out = mrr(&i, &[Period::parse("2025-01").unwrap()]).collect().unwrap();
-        assert_eq!(out.column("mrr_cents").unwrap().i64().unwrap().get(0), Some(2));
+        let out = mrr(&i, &[Period::parse("2025-01").unwrap()])
+            .collect()
+            .unwrap();
+        assert_eq!(
+            out.column("mrr_cents").unwrap().i64().unwrap().get(0),
+            Some(2)
+        );
     }
 }

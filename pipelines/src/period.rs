@@ -87,7 +87,10 @@ impl Period {
 
     /// "End of M" (R0.1): the last calendar day of M.
     pub fn last_day(&self) -> NaiveDate {
-        self.next().first_day().pred_opt().expect("not the first day of time")
+        self.next()
+            .first_day()
+            .pred_opt()
+            .expect("not the first day of time")
     }
 
     pub fn days(&self) -> i64 {
@@ -156,8 +159,14 @@ mod tests {
 
     #[test]
     fn r0_1_end_of_month_handles_leap_years() {
-        assert_eq!(Period::parse("2024-02").unwrap().last_day().to_string(), "2024-02-29");
-        assert_eq!(Period::parse("2025-02").unwrap().last_day().to_string(), "2025-02-28");
+        assert_eq!(
+            Period::parse("2024-02").unwrap().last_day().to_string(),
+            "2024-02-29"
+        );
+        assert_eq!(
+            Period::parse("2025-02").unwrap().last_day().to_string(),
+            "2025-02-28"
+        );
         assert_eq!(Period::parse("2025-12").unwrap().days(), 31);
     }
 

@@ -38,9 +38,21 @@ impl Default for RevenueShare {
         Self {
             initial_through_month: 12,
             growth_through_month: 24,
-            initial: TypeShares { software: 7000, implementation: 9000, support: 10000 },
-            growth: TypeShares { software: 6000, implementation: 8500, support: 10000 },
-            mature: TypeShares { software: 5000, implementation: 8000, support: 10000 },
+            initial: TypeShares {
+                software: 7000,
+                implementation: 9000,
+                support: 10000,
+            },
+            growth: TypeShares {
+                software: 6000,
+                implementation: 8500,
+                support: 10000,
+            },
+            mature: TypeShares {
+                software: 5000,
+                implementation: 8000,
+                support: 10000,
+            },
         }
     }
 }
@@ -71,8 +83,18 @@ pub struct Tiers {
 impl Default for Tiers {
     fn default() -> Self {
         Self {
-            min_active_customers: PerTier { bronze: 1, silver: 6, gold: 16, platinum: 31 },
-            software_bonus_bp: PerTier { bronze: 0, silver: 500, gold: 1000, platinum: 1500 },
+            min_active_customers: PerTier {
+                bronze: 1,
+                silver: 6,
+                gold: 16,
+                platinum: 31,
+            },
+            software_bonus_bp: PerTier {
+                bronze: 0,
+                silver: 500,
+                gold: 1000,
+                platinum: 1500,
+            },
             benefits: PerTier {
                 bronze: "standard support".into(),
                 silver: "priority support and lead sharing".into(),
@@ -123,7 +145,10 @@ impl Default for Exclusivity {
 impl Exclusivity {
     /// R3.1 threshold in the territory's currency.
     pub fn min_mrr_for(&self, currency: &str) -> i64 {
-        *self.min_mrr_cents_by_currency.get(currency).unwrap_or(&self.min_mrr_cents)
+        *self
+            .min_mrr_cents_by_currency
+            .get(currency)
+            .unwrap_or(&self.min_mrr_cents)
     }
 }
 
@@ -242,20 +267,37 @@ impl Plan {
         let mut out = Vec::new();
         let mut bp = |key: &str, v: i64| {
             if !(0..=10_000).contains(&v) {
-                out.push(format!("{at}.{key} = {v}: basis points must be between 0 and 10000"));
+                out.push(format!(
+                    "{at}.{key} = {v}: basis points must be between 0 and 10000"
+                ));
             }
         };
         let rs = &self.revenue_share;
-        for (phase, s) in [("initial", &rs.initial), ("growth", &rs.growth), ("mature", &rs.mature)] {
+        for (phase, s) in [
+            ("initial", &rs.initial),
+            ("growth", &rs.growth),
+            ("mature", &rs.mature),
+        ] {
             bp(&format!("revenue_share.{phase}.software"), s.software);
-            bp(&format!("revenue_share.{phase}.implementation"), s.implementation);
+            bp(
+                &format!("revenue_share.{phase}.implementation"),
+                s.implementation,
+            );
             bp(&format!("revenue_share.{phase}.support"), s.support);
         }
         let t = &self.tiers.software_bonus_bp;
-        for (tier, v) in [("bronze", t.bronze), ("silver", t.silver), ("gold", t.gold), ("platinum", t.platinum)] {
+        for (tier, v) in [
+            ("bronze", t.bronze),
+            ("silver", t.silver),
+            ("gold", t.gold),
+            ("platinum", t.platinum),
+        ] {
             bp(&format!("tiers.software_bonus_bp.{tier}"), v);
         }
-        bp("exclusivity.min_csat_share_bp", self.exclusivity.min_csat_share_bp);
+        bp(
+            "exclusivity.min_csat_share_bp",
+            self.exclusivity.min_csat_share_bp,
+        );
         if self.version.trim().is_empty() {
             out.push(format!("{at}.version must not be empty"));
         }
@@ -279,17 +321,25 @@ impl Plan {
             out.push(format!("{at}.min_survey_responses must be at least 1"));
         }
         if self.exclusivity.escalate_after < 1 {
-            out.push(format!("{at}.exclusivity.escalate_after must be at least 1"));
+            out.push(format!(
+                "{at}.exclusivity.escalate_after must be at least 1"
+            ));
         }
         if self.exclusivity.growth_check_months < 0 {
-            out.push(format!("{at}.exclusivity.growth_check_months must not be negative"));
+            out.push(format!(
+                "{at}.exclusivity.growth_check_months must not be negative"
+            ));
         }
         let n = &self.network;
         if n.active_operators_min > n.active_operators_max {
-            out.push(format!("{at}.network.active_operators_min exceeds active_operators_max"));
+            out.push(format!(
+                "{at}.network.active_operators_min exceeds active_operators_max"
+            ));
         }
         if n.target_currency.len() != 3 {
-            out.push(format!("{at}.network.target_currency must be an ISO 4217 code"));
+            out.push(format!(
+                "{at}.network.target_currency must be an ISO 4217 code"
+            ));
         }
         out
     }
@@ -314,14 +364,17 @@ pub enum PlanError {
 
 impl Default for PlanBook {
     fn default() -> Self {
-        Self { versions: vec![Plan::playbook()] }
+        Self {
+            versions: vec![Plan::playbook()],
+        }
     }
 }
 
 impl PlanBook {
     /// Parse a plan file's text; errors name the key (`version[1].tiers…`).
     pub fn from_toml(text: &str) -> Result<Self, PlanError> {
-        let book: PlanBook = toml::from_str(text).map_err(|e| PlanError::Invalid(vec![e.to_string()]))?;
+        let book: PlanBook =
+            toml::from_str(text).map_err(|e| PlanError::Invalid(vec![e.to_string()]))?;
         book.validate()?;
         Ok(book)
     }
@@ -342,11 +395,18 @@ impl PlanBook {
                     ));
                 }
                 if v.version == w.version {
-                    problems.push(format!("version[{i}] and version[{j}] share version = {:?}", v.version));
+                    problems.push(format!(
+                        "version[{i}] and version[{j}] share version = {:?}",
+                        v.version
+                    ));
                 }
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(PlanError::Invalid(problems)) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(PlanError::Invalid(problems))
+        }
     }
 
     /// R0.5: the newest version with `effective_from <= period`.
@@ -384,10 +444,27 @@ mod tests {
         let p = |s: &str| Period::parse(s).unwrap();
         assert_eq!(book.for_period(p("2024-12")).unwrap().version, "2024.1");
         assert_eq!(book.for_period(p("2025-01")).unwrap().version, "2025.1");
-        assert_eq!(book.for_period(p("2025-01")).unwrap().revenue_share.initial.software, 7500);
+        assert_eq!(
+            book.for_period(p("2025-01"))
+                .unwrap()
+                .revenue_share
+                .initial
+                .software,
+            7500
+        );
         // keys a version leaves out keep the Playbook's values
-        assert_eq!(book.for_period(p("2025-01")).unwrap().revenue_share.growth.software, 6000);
-        assert!(matches!(book.for_period(p("2023-12")), Err(PlanError::NoVersionFor(_))));
+        assert_eq!(
+            book.for_period(p("2025-01"))
+                .unwrap()
+                .revenue_share
+                .growth
+                .software,
+            6000
+        );
+        assert!(matches!(
+            book.for_period(p("2023-12")),
+            Err(PlanError::NoVersionFor(_))
+        ));
     }
 
     #[test]
@@ -407,15 +484,19 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("version[0].tiers.software_bonus_bp.platinum"), "{err}");
+        assert!(
+            err.contains("version[0].tiers.software_bonus_bp.platinum"),
+            "{err}"
+        );
         assert!(err.contains("version[0].payment_terms_days"), "{err}");
     }
 
     #[test]
     fn r0_5_unknown_keys_are_rejected() {
-        let err = PlanBook::from_toml("[[version]]\nversion='a'\neffective_from='2025-01'\nshare=1\n")
-            .unwrap_err()
-            .to_string();
+        let err =
+            PlanBook::from_toml("[[version]]\nversion='a'\neffective_from='2025-01'\nshare=1\n")
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("share"), "{err}");
     }
 

@@ -12,7 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn required() -> bool {
-    std::env::var("OPNET_REQUIRE_SERVICES").map(|v| v == "1").unwrap_or(false)
+    std::env::var("OPNET_REQUIRE_SERVICES")
+        .map(|v| v == "1")
+        .unwrap_or(false)
 }
 
 /// Skip (or, when services are required, fail) with a reason.
@@ -26,7 +28,8 @@ pub fn unavailable(what: &str) -> bool {
 
 /// A new, empty PostgreSQL database for one test; `None` when PostgreSQL is absent.
 pub async fn pg_database(tag: &str) -> Option<String> {
-    let admin = std::env::var("OPNET_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = std::env::var("OPNET_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     sqlx::any::install_default_drivers();
     let mut conn = match <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await {
         Ok(c) => c,
@@ -36,9 +39,17 @@ pub async fn pg_database(tag: &str) -> Option<String> {
         }
     };
     let name = format!("opnet_{tag}_{}", std::process::id());
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut conn).await;
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin.clone());
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&mut conn)
+        .await;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .unwrap_or(admin.clone());
     Some(format!("{base}/{name}"))
 }
 
@@ -51,10 +62,22 @@ pub struct SmtpCapture {
 
 impl SmtpCapture {
     pub fn start(dir: &Path) -> Option<SmtpCapture> {
-        let port = TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
         let maildir = dir.join("maildir");
         let child = Command::new("python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
             .arg(&maildir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -74,7 +97,11 @@ impl SmtpCapture {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Some(SmtpCapture { child, port, maildir })
+        Some(SmtpCapture {
+            child,
+            port,
+            maildir,
+        })
     }
 
     pub fn url(&self) -> String {

@@ -19,21 +19,46 @@ impl Job for Alerts {
     }
 
     fn inputs(&self) -> &'static [&'static str] {
-        &["crm/operators", "crm/customers", "crm/leads", "crm/training", "survey/survey_responses"]
+        &[
+            "crm/operators",
+            "crm/customers",
+            "crm/leads",
+            "crm/training",
+            "survey/survey_responses",
+        ]
     }
 
     fn outputs(&self) -> &'static [&'static str] {
         &["operator_metrics"]
     }
 
-    async fn run(&self, ctx: &JobContext<'_>, _conn: &mut AnyConnection) -> Result<JobOutput, JobError> {
+    async fn run(
+        &self,
+        ctx: &JobContext<'_>,
+        _conn: &mut AnyConnection,
+    ) -> Result<JobOutput, JobError> {
         let period = ctx.period;
-        let pl = |source| JobError::Polars { job: JOB, period, source };
-        let metrics = operator_metrics(ctx.inputs, period, ctx.plan).collect().map_err(pl)?;
+        let pl = |source| JobError::Polars {
+            job: JOB,
+            period,
+            source,
+        };
+        let metrics = operator_metrics(ctx.inputs, period, ctx.plan)
+            .collect()
+            .map_err(pl)?;
         let emails = alert_emails(ctx, &metrics).map_err(pl)?;
         Ok(JobOutput {
-            summary: vec![format!("metrics: {} rows, {} operator(s) alerted", metrics.height(), emails.len())],
-            writes: vec![TableWrite { table: "operator_metrics", frame: metrics, replace: Replace::Period, publish: true }],
+            summary: vec![format!(
+                "metrics: {} rows, {} operator(s) alerted",
+                metrics.height(),
+                emails.len()
+            )],
+            writes: vec![TableWrite {
+                table: "operator_metrics",
+                frame: metrics,
+                replace: Replace::Period,
+                publish: true,
+            }],
             emails,
             ..Default::default()
         })
@@ -63,17 +88,25 @@ fn alert_emails(ctx: &JobContext<'_>, m: &DataFrame) -> PolarsResult<Vec<mail::O
             continue;
         }
         let id = metric.get(r).unwrap_or("");
-        by_op.entry(ops.get(r).unwrap_or("").to_string()).or_default().push(MetricBreachView {
-            metric: id.to_string(),
-            label: metric_label(id).to_string(),
-            value: value.get(r).map(|v| fmt_value(id, v)).unwrap_or_default(),
-            threshold: threshold.get(r).map(|v| fmt_value(id, v)).unwrap_or_default(),
-            target: metric_target(id, ctx.plan),
-        });
+        by_op
+            .entry(ops.get(r).unwrap_or("").to_string())
+            .or_default()
+            .push(MetricBreachView {
+                metric: id.to_string(),
+                label: metric_label(id).to_string(),
+                value: value.get(r).map(|v| fmt_value(id, v)).unwrap_or_default(),
+                threshold: threshold
+                    .get(r)
+                    .map(|v| fmt_value(id, v))
+                    .unwrap_or_default(),
+                target: metric_target(id, ctx.plan),
+            });
     }
     let mut out = Vec::new();
     for (op, breaches) in by_op {
-        let Some((name, email)) = directory.get(&op) else { continue };
+        let Some((name, email)) = directory.get(&op) else {
+            continue;
+        };
         let view = AlertView {
             period: ctx.period.to_string(),
             operator_id: op.clone(),
@@ -81,7 +114,10 @@ fn alert_emails(ctx: &JobContext<'_>, m: &DataFrame) -> PolarsResult<Vec<mail::O
             recipient: email.clone(),
             breaches,
         };
-        out.push(mail::alert_email(&view).map_err(|e| PolarsError::ComputeError(e.to_string().into()))?);
+        out.push(
+            mail::alert_email(&view)
+                .map_err(|e| PolarsError::ComputeError(e.to_string().into()))?,
+        );
     }
     Ok(out)
 }

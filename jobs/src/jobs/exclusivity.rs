@@ -32,15 +32,40 @@ impl Job for Exclusivity {
         &["exclusivity_checks"]
     }
 
-    async fn run(&self, ctx: &JobContext<'_>, _conn: &mut AnyConnection) -> Result<JobOutput, JobError> {
+    async fn run(
+        &self,
+        ctx: &JobContext<'_>,
+        _conn: &mut AnyConnection,
+    ) -> Result<JobOutput, JobError> {
         let period = ctx.period;
-        let pl = |source| JobError::Polars { job: JOB, period, source };
-        let checks = exclusivity_checks(ctx.inputs, period, ctx.plan).collect().map_err(pl)?;
+        let pl = |source| JobError::Polars {
+            job: JOB,
+            period,
+            source,
+        };
+        let checks = exclusivity_checks(ctx.inputs, period, ctx.plan)
+            .collect()
+            .map_err(pl)?;
         let emails = notices(ctx, &checks).map_err(pl)?;
-        let breaches = checks.column("compliant").map_err(pl)?.bool().map_err(pl)?.iter().filter(|c| *c == Some(false)).count();
+        let breaches = checks
+            .column("compliant")
+            .map_err(pl)?
+            .bool()
+            .map_err(pl)?
+            .iter()
+            .filter(|c| *c == Some(false))
+            .count();
         Ok(JobOutput {
-            summary: vec![format!("exclusive territories: {} ({breaches} in breach)", checks.height())],
-            writes: vec![TableWrite { table: "exclusivity_checks", frame: checks, replace: Replace::Period, publish: true }],
+            summary: vec![format!(
+                "exclusive territories: {} ({breaches} in breach)",
+                checks.height()
+            )],
+            writes: vec![TableWrite {
+                table: "exclusivity_checks",
+                frame: checks,
+                replace: Replace::Period,
+                publish: true,
+            }],
             emails,
             ..Default::default()
         })
@@ -55,8 +80,19 @@ fn notices(ctx: &JobContext<'_>, checks: &DataFrame) -> PolarsResult<Vec<mail::O
     let i = |n: &str| checks.column(n).and_then(|c| c.i64().cloned());
     let f = |n: &str| checks.column(n).and_then(|c| c.f64().cloned());
     let b = |n: &str| checks.column(n).and_then(|c| c.bool().cloned());
-    let (ops, terr, cur, failed, sat) = (s("operator_id")?, s("territory_id")?, s("currency")?, s("failed_criteria")?, s("satisfaction")?);
-    let (mrr, cust, streak, responses) = (i("mrr_cents")?, i("active_customers")?, i("consecutive_breaches")?, i("csat_responses")?);
+    let (ops, terr, cur, failed, sat) = (
+        s("operator_id")?,
+        s("territory_id")?,
+        s("currency")?,
+        s("failed_criteria")?,
+        s("satisfaction")?,
+    );
+    let (mrr, cust, streak, responses) = (
+        i("mrr_cents")?,
+        i("active_customers")?,
+        i("consecutive_breaches")?,
+        i("csat_responses")?,
+    );
     let (growth, csat) = (f("qoq_growth")?, f("csat_share")?);
     let (compliant, escalated) = (b("compliant")?, b("escalated")?);
     let ex = &ctx.plan.exclusivity;
@@ -66,10 +102,17 @@ fn notices(ctx: &JobContext<'_>, checks: &DataFrame) -> PolarsResult<Vec<mail::O
             continue;
         }
         let op = ops.get(r).unwrap_or("");
-        let Some((name, email)) = directory.get(op) else { continue };
+        let Some((name, email)) = directory.get(op) else {
+            continue;
+        };
         let currency = cur.get(r).unwrap_or("");
         let mut failures = Vec::new();
-        for criterion in failed.get(r).unwrap_or("").split(',').filter(|c| !c.is_empty()) {
+        for criterion in failed
+            .get(r)
+            .unwrap_or("")
+            .split(',')
+            .filter(|c| !c.is_empty())
+        {
             failures.push(match criterion {
                 "mrr" => {
                     let min = ex.min_mrr_for(currency);
@@ -118,10 +161,16 @@ fn notices(ctx: &JobContext<'_>, checks: &DataFrame) -> PolarsResult<Vec<mail::O
             consecutive_breaches: streak.get(r).unwrap_or(0),
             escalated: escalated.get(r).unwrap_or(false),
         };
-        out.push(mail::exclusivity_breach_email(&view).map_err(|e| PolarsError::ComputeError(e.to_string().into()))?);
+        out.push(
+            mail::exclusivity_breach_email(&view)
+                .map_err(|e| PolarsError::ComputeError(e.to_string().into()))?,
+        );
         if view.escalated {
             for ps in &ctx.config.email.partner_success {
-                out.push(mail::escalation_email(&view, ps).map_err(|e| PolarsError::ComputeError(e.to_string().into()))?);
+                out.push(
+                    mail::escalation_email(&view, ps)
+                        .map_err(|e| PolarsError::ComputeError(e.to_string().into()))?,
+                );
             }
         }
     }

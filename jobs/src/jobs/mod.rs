@@ -68,15 +68,35 @@ pub struct JobOutput {
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     #[error("{job} {period}: {source}")]
-    Polars { job: &'static str, period: Period, source: polars::prelude::PolarsError },
+    Polars {
+        job: &'static str,
+        period: Period,
+        source: polars::prelude::PolarsError,
+    },
     #[error("{job} {period}: {source}")]
-    Database { job: &'static str, period: Period, source: crate::db::DbError },
+    Database {
+        job: &'static str,
+        period: Period,
+        source: crate::db::DbError,
+    },
     #[error("{job} {period}: {message}")]
-    Data { job: &'static str, period: Period, message: String },
+    Data {
+        job: &'static str,
+        period: Period,
+        message: String,
+    },
     #[error("{job} {period}: control totals broken (R1.10): {message}")]
-    Control { job: &'static str, period: Period, message: String },
+    Control {
+        job: &'static str,
+        period: Period,
+        message: String,
+    },
     #[error("{job} {period}: {source}")]
-    Mail { job: &'static str, period: Period, source: crate::mail::MailError },
+    Mail {
+        job: &'static str,
+        period: Period,
+        source: crate::mail::MailError,
+    },
 }
 
 /// One job of the monthly close.
@@ -90,11 +110,19 @@ pub trait Job: Send + Sync {
     fn outputs(&self) -> &'static [&'static str];
     /// Why this period must not be run now (e.g. approved statements without
     /// `--revise`, R1.9), checked before a run is recorded.
-    async fn refuse(&self, _ctx: &JobContext<'_>, _conn: &mut AnyConnection) -> Result<Option<String>, JobError> {
+    async fn refuse(
+        &self,
+        _ctx: &JobContext<'_>,
+        _conn: &mut AnyConnection,
+    ) -> Result<Option<String>, JobError> {
         Ok(None)
     }
     /// Compute the period's results.
-    async fn run(&self, ctx: &JobContext<'_>, conn: &mut AnyConnection) -> Result<JobOutput, JobError>;
+    async fn run(
+        &self,
+        ctx: &JobContext<'_>,
+        conn: &mut AnyConnection,
+    ) -> Result<JobOutput, JobError>;
 }
 
 /// Every job of the monthly close, in run order: payouts (tiers first, R2) before
@@ -121,10 +149,18 @@ mod tests {
         let schema = include_str!("../../../sql/sqlite/0001_init.sql");
         for j in &jobs {
             for t in j.outputs() {
-                assert!(schema.contains(&format!("CREATE TABLE {t} (")), "{} writes unknown table {t}", j.name());
+                assert!(
+                    schema.contains(&format!("CREATE TABLE {t} (")),
+                    "{} writes unknown table {t}",
+                    j.name()
+                );
             }
             for d in j.inputs() {
-                assert!(opnet_pipelines::contract::Dataset::by_name(d).is_some(), "{} reads unknown {d}", j.name());
+                assert!(
+                    opnet_pipelines::contract::Dataset::by_name(d).is_some(),
+                    "{} reads unknown {d}",
+                    j.name()
+                );
             }
         }
     }

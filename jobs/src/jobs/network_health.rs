@@ -7,7 +7,7 @@
 
 use super::*;
 use crate::close::App;
-use crate::db::{Value, query_frame};
+use crate::db::{Value, bool_as_int, query_frame};
 use crate::mail;
 use opnet_pipelines::health::network_health;
 use polars::prelude::*;
@@ -28,16 +28,29 @@ const HEALTH_COLUMNS: [(&str, DataType); 7] = [
 ];
 
 fn db(period: Period) -> impl FnOnce(crate::db::DbError) -> JobError {
-    move |source| JobError::Database { job: JOB, period, source }
+    move |source| JobError::Database {
+        job: JOB,
+        period,
+        source,
+    }
 }
 
 /// network_health rows of the periods M−11..M−1 already in the database.
-async fn trend_rows(conn: &mut AnyConnection, period: Period) -> Result<DataFrame, crate::db::DbError> {
+async fn trend_rows(
+    conn: &mut AnyConnection,
+    period: Period,
+) -> Result<DataFrame, crate::db::DbError> {
     query_frame(
         conn,
-        "SELECT period, metric, dimension, value, value_cents, target, on_target FROM network_health \
-         WHERE period >= $1 AND period < $2 ORDER BY period, metric, dimension",
-        &[Value::Text(period.add_months(-11).to_string()), Value::Text(period.to_string())],
+        &format!(
+            "SELECT period, metric, dimension, value, value_cents, target, {} FROM network_health \
+             WHERE period >= $1 AND period < $2 ORDER BY period, metric, dimension",
+            bool_as_int("on_target")
+        ),
+        &[
+            Value::Text(period.add_months(-11).to_string()),
+            Value::Text(period.to_string()),
+        ],
         &HEALTH_COLUMNS,
     )
     .await
@@ -50,22 +63,39 @@ impl Job for NetworkHealth {
     }
 
     fn inputs(&self) -> &'static [&'static str] {
-        &["billing/invoices", "billing/invoice_lines", "crm/operators", "crm/territories", "crm/customers"]
+        &[
+            "billing/invoices",
+            "billing/invoice_lines",
+            "crm/operators",
+            "crm/territories",
+            "crm/customers",
+        ]
     }
 
     fn outputs(&self) -> &'static [&'static str] {
         &["network_health"]
     }
 
-    async fn run(&self, ctx: &JobContext<'_>, conn: &mut AnyConnection) -> Result<JobOutput, JobError> {
+    async fn run(
+        &self,
+        ctx: &JobContext<'_>,
+        conn: &mut AnyConnection,
+    ) -> Result<JobOutput, JobError> {
         let period = ctx.period;
         let p = period.to_string();
-        let pl = |source| JobError::Polars { job: JOB, period, source };
+        let pl = |source| JobError::Polars {
+            job: JOB,
+            period,
+            source,
+        };
         let tiers = query_frame(
             conn,
             "SELECT operator_id, tier FROM operator_tiers WHERE period = $1",
             &[Value::Text(p.clone())],
-            &[("operator_id", DataType::String), ("tier", DataType::String)],
+            &[
+                ("operator_id", DataType::String),
+                ("tier", DataType::String),
+            ],
         )
         .await
         .map_err(db(period))?;
@@ -78,12 +108,17 @@ impl Job for NetworkHealth {
         )
         .await
         .map_err(db(period))?;
-        let rows = network_health(ctx.inputs, period, ctx.plan, tiers.lazy(), payable.lazy()).collect().map_err(pl)?;
+        let rows = network_health(ctx.inputs, period, ctx.plan, tiers.lazy(), payable.lazy())
+            .collect()
+            .map_err(pl)?;
         let rows = cast_like_table(rows).map_err(pl)?;
         let trend = trend_rows(conn, period).await.map_err(db(period))?;
         let all = trend.vstack(&rows).map_err(pl)?;
-        let report = crate::report::render(&p, &all)
-            .map_err(|e| JobError::Data { job: JOB, period, message: e.to_string() })?;
+        let report = crate::report::render(&p, &all).map_err(|e| JobError::Data {
+            job: JOB,
+            period,
+            message: e.to_string(),
+        })?;
         // Same numbers → same key: a re-run of the month does not send the report again.
         let digest = hex::encode(Sha256::digest(&report.csv));
         let mut emails = Vec::new();
@@ -104,8 +139,16 @@ impl Job for NetworkHealth {
         }
         Ok(JobOutput {
             summary: vec![format!("network health: {} figures", rows.height())],
-            files: vec![(format!("reports/network_health/period={p}/report.html"), report.html.into_bytes())],
-            writes: vec![TableWrite { table: "network_health", frame: rows, replace: Replace::Period, publish: true }],
+            files: vec![(
+                format!("reports/network_health/period={p}/report.html"),
+                report.html.into_bytes(),
+            )],
+            writes: vec![TableWrite {
+                table: "network_health",
+                frame: rows,
+                replace: Replace::Period,
+                publish: true,
+            }],
             emails,
             ..Default::default()
         })
@@ -116,7 +159,12 @@ impl Job for NetworkHealth {
 /// rows read back from the database.
 fn cast_like_table(df: DataFrame) -> PolarsResult<DataFrame> {
     df.lazy()
-        .select(HEALTH_COLUMNS.iter().map(|(n, t)| col(*n).cast(t.clone())).collect::<Vec<_>>())
+        .select(
+            HEALTH_COLUMNS
+                .iter()
+                .map(|(n, t)| col(*n).cast(t.clone()))
+                .collect::<Vec<_>>(),
+        )
         .collect()
 }
 
@@ -125,14 +173,22 @@ pub async fn report_for(app: &App, period: Period) -> anyhow::Result<crate::repo
     let mut conn = app.db.pool.acquire().await?;
     let current = query_frame(
         &mut conn,
-        "SELECT period, metric, dimension, value, value_cents, target, on_target FROM network_health WHERE period = $1",
+        &format!(
+            "SELECT period, metric, dimension, value, value_cents, target, {} FROM network_health WHERE period = $1",
+            bool_as_int("on_target")
+        ),
         &[Value::Text(period.to_string())],
         &HEALTH_COLUMNS,
     )
     .await?;
     if current.height() == 0 {
-        anyhow::bail!("no network_health rows for {period}: run `opnet close --through {period}` first");
+        anyhow::bail!(
+            "no network_health rows for {period}: run `opnet close --through {period}` first"
+        );
     }
     let trend = trend_rows(&mut conn, period).await?;
-    Ok(crate::report::render(&period.to_string(), &trend.vstack(&current)?)?)
+    Ok(crate::report::render(
+        &period.to_string(),
+        &trend.vstack(&current)?,
+    )?)
 }

@@ -20,7 +20,10 @@ pub struct Payouts;
 const JOB: &str = "payouts";
 
 /// Highest revision of the period's statements that finance approved or sent.
-async fn approved_revision(conn: &mut AnyConnection, period: Period) -> Result<Option<i64>, sqlx::Error> {
+async fn approved_revision(
+    conn: &mut AnyConnection,
+    period: Period,
+) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT MAX(revision) FROM payout_statements WHERE period = $1 AND status IN ('approved', 'sent')",
     )
@@ -33,12 +36,19 @@ fn db_err(period: Period, context: &str) -> impl FnOnce(sqlx::Error) -> JobError
     move |source| JobError::Database {
         job: JOB,
         period,
-        source: crate::db::DbError::Query { context: context.to_string(), source },
+        source: crate::db::DbError::Query {
+            context: context.to_string(),
+            source,
+        },
     }
 }
 
 fn pl_err(period: Period) -> impl FnOnce(PolarsError) -> JobError {
-    move |source| JobError::Polars { job: JOB, period, source }
+    move |source| JobError::Polars {
+        job: JOB,
+        period,
+        source,
+    }
 }
 
 #[async_trait]
@@ -48,15 +58,32 @@ impl Job for Payouts {
     }
 
     fn inputs(&self) -> &'static [&'static str] {
-        &["billing/invoices", "billing/invoice_lines", "billing/refunds", "crm/operators", "crm/customers"]
+        &[
+            "billing/invoices",
+            "billing/invoice_lines",
+            "billing/refunds",
+            "crm/operators",
+            "crm/customers",
+        ]
     }
 
     fn outputs(&self) -> &'static [&'static str] {
-        &["operator_tiers", "payout_lines", "payout_statements", "reconciliation_exceptions"]
+        &[
+            "operator_tiers",
+            "payout_lines",
+            "payout_statements",
+            "reconciliation_exceptions",
+        ]
     }
 
-    async fn refuse(&self, ctx: &JobContext<'_>, conn: &mut AnyConnection) -> Result<Option<String>, JobError> {
-        let approved = approved_revision(conn, ctx.period).await.map_err(db_err(ctx.period, "read approvals"))?;
+    async fn refuse(
+        &self,
+        ctx: &JobContext<'_>,
+        conn: &mut AnyConnection,
+    ) -> Result<Option<String>, JobError> {
+        let approved = approved_revision(conn, ctx.period)
+            .await
+            .map_err(db_err(ctx.period, "read approvals"))?;
         Ok(match approved {
             Some(r) if !ctx.revise => Some(format!(
                 "refused: {} has approved statements (revision {r}); they stay as they are — re-run with --revise to write revision {}",
@@ -67,16 +94,30 @@ impl Job for Payouts {
         })
     }
 
-    async fn run(&self, ctx: &JobContext<'_>, conn: &mut AnyConnection) -> Result<JobOutput, JobError> {
+    async fn run(
+        &self,
+        ctx: &JobContext<'_>,
+        conn: &mut AnyConnection,
+    ) -> Result<JobOutput, JobError> {
         let period = ctx.period;
         let p = period.to_string();
         let history = load_history(ctx, conn).await?;
-        let close = close_payouts(ctx.inputs, &history, period, ctx.plan)
-            .map_err(|e| JobError::Data { job: JOB, period, message: e.to_string() })?;
-        check_control_totals(&close).map_err(|e| JobError::Control { job: JOB, period, message: e.to_string() })?;
+        let close =
+            close_payouts(ctx.inputs, &history, period, ctx.plan).map_err(|e| JobError::Data {
+                job: JOB,
+                period,
+                message: e.to_string(),
+            })?;
+        check_control_totals(&close).map_err(|e| JobError::Control {
+            job: JOB,
+            period,
+            message: e.to_string(),
+        })?;
 
         // R1.9: drafts are replaced; approved revisions stay and the new one gets the next number.
-        let approved = approved_revision(conn, period).await.map_err(db_err(period, "read approvals"))?;
+        let approved = approved_revision(conn, period)
+            .await
+            .map_err(db_err(period, "read approvals"))?;
         let revision = approved.unwrap_or(0) + 1;
         let mut summary = Vec::new();
         if let Some(r) = approved {
@@ -86,7 +127,11 @@ impl Job for Payouts {
             "DELETE FROM payout_statements WHERE period = $1 AND status = 'draft'",
             "DELETE FROM payout_lines WHERE period = $1",
         ] {
-            sqlx::query(sql).bind(&p).execute(&mut *conn).await.map_err(db_err(period, sql))?;
+            sqlx::query(sql)
+                .bind(&p)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err(period, sql))?;
         }
 
         let n = close.statements.height();
@@ -109,16 +154,36 @@ impl Job for Payouts {
             .collect()
             .map_err(pl_err(period))?;
 
-        let emails = emails_for(ctx, &close).map_err(|source| JobError::Mail { job: JOB, period, source })?;
+        let emails = emails_for(ctx, &close).map_err(|source| JobError::Mail {
+            job: JOB,
+            period,
+            source,
+        })?;
         summary.insert(0, format!("statements: {n} (revision {revision}, draft)"));
         summary.push(format!("lines: {}", lines.height()));
         summary.push(format!("exceptions: {}", close.exceptions.height()));
-        let rows_in = count(&ctx.inputs.invoice_lines, period)? + count(&ctx.inputs.refunds, period)?;
+        let rows_in =
+            count(&ctx.inputs.invoice_lines, period)? + count(&ctx.inputs.refunds, period)?;
         Ok(JobOutput {
             writes: vec![
-                TableWrite { table: "operator_tiers", frame: close.tiers, replace: Replace::Period, publish: true },
-                TableWrite { table: "payout_lines", frame: lines, replace: Replace::Append, publish: true },
-                TableWrite { table: "payout_statements", frame: statements, replace: Replace::Append, publish: true },
+                TableWrite {
+                    table: "operator_tiers",
+                    frame: close.tiers,
+                    replace: Replace::Period,
+                    publish: true,
+                },
+                TableWrite {
+                    table: "payout_lines",
+                    frame: lines,
+                    replace: Replace::Append,
+                    publish: true,
+                },
+                TableWrite {
+                    table: "payout_statements",
+                    frame: statements,
+                    replace: Replace::Append,
+                    publish: true,
+                },
                 TableWrite {
                     table: "reconciliation_exceptions",
                     frame: close.exceptions,
@@ -135,13 +200,27 @@ impl Job for Payouts {
 }
 
 fn count(lf: &LazyFrame, period: Period) -> Result<i64, JobError> {
-    let df = lf.clone().select([len().alias("n")]).collect().map_err(pl_err(period))?;
-    Ok(df.column("n").and_then(|c| c.cast(&DataType::Int64)).map_err(pl_err(period))?.i64().map_err(pl_err(period))?.get(0).unwrap_or(0))
+    let df = lf
+        .clone()
+        .select([len().alias("n")])
+        .collect()
+        .map_err(pl_err(period))?;
+    Ok(df
+        .column("n")
+        .and_then(|c| c.cast(&DataType::Int64))
+        .map_err(pl_err(period))?
+        .i64()
+        .map_err(pl_err(period))?
+        .get(0)
+        .unwrap_or(0))
 }
 
 /// The history R1.6 and R1.7 need: collection lines of earlier periods for the lines
 /// refunded in M (only those: a backfill stays linear), and M−1's carried balance.
-async fn load_history(ctx: &JobContext<'_>, conn: &mut AnyConnection) -> Result<PayoutHistory, JobError> {
+async fn load_history(
+    ctx: &JobContext<'_>,
+    conn: &mut AnyConnection,
+) -> Result<PayoutHistory, JobError> {
     let period = ctx.period;
     let refunded = ctx
         .inputs
@@ -187,11 +266,18 @@ async fn load_history(ctx: &JobContext<'_>, conn: &mut AnyConnection) -> Result<
         binds.extend(chunk.iter().map(|s| Value::Text(s.clone())));
         let df = query_frame(conn, &sql, &binds, &cols)
             .await
-            .map_err(|source| JobError::Database { job: JOB, period, source })?;
+            .map_err(|source| JobError::Database {
+                job: JOB,
+                period,
+                source,
+            })?;
         frames.push(df.lazy());
     }
     let prior_collections = if frames.is_empty() {
-        let empty: Vec<Column> = cols.iter().map(|(n, t)| Column::new_empty((*n).into(), t)).collect();
+        let empty: Vec<Column> = cols
+            .iter()
+            .map(|(n, t)| Column::new_empty((*n).into(), t))
+            .collect();
         DataFrame::new(0, empty).map_err(pl_err(period))?.lazy()
     } else {
         concat(frames, UnionArgs::default()).map_err(pl_err(period))?
@@ -208,7 +294,10 @@ async fn load_history(ctx: &JobContext<'_>, conn: &mut AnyConnection) -> Result<
     .await
     .map_err(|source| JobError::Database { job: JOB, period, source })?
     .lazy();
-    Ok(PayoutHistory { prior_collections, carried_in })
+    Ok(PayoutHistory {
+        prior_collections,
+        carried_in,
+    })
 }
 
 /// R1.9 "clearly marked revision": what changed against the approved revision.
@@ -229,14 +318,22 @@ async fn revision_diff(
     let joined = new
         .clone()
         .lazy()
-        .select([col("operator_id"), col("currency"), col("payable_cents").alias("new_cents")])
+        .select([
+            col("operator_id"),
+            col("currency"),
+            col("payable_cents").alias("new_cents"),
+        ])
         .join(
             old.lazy().rename(["payable_cents"], ["old_cents"], true),
             [col("operator_id"), col("currency")],
             [col("operator_id"), col("currency")],
             JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns),
         )
-        .filter(col("new_cents").fill_null(lit(0i64)).neq(col("old_cents").fill_null(lit(0i64))))
+        .filter(
+            col("new_cents")
+                .fill_null(lit(0i64))
+                .neq(col("old_cents").fill_null(lit(0i64))),
+        )
         .sort(["operator_id", "currency"], SortMultipleOptions::default())
         .collect()
         .map_err(pl_err(period))?;
@@ -244,10 +341,30 @@ async fn revision_diff(
         "revision of approved revision {approved}: {} statement(s) with a different payable",
         joined.height()
     )];
-    let ids = joined.column("operator_id").map_err(pl_err(period))?.str().map_err(pl_err(period))?.clone();
-    let cur = joined.column("currency").map_err(pl_err(period))?.str().map_err(pl_err(period))?.clone();
-    let newc = joined.column("new_cents").map_err(pl_err(period))?.i64().map_err(pl_err(period))?.clone();
-    let oldc = joined.column("old_cents").map_err(pl_err(period))?.i64().map_err(pl_err(period))?.clone();
+    let ids = joined
+        .column("operator_id")
+        .map_err(pl_err(period))?
+        .str()
+        .map_err(pl_err(period))?
+        .clone();
+    let cur = joined
+        .column("currency")
+        .map_err(pl_err(period))?
+        .str()
+        .map_err(pl_err(period))?
+        .clone();
+    let newc = joined
+        .column("new_cents")
+        .map_err(pl_err(period))?
+        .i64()
+        .map_err(pl_err(period))?
+        .clone();
+    let oldc = joined
+        .column("old_cents")
+        .map_err(pl_err(period))?
+        .i64()
+        .map_err(pl_err(period))?
+        .clone();
     for i in 0..joined.height().min(20) {
         let c = cur.get(i).unwrap_or("");
         out.push(format!(
@@ -261,23 +378,34 @@ async fn revision_diff(
 }
 
 /// Tier-change emails (R2.3) and the finance summary, queued with the results.
-fn emails_for(ctx: &JobContext<'_>, close: &opnet_pipelines::payouts::PayoutClose) -> Result<Vec<mail::OutgoingEmail>, mail::MailError> {
+fn emails_for(
+    ctx: &JobContext<'_>,
+    close: &opnet_pipelines::payouts::PayoutClose,
+) -> Result<Vec<mail::OutgoingEmail>, mail::MailError> {
     let period = ctx.period.to_string();
     let mut out = Vec::new();
     let ops = operator_directory(ctx.inputs).unwrap_or_default();
     let tiers = &close.tiers;
     let get_s = |name: &str| tiers.column(name).ok().and_then(|c| c.str().ok().cloned());
-    if let (Some(ids), Some(tier), Some(prev), Some(change)) =
-        (get_s("operator_id"), get_s("tier"), get_s("previous_tier"), get_s("change"))
-    {
-        let active = tiers.column("active_customers").ok().and_then(|c| c.i64().ok().cloned());
+    if let (Some(ids), Some(tier), Some(prev), Some(change)) = (
+        get_s("operator_id"),
+        get_s("tier"),
+        get_s("previous_tier"),
+        get_s("change"),
+    ) {
+        let active = tiers
+            .column("active_customers")
+            .ok()
+            .and_then(|c| c.i64().ok().cloned());
         for i in 0..tiers.height() {
             let ch = change.get(i).unwrap_or("none");
             if ch == "none" {
                 continue;
             }
             let id = ids.get(i).unwrap_or("");
-            let Some((name, email)) = ops.get(id) else { continue };
+            let Some((name, email)) = ops.get(id) else {
+                continue;
+            };
             let t = tier.get(i).unwrap_or("none");
             out.push(mail::tier_change_email(&mail::TierChangeView {
                 period: period.clone(),
@@ -298,7 +426,11 @@ fn emails_for(ctx: &JobContext<'_>, close: &opnet_pipelines::payouts::PayoutClos
     for to in &ctx.config.email.finance {
         let mut v = view.clone();
         v.recipient = to.clone();
-        out.push(mail::finance_summary_email(&v, statements_csv.clone(), exceptions_csv.clone())?);
+        out.push(mail::finance_summary_email(
+            &v,
+            statements_csv.clone(),
+            exceptions_csv.clone(),
+        )?);
     }
     Ok(out)
 }
@@ -315,8 +447,14 @@ fn benefits(plan: &Plan, tier: &str) -> String {
 }
 
 /// operator_id → (name, email) from crm/operators.
-pub fn operator_directory(inputs: &Inputs) -> PolarsResult<std::collections::HashMap<String, (String, String)>> {
-    let df = inputs.operators.clone().select([col("operator_id"), col("name"), col("email")]).collect()?;
+pub fn operator_directory(
+    inputs: &Inputs,
+) -> PolarsResult<std::collections::HashMap<String, (String, String)>> {
+    let df = inputs
+        .operators
+        .clone()
+        .select([col("operator_id"), col("name"), col("email")])
+        .collect()?;
     let ids = df.column("operator_id")?.str()?.clone();
     let names = df.column("name")?.str()?.clone();
     let emails = df.column("email")?.str()?.clone();
@@ -337,12 +475,23 @@ fn frame_csv(df: &DataFrame) -> Vec<u8> {
 }
 
 fn sum_i64(df: &DataFrame, column: &str) -> i64 {
-    df.column(column).ok().and_then(|c| c.i64().ok().map(|a| a.sum().unwrap_or(0))).unwrap_or(0)
+    df.column(column)
+        .ok()
+        .and_then(|c| c.i64().ok().map(|a| a.sum().unwrap_or(0)))
+        .unwrap_or(0)
 }
 
-fn finance_view(period: &str, close: &opnet_pipelines::payouts::PayoutClose, recipient: &str) -> mail::FinanceSummaryView {
+fn finance_view(
+    period: &str,
+    close: &opnet_pipelines::payouts::PayoutClose,
+    recipient: &str,
+) -> mail::FinanceSummaryView {
     let mut currencies = Vec::new();
-    let cur = close.control.column("currency").ok().and_then(|c| c.str().ok().cloned());
+    let cur = close
+        .control
+        .column("currency")
+        .ok()
+        .and_then(|c| c.str().ok().cloned());
     if let Some(cur) = cur {
         for c in cur.iter().flatten() {
             let st = close
@@ -352,7 +501,13 @@ fn finance_view(period: &str, close: &opnet_pipelines::payouts::PayoutClose, rec
                 .filter(col("currency").eq(lit(c)))
                 .collect()
                 .unwrap_or_default();
-            let ctl = close.control.clone().lazy().filter(col("currency").eq(lit(c))).collect().unwrap_or_default();
+            let ctl = close
+                .control
+                .clone()
+                .lazy()
+                .filter(col("currency").eq(lit(c)))
+                .collect()
+                .unwrap_or_default();
             currencies.push(mail::CurrencyTotalsView {
                 currency: c.to_string(),
                 collected_cents: sum_i64(&ctl, "collected_cents"),
@@ -367,13 +522,24 @@ fn finance_view(period: &str, close: &opnet_pipelines::payouts::PayoutClose, rec
             });
         }
     }
-    let payable = close.statements.column("payable_cents").ok().and_then(|c| c.i64().ok().cloned());
-    let operators_payable = payable.map(|p| p.iter().filter(|v| v.unwrap_or(0) > 0).count()).unwrap_or(0);
+    let payable = close
+        .statements
+        .column("payable_cents")
+        .ok()
+        .and_then(|c| c.i64().ok().cloned());
+    let operators_payable = payable
+        .map(|p| p.iter().filter(|v| v.unwrap_or(0) > 0).count())
+        .unwrap_or(0);
     let ex = &close.exceptions;
     let s = |n: &str| ex.column(n).ok().and_then(|c| c.str().ok().cloned());
     let mut exceptions = Vec::new();
-    if let (Some(kind), Some(inv), Some(cust), Some(detail)) = (s("kind"), s("invoice_id"), s("customer_id"), s("detail")) {
-        let line = ex.column("line_no").ok().and_then(|c| c.i64().ok().cloned());
+    if let (Some(kind), Some(inv), Some(cust), Some(detail)) =
+        (s("kind"), s("invoice_id"), s("customer_id"), s("detail"))
+    {
+        let line = ex
+            .column("line_no")
+            .ok()
+            .and_then(|c| c.i64().ok().cloned());
         for i in 0..ex.height() {
             exceptions.push(mail::ExceptionView {
                 kind: kind.get(i).unwrap_or("").to_string(),
@@ -400,7 +566,12 @@ const LATEST: &str = "FROM payout_statements s WHERE s.period = $1 AND s.revisio
     (SELECT MAX(t.revision) FROM payout_statements t WHERE t.period = s.period AND t.operator_id = s.operator_id AND t.currency = s.currency)";
 
 /// R1.9: approve the period's latest draft statements (all, or one operator's).
-pub async fn approve(app: &App, period: Period, operator: Option<&str>, now: DateTime<Utc>) -> anyhow::Result<u64> {
+pub async fn approve(
+    app: &App,
+    period: Period,
+    operator: Option<&str>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<u64> {
     let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payout_statements WHERE period = $1 AND ($2 = '' OR operator_id = $2)")
         .bind(period.to_string())
         .bind(operator.unwrap_or(""))
@@ -409,7 +580,9 @@ pub async fn approve(app: &App, period: Period, operator: Option<&str>, now: Dat
     if total == 0 {
         anyhow::bail!(
             "no statements for {period}{} — run `opnet close --through {period}` first",
-            operator.map(|o| format!(" and operator {o}")).unwrap_or_default()
+            operator
+                .map(|o| format!(" and operator {o}"))
+                .unwrap_or_default()
         );
     }
     let res = sqlx::query(&format!(
@@ -428,7 +601,11 @@ pub async fn approve(app: &App, period: Period, operator: Option<&str>, now: Dat
 
 /// Queue each approved statement's email to its own operator (and nobody else),
 /// mark it sent in the same transaction, then deliver the queue.
-pub async fn send(app: &App, period: Period, now: DateTime<Utc>) -> anyhow::Result<(usize, DeliveryReport)> {
+pub async fn send(
+    app: &App,
+    period: Period,
+    now: DateTime<Utc>,
+) -> anyhow::Result<(usize, DeliveryReport)> {
     let mut tx = app.db.pool.begin().await?;
     let rows = sqlx::query(&format!(
         "SELECT s.operator_id, s.currency, s.phase, s.tier, s.software_cents, s.implementation_cents, s.support_cents, \
@@ -439,17 +616,21 @@ pub async fn send(app: &App, period: Period, now: DateTime<Utc>) -> anyhow::Resu
     .bind(period.to_string())
     .fetch_all(&mut *tx)
     .await?;
-    let mut directory: std::collections::HashMap<String, std::collections::HashMap<String, (String, String)>> =
-        Default::default();
+    let mut directory: std::collections::HashMap<
+        String,
+        std::collections::HashMap<String, (String, String)>,
+    > = Default::default();
     let mut emails = Vec::new();
     for r in &rows {
         let run_id: String = r.try_get("run_id")?;
-        let snapshot: Option<String> = sqlx::query_scalar("SELECT snapshot FROM job_runs WHERE run_id = $1")
-            .bind(&run_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .flatten();
-        let snapshot = snapshot.ok_or_else(|| anyhow::anyhow!("run {run_id} recorded no snapshot"))?;
+        let snapshot: Option<String> =
+            sqlx::query_scalar("SELECT snapshot FROM job_runs WHERE run_id = $1")
+                .bind(&run_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .flatten();
+        let snapshot =
+            snapshot.ok_or_else(|| anyhow::anyhow!("run {run_id} recorded no snapshot"))?;
         if !directory.contains_key(&snapshot) {
             let inputs = app.lake.read_snapshot(&snapshot).await?;
             directory.insert(snapshot.clone(), operator_directory(&inputs)?);
@@ -459,7 +640,9 @@ pub async fn send(app: &App, period: Period, now: DateTime<Utc>) -> anyhow::Resu
         let (name, email) = directory[&snapshot]
             .get(&operator_id)
             .cloned()
-            .ok_or_else(|| anyhow::anyhow!("operator {operator_id} has no email in snapshot {snapshot}"))?;
+            .ok_or_else(|| {
+                anyhow::anyhow!("operator {operator_id} has no email in snapshot {snapshot}")
+            })?;
         let lines = statement_lines(&mut tx, period, &operator_id, &currency).await?;
         let view = StatementView {
             period: period.to_string(),
@@ -538,12 +721,14 @@ async fn statement_lines(
 /// Σ payable of the period's latest statements, per currency.
 pub async fn payable_by_currency(app: &App, period: Period) -> anyhow::Result<Vec<(String, i64)>> {
     let rows = sqlx::query(&format!(
-        "SELECT s.currency, SUM(s.payable_cents) AS payable {LATEST} GROUP BY s.currency ORDER BY s.currency"
+        "SELECT s.currency, CAST(SUM(s.payable_cents) AS BIGINT) AS payable {LATEST} GROUP BY s.currency ORDER BY s.currency"
     ))
     .bind(period.to_string())
     .fetch_all(&app.db.pool)
     .await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
 }
 
 /// `opnet payouts show`: the period's statements as a terminal table.
@@ -558,16 +743,34 @@ pub async fn show(app: &App, period: Period, operator: Option<&str>) -> anyhow::
     .fetch_all(&app.db.pool)
     .await?;
     if rows.is_empty() {
-        anyhow::bail!("no statements for {period}{}", operator.map(|o| format!(" and operator {o}")).unwrap_or_default());
+        anyhow::bail!(
+            "no statements for {period}{}",
+            operator
+                .map(|o| format!(" and operator {o}"))
+                .unwrap_or_default()
+        );
     }
     let mut t = crate::cli::table([
-        "operator", "cur", "phase", "tier", "collected", "operator share", "clawback", "carried in", "payable",
-        "carried out", "due", "status", "rev",
+        "operator",
+        "cur",
+        "phase",
+        "tier",
+        "collected",
+        "operator share",
+        "clawback",
+        "carried in",
+        "payable",
+        "carried out",
+        "due",
+        "status",
+        "rev",
     ]);
     let mut totals: std::collections::BTreeMap<String, [i64; 6]> = Default::default();
     for r in &rows {
         let cur: String = r.try_get(1)?;
-        let m: Vec<i64> = (4..10).map(|i| r.try_get::<i64, _>(i)).collect::<Result<_, _>>()?;
+        let m: Vec<i64> = (4..10)
+            .map(|i| r.try_get::<i64, _>(i))
+            .collect::<Result<_, _>>()?;
         let tot = totals.entry(cur.clone()).or_default();
         for (a, b) in tot.iter_mut().zip(&m) {
             *a += b;
@@ -592,8 +795,19 @@ pub async fn show(app: &App, period: Period, operator: Option<&str>) -> anyhow::
     for (cur, m) in totals {
         let f = |c: i64| mail::format_cents(c, "").trim().to_string();
         t.add_row(vec![
-            "TOTAL".into(), cur, String::new(), String::new(), f(m[0]), f(m[1]), f(m[2]), f(m[3]), f(m[4]), f(m[5]),
-            String::new(), String::new(), String::new(),
+            "TOTAL".into(),
+            cur,
+            String::new(),
+            String::new(),
+            f(m[0]),
+            f(m[1]),
+            f(m[2]),
+            f(m[3]),
+            f(m[4]),
+            f(m[5]),
+            String::new(),
+            String::new(),
+            String::new(),
         ]);
     }
     Ok(format!("payout statements {period}\n{t}"))

@@ -203,9 +203,20 @@ pub fn build_message(
                     filename: a.filename.clone(),
                     dedup_key: key.to_owned(),
                 })?;
+            // Base64 always: a CSV with bare-LF line endings would pass lettre's 7bit
+            // check (no line over 998 bytes by LF) yet reach SMTP as one long CRLF line,
+            // which servers reject (RFC 5321 4.5.3.1.6).
+            let body = lettre::message::Body::new_with_encoding(
+                a.bytes.clone(),
+                lettre::message::header::ContentTransferEncoding::Base64,
+            )
+            .map_err(|_| MailError::ContentType {
+                content_type: a.content_type.clone(),
+                filename: a.filename.clone(),
+                dedup_key: key.to_owned(),
+            })?;
             mixed = mixed.singlepart(
-                lettre::message::Attachment::new(a.filename.clone())
-                    .body(a.bytes.clone(), content_type),
+                lettre::message::Attachment::new(a.filename.clone()).body(body, content_type),
             );
         }
         builder.multipart(mixed).map_err(build_err)?
