@@ -5,6 +5,8 @@
 #     with apt if missing); override with OPNET_TEST_PG=postgres://…
 #   - SMTP capture: aiosmtpd (PyPI), started by each end-to-end test on a free port
 #   - pyarrow + duckdb (PyPI): independent readers of the lake's Parquet
+#   - Chromium (Debian): renders the network-health report to a PNG under
+#     target/test-artifacts/
 # OPNET_REQUIRE_SERVICES=1 makes a test fail (never skip) when a service is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +28,11 @@ pg_ready || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; 
 log "Python test helpers (aiosmtpd, pyarrow, duckdb)"
 if ! python3 -c 'import aiosmtpd, pyarrow, duckdb' 2>/dev/null; then
   python3 -m pip install -q --disable-pip-version-check aiosmtpd pyarrow duckdb
+fi
+
+log "Chromium (renders the leadership report in a test)"
+if ! command -v chromium >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
 log "cargo test"

@@ -2,6 +2,8 @@
 //! embedded defaults, the lake read back by an independent reader (pyarrow), help and
 //! exit codes, and a failed run that leaves nothing but its `failed` ledger row.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::Path;

@@ -2,6 +2,8 @@
 //! PostgreSQL and on SQLite → approve → send over SMTP to a real capture server; the
 //! mails are read back and checked against the database.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::SmtpCapture;
@@ -271,4 +273,105 @@ async fn close_approve_send_on_postgres() {
 async fn close_approve_send_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     scenario(format!("sqlite://{}/opnet.db", dir.path().display())).await;
+}
+
+/// Issue 2: a run that fails after writing some of its tables commits nothing but its
+/// `failed` ledger row. The failure is injected by a trigger on `payout_statements`,
+/// which the payouts job writes after `operator_tiers` and `payout_lines`.
+async fn failed_run_commits_nothing(database: String, trigger: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    generate::generate(&GenerateOptions {
+        out: dir.path().join("source"),
+        operators: 10,
+        months: 3,
+        end: p("2025-03"),
+        seed: 5,
+        format: Format::Csv,
+    })
+    .unwrap();
+    let mail = format!("file:{}", dir.path().join("outbox").display());
+    let app = App::open(config(dir.path(), database, mail)).await.unwrap();
+    for sql in trigger {
+        sqlx::raw_sql(sql).execute(&app.db.pool).await.unwrap();
+    }
+    let err = close::close(
+        &app,
+        &CloseOptions {
+            through: Some(p("2025-03")),
+            ..Default::default()
+        },
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("injected failure"), "{err:#}");
+    let pool = &app.db.pool;
+    let runs: Vec<(String, String, Option<String>)> =
+        sqlx::query("SELECT job, status, error FROM job_runs ORDER BY started_at, job")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(
+        (runs[0].0.as_str(), runs[0].1.as_str()),
+        ("ingest", "succeeded")
+    );
+    assert_eq!(
+        (runs[1].0.as_str(), runs[1].1.as_str()),
+        ("payouts", "failed")
+    );
+    assert!(
+        runs[1]
+            .2
+            .as_deref()
+            .unwrap_or("")
+            .contains("injected failure")
+    );
+    for table in [
+        "operator_tiers",
+        "payout_lines",
+        "payout_statements",
+        "reconciliation_exceptions",
+    ] {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(n, 0, "{table} kept rows of the failed run");
+    }
+    // Only the ops notice is queued: none of the run's own emails.
+    let kinds: Vec<String> = sqlx::query_scalar("SELECT kind FROM email_outbox")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    assert!(kinds.iter().all(|k| k == "run_failed"), "{kinds:?}");
+    assert!(!kinds.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_run_commits_nothing_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    failed_run_commits_nothing(
+        format!("sqlite://{}/opnet.db", dir.path().display()),
+        &["CREATE TRIGGER opnet_test_fail BEFORE INSERT ON payout_statements BEGIN SELECT RAISE(ABORT, 'injected failure'); END;"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_run_commits_nothing_on_postgres() {
+    let Some(url) = common::pg_database("failed").await else {
+        return;
+    };
+    failed_run_commits_nothing(
+        url,
+        &[
+            "CREATE FUNCTION opnet_test_fail() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER opnet_test_fail BEFORE INSERT ON payout_statements FOR EACH ROW EXECUTE FUNCTION opnet_test_fail()",
+        ],
+    )
+    .await;
 }

@@ -70,6 +70,8 @@ pub struct RunSummary {
     pub job: &'static str,
     pub run_id: Option<String>,
     pub rows_out: i64,
+    /// Wall time of the run, for summaries and the benchmark.
+    pub elapsed_ms: u128,
     pub notes: Vec<String>,
 }
 
@@ -176,12 +178,15 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
         }
     }
     let mut runs = Vec::new();
+    let progress = progress_bar((from.through(through).count() * registry.len()) as u64);
     for period in from.through(through) {
         let plan = app.config.plan.for_period(period)?;
         for job in &registry {
             if !opts.only.is_empty() && !opts.only.iter().any(|n| n == job.name()) {
                 continue;
             }
+            progress.set_message(format!("{period} {}", job.name()));
+            progress.inc(1);
             let mut ctx = JobContext {
                 period,
                 plan,
@@ -200,6 +205,7 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
                         job: job.name(),
                         run_id: None,
                         rows_out: 0,
+                        elapsed_ms: 0,
                         notes: vec![reason],
                     });
                     continue;
@@ -219,6 +225,7 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
                 )
                 .await?;
             ctx.run_id = &run_id;
+            let started = std::time::Instant::now();
             let mut tx = app.db.pool.begin().await.context("begin")?;
             let result = run_in_tx(app, job.as_ref(), &ctx, &mut tx).await;
             match result {
@@ -233,6 +240,7 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
                         job: job.name(),
                         run_id: Some(run_id.clone()),
                         rows_out,
+                        elapsed_ms: started.elapsed().as_millis(),
                         notes: out.summary,
                     });
                 }
@@ -250,6 +258,7 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
             }
         }
     }
+    progress.finish_and_clear();
     let delivery = mail::deliver_queued(&app.db.pool, &app.transport, Utc::now()).await?;
     Ok(CloseReport {
         ingest: ingest_report,
@@ -257,6 +266,21 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
         runs,
         delivery,
     })
+}
+
+/// A progress bar on a terminal; hidden (logs only) under cron, CI or a pipe.
+fn progress_bar(len: u64) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} {msg} [{elapsed}]")
+    {
+        bar.set_style(style);
+    }
+    bar
 }
 
 /// Write a job's output and its ledger row in the run's transaction.

@@ -91,12 +91,11 @@ impl Db {
         let backend = backend_of(url)?;
         let mut url = url.to_string();
         if backend == Backend::Sqlite {
-            if let Some(path) = sqlite_path(&url) {
-                if let Some(dir) = std::path::Path::new(&path).parent() {
-                    if !dir.as_os_str().is_empty() {
-                        let _ = std::fs::create_dir_all(dir);
-                    }
-                }
+            if let Some(path) = sqlite_path(&url)
+                && let Some(dir) = std::path::Path::new(&path).parent()
+                && !dir.as_os_str().is_empty()
+            {
+                let _ = std::fs::create_dir_all(dir);
             }
             if !url.contains("mode=") && !url.contains(":memory:") {
                 url.push_str(if url.contains('?') {

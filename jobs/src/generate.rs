@@ -1971,24 +1971,4 @@ mod tests {
         );
         Ok(())
     }
-
-    /// Informative: sizes of the demo network and the timing of a large one
-    /// (`cargo test -p opnet --lib generate -- --ignored --nocapture`).
-    #[test]
-    #[ignore]
-    fn print_sizes_and_time_a_large_network() -> Result<()> {
-        for (operators, months, format) in [(20, 12, Format::Csv), (1000, 36, Format::Parquet)] {
-            let dir = tempfile::tempdir()?;
-            let started = std::time::Instant::now();
-            let summary = generate(&options(dir.path(), operators, months, 42, format))?;
-            println!(
-                "{operators} operators × {months} months ({format:?}): {:?}",
-                started.elapsed()
-            );
-            for (path, rows) in &summary.rows {
-                println!("  {path:<26} {rows:>9}");
-            }
-        }
-        Ok(())
-    }
 }

@@ -4,6 +4,9 @@
 //! sources, the Parquet lake, the database, mail, the job registry and the CLI. The
 //! rules themselves live in `opnet-pipelines` as pure Polars functions.
 
+// Tests may unwrap; data paths may not (workspace lint `unwrap_used`).
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod cli;
 pub mod close;
 pub mod config;

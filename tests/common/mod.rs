@@ -4,7 +4,7 @@
 //! With `OPNET_REQUIRE_SERVICES=1` (set by scripts/test.sh and so by CI) a missing
 //! service fails the test instead of skipping it.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -125,9 +125,9 @@ impl Job for NetworkHealth {
         for to in &ctx.config.email.leadership {
             emails.push(mail::html_report_email(
                 "network_health",
-                &format!("network_health:{p}:{to}:{}", &digest[..16]),
+                format!("network_health:{p}:{to}:{}", &digest[..16]),
                 to,
-                &format!("Candlefish network health — {p}"),
+                format!("Candlefish network health — {p}"),
                 &report.html,
                 &report.text,
                 vec![mail::Attachment {

@@ -585,17 +585,16 @@ pub async fn approve(
                 .unwrap_or_default()
         );
     }
-    let res = sqlx::query(&format!(
+    let res = sqlx::query(
         "UPDATE payout_statements SET status = 'approved', approved_at = $3 WHERE status = 'draft' AND period = $1 \
          AND ($2 = '' OR operator_id = $2) AND revision = (SELECT MAX(t.revision) FROM payout_statements t \
          WHERE t.period = payout_statements.period AND t.operator_id = payout_statements.operator_id AND t.currency = payout_statements.currency)"
-    ))
+    )
     .bind(period.to_string())
     .bind(operator.unwrap_or(""))
     .bind(crate::db::timestamp(now))
     .execute(&app.db.pool)
     .await?;
-    let _ = LATEST;
     Ok(res.rows_affected())
 }
 
