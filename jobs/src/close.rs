@@ -221,7 +221,7 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
                         input_fingerprint: fingerprint.clone(),
                         snapshot: Some(snapshot.clone()),
                     },
-                    now,
+                    Utc::now(),
                 )
                 .await?;
             ctx.run_id = &run_id;

@@ -229,9 +229,9 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// RFC 3339 UTC with seconds, the text form of every timestamp in the database.
+/// RFC 3339 UTC with milliseconds (so the ledger orders runs of one close), the text form of every timestamp in the database.
 pub fn timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// A constant value added to every row a frame writes (e.g. `run_id`).
