@@ -394,43 +394,29 @@ pub async fn query_frame(
     let mut out = Vec::with_capacity(columns.len());
     for (i, (name, dtype)) in columns.iter().enumerate() {
         let ctx = || format!("column {name} of {sql}");
+        let name: PlSmallStr = (*name).into();
         let s = match dtype {
-            DataType::Int64 => {
-                let v: Vec<Option<i64>> = rows
-                    .iter()
-                    .map(|r| r.try_get(i))
-                    .collect::<Result<_, _>>()
-                    .map_err(DbError::query(ctx()))?;
-                Series::new((*name).into(), v)
-            }
-            DataType::Float64 => {
-                let v: Vec<Option<f64>> = rows
-                    .iter()
-                    .map(|r| r.try_get(i))
-                    .collect::<Result<_, _>>()
-                    .map_err(DbError::query(ctx()))?;
-                Series::new((*name).into(), v)
-            }
-            DataType::Boolean => {
-                // selected through `bool_as_int`
-                let v: Vec<Option<i64>> = rows
-                    .iter()
-                    .map(|r| r.try_get(i))
-                    .collect::<Result<_, _>>()
-                    .map_err(DbError::query(ctx()))?;
-                Series::new(
-                    (*name).into(),
-                    v.into_iter().map(|b| b.map(|b| b != 0)).collect::<Vec<_>>(),
-                )
-            }
-            _ => {
-                let v: Vec<Option<String>> = rows
-                    .iter()
-                    .map(|r| r.try_get(i))
-                    .collect::<Result<_, _>>()
-                    .map_err(DbError::query(ctx()))?;
-                Series::new((*name).into(), v)
-            }
+            DataType::Int64 => Series::new(
+                name,
+                decode::<i64>(&rows, i).map_err(DbError::query(ctx()))?,
+            ),
+            DataType::Float64 => Series::new(
+                name,
+                decode::<f64>(&rows, i).map_err(DbError::query(ctx()))?,
+            ),
+            // selected through `bool_as_int`
+            DataType::Boolean => Series::new(
+                name,
+                decode::<i64>(&rows, i)
+                    .map_err(DbError::query(ctx()))?
+                    .into_iter()
+                    .map(|b| b.map(|b| b != 0))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => Series::new(
+                name,
+                decode::<String>(&rows, i).map_err(DbError::query(ctx()))?,
+            ),
         };
         out.push(s.into_column());
     }
@@ -438,6 +424,14 @@ pub async fn query_frame(
         table: sql.to_string(),
         source,
     })
+}
+
+/// Column `i` of every row, NULL as `None`.
+fn decode<'r, T>(rows: &'r [sqlx::any::AnyRow], i: usize) -> Result<Vec<Option<T>>, sqlx::Error>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    rows.iter().map(|r| r.try_get(i)).collect()
 }
 
 /// One row of the run ledger, as `opnet runs` shows it.

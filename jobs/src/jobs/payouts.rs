@@ -341,30 +341,20 @@ async fn revision_diff(
         "revision of approved revision {approved}: {} statement(s) with a different payable",
         joined.height()
     )];
-    let ids = joined
-        .column("operator_id")
-        .map_err(pl_err(period))?
-        .str()
-        .map_err(pl_err(period))?
-        .clone();
-    let cur = joined
-        .column("currency")
-        .map_err(pl_err(period))?
-        .str()
-        .map_err(pl_err(period))?
-        .clone();
-    let newc = joined
-        .column("new_cents")
-        .map_err(pl_err(period))?
-        .i64()
-        .map_err(pl_err(period))?
-        .clone();
-    let oldc = joined
-        .column("old_cents")
-        .map_err(pl_err(period))?
-        .i64()
-        .map_err(pl_err(period))?
-        .clone();
+    let text = |n: &str| {
+        joined
+            .column(n)
+            .and_then(|c| c.str().cloned())
+            .map_err(pl_err(period))
+    };
+    let cents = |n: &str| {
+        joined
+            .column(n)
+            .and_then(|c| c.i64().cloned())
+            .map_err(pl_err(period))
+    };
+    let (ids, cur) = (text("operator_id")?, text("currency")?);
+    let (newc, oldc) = (cents("new_cents")?, cents("old_cents")?);
     for i in 0..joined.height().min(20) {
         let c = cur.get(i).unwrap_or("");
         out.push(format!(
