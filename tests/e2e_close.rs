@@ -27,6 +27,7 @@ fn config(dir: &std::path::Path, database: String, mail: String) -> Config {
         database,
         mail,
         email: EmailConfig::default(),
+        schedule: Default::default(),
         plan: PlanBook::default(),
         plan_origin: "test".into(),
         file: None,

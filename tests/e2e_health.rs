@@ -54,6 +54,7 @@ async fn twelve_month_close_sends_each_kind_once_and_the_report_renders() {
         database,
         mail: smtp.url(),
         email: EmailConfig::default(),
+        schedule: Default::default(),
         plan: PlanBook::default(),
         plan_origin: "test".into(),
         file: None,

@@ -48,6 +48,7 @@ fn config(dir: &std::path::Path, database: String, tag: &str) -> Config {
         database,
         mail: format!("file:{}", dir.join(format!("outbox-{tag}")).display()),
         email: EmailConfig::default(),
+        schedule: Default::default(),
         plan: PlanBook::default(),
         plan_origin: "bench".into(),
         file: None,

@@ -123,6 +123,15 @@ pub enum Command {
     },
     /// Validate the configuration and plan, print the resolved values.
     Check,
+    /// Scheduler daemon: wake at the `[schedule]` times (and at start-up), close every
+    /// period the ledger says is due; stops gracefully on SIGTERM/SIGINT.
+    Schedule {
+        /// One wake-up of every schedule, then exit (tests, Kubernetes CronJobs).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Schedules with their next fire times, last run per job, due periods, mail queue.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -336,6 +345,22 @@ pub async fn run(cli: Cli) -> Result<()> {
                 "wrote the {period} network-health report to {}",
                 out.display()
             );
+        }
+        Command::Schedule { once } => {
+            let cfg = app.config.schedule.clone();
+            if once {
+                let log = crate::schedule::run_once(&app, &cfg, crate::schedule::shutdown_signal())
+                    .await?;
+                for line in log {
+                    println!("{line}");
+                }
+            } else {
+                crate::schedule::run_daemon(&app, &cfg, crate::schedule::shutdown_signal()).await?;
+            }
+        }
+        Command::Status => {
+            let cfg = app.config.schedule.clone();
+            println!("{}", crate::schedule::status(&app, &cfg, Utc::now()).await?);
         }
         Command::Generate { .. } | Command::Demo { .. } | Command::Check => {
             unreachable!("handled above")

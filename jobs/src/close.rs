@@ -119,6 +119,7 @@ pub async fn run_ingest(app: &App, now: DateTime<Utc>) -> Result<IngestReport> {
         Err(e) => {
             let msg = e.to_string();
             app.db.fail_run(&run_id, &msg, Utc::now()).await?;
+            queue_failure_notice(app, "ingest", None, &run_id, &msg, "opnet ingest").await;
             Err(anyhow!(e)).context("ingest failed")
         }
     }
@@ -249,7 +250,9 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
                     let msg = format!("{e:#}");
                     app.db.fail_run(&run_id, &msg, Utc::now()).await?;
                     tracing::error!(job = job.name(), %period, run_id = %run_id, error = %msg, "Run failed");
-                    queue_failure_notice(app, job.name(), period, &run_id, &msg).await;
+                    let rerun = format!("opnet close --from {period} --through {period}");
+                    queue_failure_notice(app, job.name(), Some(period), &run_id, &msg, &rerun)
+                        .await;
                     return Err(e.context(format!(
                         "{} {period} failed (run {run_id}); nothing was committed",
                         job.name()
@@ -347,11 +350,17 @@ async fn publish(app: &App, job: &str, period: Period, out: &JobOutput) -> Resul
 
 /// A failed run tells the ops list (best effort: the failure itself is already in
 /// the ledger and on stderr).
-async fn queue_failure_notice(app: &App, job: &str, period: Period, run_id: &str, error: &str) {
-    let rerun = format!("opnet close --from {period} --through {period}");
+async fn queue_failure_notice(
+    app: &App,
+    job: &str,
+    period: Option<Period>,
+    run_id: &str,
+    error: &str,
+    rerun: &str,
+) {
+    let period = period.map(|p| p.to_string());
     for to in &app.config.email.ops {
-        let email =
-            mail::run_failed_email(job, Some(&period.to_string()), run_id, error, &rerun, to);
+        let email = mail::run_failed_email(job, period.as_deref(), run_id, error, rerun, to);
         if let Ok(mut conn) = app.db.pool.acquire().await {
             let _ = mail::enqueue(
                 &mut conn,

@@ -31,6 +31,8 @@ pub struct FileConfig {
     pub plan_file: Option<String>,
     #[serde(default)]
     pub email: EmailConfig,
+    /// `[schedule]`: timezone and cron expressions of `opnet schedule` (issue 5).
+    pub schedule: Option<crate::schedule::ScheduleFile>,
 }
 
 /// Who emails come from and which internal lists get what.
@@ -79,6 +81,8 @@ pub struct Config {
     pub database: String,
     pub mail: String,
     pub email: EmailConfig,
+    /// `opnet schedule`: business timezone, schedules, lease.
+    pub schedule: crate::schedule::ScheduleConfig,
     pub plan: PlanBook,
     /// Where the plan came from, for messages and the ledger.
     pub plan_origin: String,
@@ -134,17 +138,31 @@ impl Config {
                 .or_else(|| file.clone())
                 .unwrap_or_else(|| default.to_string())
         };
+        let schedule = crate::schedule::ScheduleConfig::resolve(file.schedule.as_ref());
         let config = Config {
             source: pick(&over.source, &file.source, DEFAULT_SOURCE),
             lake: pick(&over.lake, &file.lake, DEFAULT_LAKE),
             database: pick(&over.database, &file.database, DEFAULT_DATABASE),
             mail: pick(&over.mail, &file.mail, DEFAULT_MAIL),
             email: file.email,
+            schedule: schedule.clone().unwrap_or_default(),
             plan,
             plan_origin,
             file: path,
         };
-        config.validate()?;
+        // Problems of [schedule] are found while resolving it; report them with the rest.
+        let mut problems: Vec<String> = schedule
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| format!("{}: {m}", where_(&config.file)))
+            .collect();
+        if let Err(ConfigError(p)) = config.validate() {
+            problems.extend(p);
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError(problems));
+        }
         Ok(config)
     }
 
@@ -305,6 +323,43 @@ mod tests {
         .to_string();
         assert!(e.contains("plan.toml"), "{e}");
         assert!(e.contains("2025-13"), "{e}");
+    }
+
+    #[test]
+    fn schedule_errors_name_their_keys() {
+        let e = load(
+            "[schedule]\ntimezone = \"Mars/Olympus\"\n[[schedule.jobs]]\nname = \"close\"\ncron = \"0 0 6 1 * *\"\n\
+             [[schedule.jobs]]\nname = \"ingest\"\ncron = \"every day\"\n[[schedule.jobs]]\nname = \"payday\"\ncron = \"0 0 1 * * *\"\n",
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("key schedule.timezone"), "{e}");
+        assert!(e.contains("Mars/Olympus"), "{e}");
+        assert!(e.contains("key schedule.jobs[1].cron"), "{e}");
+        assert!(e.contains("key schedule.jobs[2].name"), "{e}");
+        assert!(!e.contains("schedule.jobs[0]"), "{e}");
+        let e = load("[schedule]\ntimezon = \"UTC\"\n", Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("timezon"), "{e}");
+    }
+
+    #[test]
+    fn schedule_defaults_and_values() {
+        let c = load("", Overrides::default()).unwrap();
+        assert_eq!(c.schedule.timezone, chrono_tz::Tz::UTC);
+        let names: Vec<_> = c.schedule.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["ingest", "close"]);
+        let c = load(
+            "[schedule]\ntimezone = \"Europe/Berlin\"\nlease_ttl_secs = 60\n[[schedule.jobs]]\nname = \"close\"\ncron = \"0 30 7 2 * *\"\n",
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.schedule.timezone, chrono_tz::Europe::Berlin);
+        assert_eq!(c.schedule.lease_ttl.as_secs(), 60);
+        assert_eq!(c.schedule.jobs.len(), 1);
+        assert_eq!(c.schedule.jobs[0].cron.as_str(), "0 30 7 2 * *");
     }
 
     #[test]

@@ -71,11 +71,18 @@ impl DbError {
 }
 
 /// Embedded migrations, in order: (version, PostgreSQL script, SQLite script).
-const MIGRATIONS: &[(&str, &str, &str)] = &[(
-    "0001_init",
-    include_str!("../../sql/postgres/0001_init.sql"),
-    include_str!("../../sql/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(&str, &str, &str)] = &[
+    (
+        "0001_init",
+        include_str!("../../sql/postgres/0001_init.sql"),
+        include_str!("../../sql/sqlite/0001_init.sql"),
+    ),
+    (
+        "0002_leases",
+        include_str!("../../sql/postgres/0002_leases.sql"),
+        include_str!("../../sql/sqlite/0002_leases.sql"),
+    ),
+];
 
 /// A connection pool and the backend behind it.
 #[derive(Clone, Debug)]
@@ -692,7 +699,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/t.db", dir.path().display());
         let db = Db::connect(&url).await.unwrap();
-        assert_eq!(db.migrate().await.unwrap(), ["0001_init"]);
+        assert_eq!(db.migrate().await.unwrap(), ["0001_init", "0002_leases"]);
         assert!(db.migrate().await.unwrap().is_empty(), "idempotent");
         let df = df!(
             "period" => ["2025-01", "2025-01"],

@@ -18,4 +18,5 @@ pub mod jobs;
 pub mod lake;
 pub mod mail;
 pub mod report;
+pub mod schedule;
 pub mod store;
