@@ -117,6 +117,10 @@ fn every_command_has_help_and_failures_exit_non_zero() {
         vec!["payouts", "send", "--help"],
         vec!["payouts", "show", "--help"],
         vec!["report", "--help"],
+        vec!["deliver", "--help"],
+        vec!["schedule", "--help"],
+        vec!["status", "--help"],
+        vec!["check", "--help"],
     ] {
         let o = opnet(dir.path(), &cmd);
         assert!(o.status.success(), "{cmd:?}: {}", text(&o));

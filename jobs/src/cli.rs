@@ -121,6 +121,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Deliver queued emails now (failed ones are retried up to 5 attempts).
+    Deliver,
     /// Validate the configuration and plan, print the resolved values.
     Check,
     /// Scheduler daemon: wake at the `[schedule]` times (and at start-up), close every
@@ -295,6 +297,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             print_close(&r);
         }
+        Command::Deliver => {
+            let r = crate::mail::deliver_queued(&app.db.pool, &app.transport, Utc::now()).await?;
+            println!(
+                "delivered {} email(s), {} failed, via {}",
+                r.sent, r.failed, app.config.mail
+            );
+        }
         Command::Runs { limit } => {
             let mut t = table([
                 "run_id",
@@ -304,6 +313,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 "started_at",
                 "rows in/quar/out",
                 "plan",
+                "snapshot",
                 "error",
             ]);
             for r in app.db.recent_runs(limit).await? {
@@ -315,6 +325,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     r.started_at,
                     format!("{}/{}/{}", r.rows_in, r.rows_quarantined, r.rows_out),
                     r.plan_version.unwrap_or_default(),
+                    r.snapshot.unwrap_or_default(),
                     r.error.unwrap_or_default(),
                 ]);
             }
