@@ -14,6 +14,7 @@ use crate::mail::{self, DeliveryReport, StatementLineView, StatementView};
 use opnet_pipelines::payouts::{PayoutHistory, check_control_totals, close_payouts};
 use polars::prelude::*;
 use sqlx::Row;
+use std::collections::HashMap;
 
 pub struct Payouts;
 
@@ -599,25 +600,19 @@ pub async fn send(
     let rows = sqlx::query(&format!(
         "SELECT s.operator_id, s.currency, s.phase, s.tier, s.software_cents, s.implementation_cents, s.support_cents, \
          s.operator_share_cents, s.candlefish_share_cents, s.clawback_cents, s.carried_in_cents, s.payable_cents, \
-         s.carried_out_cents, s.statement_on, s.due_on, s.revision, s.run_id {LATEST} AND s.status = 'approved' \
+         s.carried_out_cents, s.statement_on, s.due_on, s.revision, s.run_id, \
+         (SELECT j.snapshot FROM job_runs j WHERE j.run_id = s.run_id) AS snapshot {LATEST} AND s.status = 'approved' \
          ORDER BY s.operator_id, s.currency"
     ))
     .bind(period.to_string())
     .fetch_all(&mut *tx)
     .await?;
-    let mut directory: std::collections::HashMap<
-        String,
-        std::collections::HashMap<String, (String, String)>,
-    > = Default::default();
+    let mut directory: HashMap<String, HashMap<String, (String, String)>> = HashMap::new();
     let mut emails = Vec::new();
+    let mut lines_of = period_lines(&mut tx, period).await?;
     for r in &rows {
         let run_id: String = r.try_get("run_id")?;
-        let snapshot: Option<String> =
-            sqlx::query_scalar("SELECT snapshot FROM job_runs WHERE run_id = $1")
-                .bind(&run_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .flatten();
+        let snapshot: Option<String> = r.try_get("snapshot")?;
         let snapshot =
             snapshot.ok_or_else(|| anyhow::anyhow!("run {run_id} recorded no snapshot"))?;
         if !directory.contains_key(&snapshot) {
@@ -632,7 +627,9 @@ pub async fn send(
             .ok_or_else(|| {
                 anyhow::anyhow!("operator {operator_id} has no email in snapshot {snapshot}")
             })?;
-        let lines = statement_lines(&mut tx, period, &operator_id, &currency).await?;
+        let lines = lines_of
+            .remove(&(operator_id.clone(), currency.clone()))
+            .unwrap_or_default();
         let view = StatementView {
             period: period.to_string(),
             operator_id: operator_id.clone(),
@@ -673,25 +670,24 @@ pub async fn send(
     Ok((queued, delivery))
 }
 
-async fn statement_lines(
+/// The period's payout lines (current revision) by (operator, currency), read once.
+async fn period_lines(
     conn: &mut AnyConnection,
     period: Period,
-    operator_id: &str,
-    currency: &str,
-) -> anyhow::Result<Vec<StatementLineView>> {
+) -> anyhow::Result<HashMap<(String, String), Vec<StatementLineView>>> {
     let rows = sqlx::query(
-        "SELECT invoice_id, line_no, refund_id, revenue_type, kind, amount_cents, operator_bp, operator_cents, \
-         candlefish_cents, collected_period FROM payout_lines WHERE period = $1 AND operator_id = $2 AND currency = $3 \
-         ORDER BY invoice_id, line_no, kind, refund_id",
+        "SELECT operator_id, currency, invoice_id, line_no, refund_id, revenue_type, kind, amount_cents, operator_bp, \
+         operator_cents, candlefish_cents, collected_period FROM payout_lines WHERE period = $1 \
+         ORDER BY operator_id, currency, invoice_id, line_no, kind, refund_id",
     )
     .bind(period.to_string())
-    .bind(operator_id)
-    .bind(currency)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(StatementLineView {
+    let mut out: HashMap<(String, String), Vec<StatementLineView>> = HashMap::new();
+    for r in &rows {
+        out.entry((r.try_get("operator_id")?, r.try_get("currency")?))
+            .or_default()
+            .push(StatementLineView {
                 invoice_id: r.try_get("invoice_id")?,
                 line_no: r.try_get("line_no")?,
                 refund_id: r.try_get("refund_id")?,
@@ -702,9 +698,9 @@ async fn statement_lines(
                 operator_cents: r.try_get("operator_cents")?,
                 candlefish_cents: r.try_get("candlefish_cents")?,
                 collected_period: r.try_get("collected_period")?,
-            })
-        })
-        .collect()
+            });
+    }
+    Ok(out)
 }
 
 /// Σ payable of the period's latest statements, per currency.
