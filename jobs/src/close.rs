@@ -153,7 +153,17 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
             (Some(r), s)
         }
     };
-    let fingerprint = ingest_report.as_ref().map(|r| r.fingerprint.clone());
+    // A re-run against a recorded snapshot records that snapshot's fingerprint too.
+    let fingerprint = match &ingest_report {
+        Some(r) => Some(r.fingerprint.clone()),
+        None => Some(
+            app.lake
+                .read_manifest(&snapshot)
+                .await
+                .with_context(|| format!("reading snapshot {snapshot}"))?
+                .fingerprint,
+        ),
+    };
     let inputs = app
         .lake
         .read_snapshot(&snapshot)

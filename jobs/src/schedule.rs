@@ -861,10 +861,7 @@ async fn close_due(
                 .map_err(run_err(format!("close {period} {name}")))?;
             for run in &report.runs {
                 match &run.run_id {
-                    Some(id) => {
-                        record_fingerprint(&app.db, id, &ingest.fingerprint).await?;
-                        log.push(format!("close {period} {}: succeeded ({id})", run.job));
-                    }
+                    Some(id) => log.push(format!("close {period} {}: succeeded ({id})", run.job)),
                     None => log.push(format!(
                         "close {period} {}: refused ({})",
                         run.job,
@@ -875,20 +872,6 @@ async fn close_due(
         }
     }
     Ok(log)
-}
-
-/// The close was given the snapshot this wake ingested (so every period reads the
-/// same one); record that ingest's fingerprint on its runs, as a plain close would.
-async fn record_fingerprint(db: &Db, run_id: &str, fingerprint: &str) -> Result<(), ScheduleError> {
-    sqlx::query(
-        "UPDATE job_runs SET input_fingerprint = $1 WHERE run_id = $2 AND input_fingerprint IS NULL",
-    )
-    .bind(fingerprint)
-    .bind(run_id)
-    .execute(&db.pool)
-    .await
-    .map_err(DbError::query("record the input fingerprint"))?;
-    Ok(())
 }
 
 /// Turn a shutdown future into a stop flag that the work checks between runs.
