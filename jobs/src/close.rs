@@ -12,6 +12,7 @@ use crate::ingest::{self, IngestReport};
 use crate::jobs::{self, JobContext, JobOutput, Replace};
 use crate::lake::Lake;
 use crate::mail::{self, DeliveryReport, Transport};
+use crate::retry;
 use crate::store::{self, ObjectStore};
 use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, Utc};
@@ -198,7 +199,7 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
             }
             progress.set_message(format!("{period} {}", job.name()));
             progress.inc(1);
-            let mut ctx = JobContext {
+            let ctx = JobContext {
                 period,
                 plan,
                 inputs: &inputs,
@@ -222,51 +223,84 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
                     continue;
                 }
             }
-            let run_id = app
-                .db
-                .start_run(
-                    &RunStart {
-                        job: job.name(),
-                        period: Some(period.to_string()),
-                        plan_version: Some(plan.version.clone()),
-                        input_fingerprint: fingerprint.clone(),
-                        snapshot: Some(snapshot.clone()),
-                    },
-                    Utc::now(),
-                )
-                .await?;
-            ctx.run_id = &run_id;
-            let started = std::time::Instant::now();
-            let mut tx = app.db.pool.begin().await.context("begin")?;
-            let result = run_in_tx(app, job.as_ref(), &ctx, &mut tx).await;
-            match result {
-                Ok((out, rows_out)) => {
-                    tx.commit()
-                        .await
-                        .with_context(|| format!("commit {} {period}", job.name()))?;
-                    publish(app, job.name(), period, &out).await?;
-                    tracing::info!(job = job.name(), %period, run_id = %run_id, rows_out, "Run succeeded");
-                    runs.push(RunSummary {
-                        period,
-                        job: job.name(),
-                        run_id: Some(run_id.clone()),
-                        rows_out,
-                        elapsed_ms: started.elapsed().as_millis(),
-                        notes: out.summary,
-                    });
-                }
-                Err(e) => {
-                    let _ = tx.rollback().await;
-                    let msg = format!("{e:#}");
-                    app.db.fail_run(&run_id, &msg, Utc::now()).await?;
-                    tracing::error!(job = job.name(), %period, run_id = %run_id, error = %msg, "Run failed");
-                    let rerun = format!("opnet close --from {period} --through {period}");
-                    queue_failure_notice(app, job.name(), Some(period), &run_id, &msg, &rerun)
+            // A run that fails transiently (a dropped database connection) is tried
+            // again as a new run, up to `retry::JOB_RUN.max_attempts` runs in all;
+            // each failed one has rolled back and keeps its `failed` ledger row.
+            let mut attempt = 1u32;
+            loop {
+                let run_id = app
+                    .db
+                    .start_run(
+                        &RunStart {
+                            job: job.name(),
+                            period: Some(period.to_string()),
+                            plan_version: Some(plan.version.clone()),
+                            input_fingerprint: fingerprint.clone(),
+                            snapshot: Some(snapshot.clone()),
+                        },
+                        Utc::now(),
+                    )
+                    .await?;
+                let ctx = JobContext {
+                    run_id: &run_id,
+                    ..ctx
+                };
+                let started = std::time::Instant::now();
+                let mut tx = app.db.pool.begin().await.context("begin")?;
+                let result = run_in_tx(app, job.as_ref(), &ctx, &mut tx).await;
+                match result {
+                    Ok((out, rows_out)) => {
+                        tx.commit()
+                            .await
+                            .with_context(|| format!("commit {} {period}", job.name()))?;
+                        publish(app, job.name(), period, &out).await?;
+                        tracing::info!(job = job.name(), %period, run_id = %run_id, rows_out, "Run succeeded");
+                        runs.push(RunSummary {
+                            period,
+                            job: job.name(),
+                            run_id: Some(run_id.clone()),
+                            rows_out,
+                            elapsed_ms: started.elapsed().as_millis(),
+                            notes: out.summary,
+                        });
+                        break;
+                    }
+                    Err(e) => {
+                        let _ = tx.rollback().await;
+                        let msg = format!("{e:#}");
+                        app.db.fail_run(&run_id, &msg, Utc::now()).await?;
+                        let transient = is_transient(&e);
+                        if transient && attempt < retry::JOB_RUN.max_attempts {
+                            tracing::warn!(job = job.name(), %period, run_id = %run_id, attempt, error = %msg, "Run failed transiently; running it again");
+                            let what = format!("{} {period}", job.name());
+                            retry::pause(&retry::JOB_RUN, &what, attempt, &msg).await;
+                            attempt += 1;
+                            continue;
+                        }
+                        tracing::error!(job = job.name(), %period, run_id = %run_id, attempt, transient, error = %msg, "Run failed");
+                        let notice = if attempt > 1 {
+                            format!(
+                                "{msg}\n\n(run {attempt} of this close; the {} before it failed transiently)",
+                                attempt - 1
+                            )
+                        } else {
+                            msg
+                        };
+                        let rerun = format!("opnet close --from {period} --through {period}");
+                        queue_failure_notice(
+                            app,
+                            job.name(),
+                            Some(period),
+                            &run_id,
+                            &notice,
+                            &rerun,
+                        )
                         .await;
-                    return Err(e.context(format!(
-                        "{} {period} failed (run {run_id}); nothing was committed",
-                        job.name()
-                    )));
+                        return Err(e.context(format!(
+                            "{} {period} failed (run {run_id}); nothing was committed",
+                            job.name()
+                        )));
+                    }
                 }
             }
         }
@@ -279,6 +313,34 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
         runs,
         delivery,
     })
+}
+
+/// Whether a failed run is worth running again: the first error in the chain that
+/// knows its layer decides (a job's, the database's, the outbox's, a store's, or a
+/// bare sqlx error from the runner). Anything else — control totals, bad data, a
+/// constraint — is permanent.
+fn is_transient(e: &anyhow::Error) -> bool {
+    for cause in e.chain() {
+        if let Some(e) = cause.downcast_ref::<jobs::JobError>() {
+            return e.is_transient();
+        }
+        if let Some(e) = cause.downcast_ref::<db::DbError>() {
+            return e.is_transient();
+        }
+        if let Some(e) = cause.downcast_ref::<mail::MailError>() {
+            return e.is_transient();
+        }
+        if let Some(e) = cause.downcast_ref::<store::StoreError>() {
+            return e.is_transient();
+        }
+        if let Some(e) = cause.downcast_ref::<sqlx::Error>() {
+            return matches!(
+                e,
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+            );
+        }
+    }
+    false
 }
 
 /// A progress bar on a terminal; hidden (logs only) under cron, CI or a pipe.
@@ -383,4 +445,52 @@ async fn queue_failure_notice(
         }
     }
     let _ = mail::deliver_queued(&app.db.pool, &app.transport, Utc::now()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_errors_are_classified_through_their_context() {
+        let period = Period::parse("2025-08").unwrap();
+        let transient = [
+            anyhow!(jobs::JobError::Database {
+                job: "payouts",
+                period,
+                source: db::DbError::query("history")(sqlx::Error::PoolTimedOut),
+            })
+            .context("payouts 2025-08"),
+            anyhow!(db::DbError::Write {
+                table: "payout_lines".into(),
+                source: sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+            }),
+            Err::<(), _>(sqlx::Error::PoolClosed)
+                .context("replacing payout_lines of 2025-08")
+                .unwrap_err(),
+        ];
+        for e in &transient {
+            assert!(is_transient(e), "{e:#}");
+        }
+        let permanent = [
+            anyhow!(jobs::JobError::Control {
+                job: "payouts",
+                period,
+                message: "lines do not sum".into(),
+            }),
+            anyhow!(jobs::JobError::Data {
+                job: "alerts",
+                period,
+                message: "bad row".into(),
+            })
+            .context("alerts 2025-08"),
+            Err::<(), _>(sqlx::Error::RowNotFound)
+                .context("replacing")
+                .unwrap_err(),
+            anyhow!("injected failure"),
+        ];
+        for e in &permanent {
+            assert!(!is_transient(e), "{e:#}");
+        }
+    }
 }

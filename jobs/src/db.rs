@@ -11,6 +11,13 @@ use polars::prelude::*;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Row};
 use std::str::FromStr;
+use std::time::Duration;
+
+use crate::retry::{self, Backoff};
+
+/// How long the pool waits for a connection (sqlx's default, kept for every later
+/// `acquire` too); while connecting, refused connections are retried within it.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Which database a URL points at; the few dialect differences key off this.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +100,22 @@ pub struct Db {
 
 impl Db {
     /// Connect, creating an SQLite file (and its folder) when it does not exist yet.
+    ///
+    /// A transient failure (I/O, pool timeout) is retried with [`retry::DB_CONNECT`], so a
+    /// database that is restarting or not up yet does not fail a cron run; a bad URL or
+    /// a refused login fails at once.
     pub async fn connect(url: &str) -> Result<Db, DbError> {
+        Self::connect_with_policy(url, &retry::DB_CONNECT, ACQUIRE_TIMEOUT).await
+    }
+
+    /// [`Db::connect`] with its retry policy and the pool's acquire timeout given (tests
+    /// make both small). Within one attempt sqlx itself keeps retrying refused
+    /// connections until `acquire_timeout`, then reports `PoolTimedOut`.
+    pub async fn connect_with_policy(
+        url: &str,
+        policy: &Backoff,
+        acquire_timeout: Duration,
+    ) -> Result<Db, DbError> {
         sqlx::any::install_default_drivers();
         let backend = backend_of(url)?;
         let mut url = url.to_string();
@@ -116,14 +138,24 @@ impl Db {
             url: redact(&url),
             source,
         })?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
-            .connect_with(options)
-            .await
-            .map_err(|source| DbError::Connect {
-                url: redact(&url),
-                source,
-            })?;
+        let redacted = redact(&url);
+        let pool = retry::retry(
+            policy,
+            "database connect",
+            DbError::is_transient,
+            || async {
+                AnyPoolOptions::new()
+                    .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+                    .acquire_timeout(acquire_timeout)
+                    .connect_with(options.clone())
+                    .await
+                    .map_err(|source| DbError::Connect {
+                        url: redacted.clone(),
+                        source,
+                    })
+            },
+        )
+        .await?;
         Ok(Db { pool, backend })
     }
 
@@ -604,6 +636,71 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transient_db_errors() {
+        let io = || sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        let connect = |source| DbError::Connect {
+            url: "postgres://h/x".into(),
+            source,
+        };
+        let cases: Vec<(DbError, bool)> = vec![
+            (connect(io()), true),
+            (connect(sqlx::Error::PoolTimedOut), true),
+            (connect(sqlx::Error::PoolClosed), true),
+            (DbError::query("select")(io()), true),
+            (DbError::query("select")(sqlx::Error::RowNotFound), false),
+            (connect(sqlx::Error::Configuration("bad".into())), false),
+            (DbError::BadUrl("mysql://x".into()), false),
+            (
+                DbError::Unsupported {
+                    table: "t".into(),
+                    column: "c".into(),
+                    dtype: "list".into(),
+                },
+                false,
+            ),
+        ];
+        for (e, transient) in cases {
+            assert_eq!(e.is_transient(), transient, "{e}");
+        }
+    }
+
+    /// Nothing listens on port 1: every attempt fails transiently, `connect` retries
+    /// exactly `max_attempts` times and then gives up with the connect error.
+    #[tokio::test]
+    async fn connect_retries_a_closed_port_then_fails() {
+        let (_guard, logs) = retry::capture::start();
+        let policy = Backoff {
+            initial: Duration::from_millis(20),
+            factor: 2.0,
+            max_delay: Duration::from_millis(50),
+            max_attempts: 3,
+            jitter: retry::Jitter::Equal,
+        };
+        let started = std::time::Instant::now();
+        let err = Db::connect_with_policy(
+            "postgres://postgres@127.0.0.1:1/x",
+            &policy,
+            Duration::from_millis(200),
+        )
+        .await
+        .expect_err("nothing listens on port 1");
+        let took = started.elapsed();
+        assert!(matches!(err, DbError::Connect { .. }), "{err}");
+        assert!(err.is_transient(), "{err}");
+        assert_eq!(logs.retries(), 2, "{}", logs.text());
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+
+        // A bad URL is permanent: no retry at all.
+        let (_guard, logs) = retry::capture::start();
+        assert!(
+            Db::connect_with_policy("mysql://x", &policy, Duration::from_millis(200))
+                .await
+                .is_err()
+        );
+        assert_eq!(logs.retries(), 0);
+    }
 
     #[test]
     fn redacts_passwords() {

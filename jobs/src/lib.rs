@@ -18,5 +18,6 @@ pub mod jobs;
 pub mod lake;
 pub mod mail;
 pub mod report;
+pub mod retry;
 pub mod schedule;
 pub mod store;

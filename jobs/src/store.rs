@@ -27,6 +27,19 @@ pub enum StoreError {
     Unsupported(String),
 }
 
+impl StoreError {
+    /// An I/O error may pass (a network filesystem, later S3, hiccups); a missing
+    /// object, a bad key or an unsupported store are the same on every try.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Io { .. } => true,
+            StoreError::NotFound { .. }
+            | StoreError::InvalidKey { .. }
+            | StoreError::Unsupported(_) => false,
+        }
+    }
+}
+
 /// A flat key → bytes store (a local directory, later S3).
 #[async_trait::async_trait]
 pub trait ObjectStore: Send + Sync + std::fmt::Debug {
@@ -337,5 +350,35 @@ mod tests {
             "{err}"
         );
         assert!(matches!(open("gs://b/x"), Err(StoreError::Unsupported(_))));
+    }
+
+    #[test]
+    fn transient_store_errors() {
+        let cases = [
+            (
+                StoreError::Io {
+                    location: "/lake/k".into(),
+                    source: std::io::Error::from(std::io::ErrorKind::TimedOut),
+                },
+                true,
+            ),
+            (
+                StoreError::NotFound {
+                    location: "/lake/k".into(),
+                },
+                false,
+            ),
+            (
+                StoreError::InvalidKey {
+                    key: "../x".into(),
+                    reason: "`..` is not allowed",
+                },
+                false,
+            ),
+            (StoreError::Unsupported("s3".into()), false),
+        ];
+        for (e, transient) in cases {
+            assert_eq!(e.is_transient(), transient, "{e}");
+        }
     }
 }

@@ -99,6 +99,19 @@ pub enum JobError {
     },
 }
 
+impl JobError {
+    /// Only a database error that is about the connection (I/O, pool timeout) is
+    /// worth another run, and a mail error the outbox marks transient; bad data,
+    /// broken control totals and Polars errors fail the same way every time.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            JobError::Database { source, .. } => source.is_transient(),
+            JobError::Mail { source, .. } => source.is_transient(),
+            JobError::Polars { .. } | JobError::Data { .. } | JobError::Control { .. } => false,
+        }
+    }
+}
+
 /// One job of the monthly close.
 #[async_trait]
 pub trait Job: Send + Sync {
@@ -140,6 +153,65 @@ pub fn registry() -> Vec<Box<dyn Job>> {
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
+
+    #[test]
+    fn transient_job_errors() {
+        let period = Period::parse("2025-08").unwrap();
+        let job = "payouts";
+        let db = |source| JobError::Database {
+            job,
+            period,
+            source: crate::db::DbError::query("reading history")(source),
+        };
+        let cases = [
+            (db(sqlx::Error::PoolTimedOut), true),
+            (
+                db(sqlx::Error::Io(std::io::Error::from(
+                    std::io::ErrorKind::BrokenPipe,
+                ))),
+                true,
+            ),
+            (db(sqlx::Error::RowNotFound), false),
+            (
+                JobError::Data {
+                    job,
+                    period,
+                    message: "negative amount".into(),
+                },
+                false,
+            ),
+            (
+                JobError::Control {
+                    job,
+                    period,
+                    message: "lines do not sum".into(),
+                },
+                false,
+            ),
+            (
+                JobError::Polars {
+                    job,
+                    period,
+                    source: polars::prelude::PolarsError::ComputeError("x".into()),
+                },
+                false,
+            ),
+            (
+                JobError::Mail {
+                    job,
+                    period,
+                    source: crate::mail::MailError::TransportSpec {
+                        spec: "x".into(),
+                        reason: "y".into(),
+                    },
+                },
+                false,
+            ),
+        ];
+        for (e, transient) in cases {
+            assert_eq!(e.is_transient(), transient, "{e}");
+        }
+    }
 
     #[test]
     fn job_names_are_unique_and_outputs_are_contract_tables() {

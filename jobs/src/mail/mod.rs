@@ -107,8 +107,36 @@ pub enum MailError {
     },
     #[error("invalid mail transport {spec:?}: {reason} (expected file:DIR or smtp://HOST:PORT)")]
     TransportSpec { spec: String, reason: String },
+    /// The transport failed; `transient` says whether trying again soon may work
+    /// (connection, I/O, timeout, a 4xx SMTP reply) or not (a 5xx reply, a refused
+    /// envelope, a local directory that cannot be written).
     #[error("mail transport: {context}: {reason}")]
-    Transport { context: String, reason: String },
+    Transport {
+        context: String,
+        reason: String,
+        transient: bool,
+    },
+}
+
+impl MailError {
+    /// Worth retrying: a transport failure marked transient where it happened, or an
+    /// outbox query that lost its database connection. Templates, addresses, content
+    /// types and message building fail the same way every time.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            MailError::Transport { transient, .. } => *transient,
+            MailError::Db { source, .. } => matches!(
+                source,
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+            ),
+            MailError::Template { .. }
+            | MailError::Address { .. }
+            | MailError::ContentType { .. }
+            | MailError::Build { .. }
+            | MailError::NotUtf8 { .. }
+            | MailError::TransportSpec { .. } => false,
+        }
+    }
 }
 
 /// The `Message-ID` of the email with this dedup key.
@@ -249,6 +277,63 @@ mod tests {
                 content_type: "text/csv; charset=utf-8".into(),
                 bytes: b"a,b\n1,2\n".to_vec(),
             }],
+        }
+    }
+
+    #[test]
+    fn transient_mail_errors() {
+        let transport = |transient| MailError::Transport {
+            context: "smtp".into(),
+            reason: "x".into(),
+            transient,
+        };
+        let db = |source| MailError::Db {
+            context: "listing".into(),
+            source,
+        };
+        let address = parse_mailbox("recipient", "not an address", "k").expect_err("bad");
+        let template = MailError::Template {
+            template: "t".into(),
+            source: minijinja::Error::new(minijinja::ErrorKind::UndefinedError, "x"),
+        };
+        let cases: Vec<(MailError, bool)> = vec![
+            (transport(true), true),
+            (transport(false), false),
+            (db(sqlx::Error::PoolTimedOut), true),
+            (
+                db(sqlx::Error::Io(std::io::Error::from(
+                    std::io::ErrorKind::ConnectionRefused,
+                ))),
+                true,
+            ),
+            (db(sqlx::Error::RowNotFound), false),
+            (address, false),
+            (template, false),
+            (
+                MailError::TransportSpec {
+                    spec: "x".into(),
+                    reason: "y".into(),
+                },
+                false,
+            ),
+            (
+                MailError::NotUtf8 {
+                    dedup_key: "k".into(),
+                    recipient: "r".into(),
+                },
+                false,
+            ),
+            (
+                MailError::ContentType {
+                    content_type: "x".into(),
+                    filename: "f".into(),
+                    dedup_key: "k".into(),
+                },
+                false,
+            ),
+        ];
+        for (e, transient) in cases {
+            assert_eq!(e.is_transient(), transient, "{e}");
         }
     }
 

@@ -6,7 +6,10 @@
 //! job harmless. [`deliver_queued`] then sends each queued row through a [`Transport`]
 //! — a directory of `.eml` files for local runs and tests, or an SMTP relay — and
 //! records `sent` or `failed` per row; failed rows are retried by later calls until
-//! they have had [`MAX_ATTEMPTS`] attempts.
+//! they have had [`MAX_ATTEMPTS`] attempts. Within one call, an SMTP send that fails
+//! transiently (connection, timeout, 4xx) is first retried in-process with
+//! [`retry::SMTP_SEND`]; one delivery attempt, as counted in `attempts`, is that
+//! whole sequence.
 
 use std::error::Error as StdError;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,7 @@ use lettre::address::Envelope;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::{MailError, OutgoingEmail, build_message, message_id, parse_mailbox};
+use crate::retry::{self, Backoff};
 
 /// A failed row is retried until it has been attempted this many times; after that it
 /// stays `failed` for a human to look at (its `last_error` says why).
@@ -170,6 +174,17 @@ pub async fn deliver_queued(
     transport: &Transport,
     now: DateTime<Utc>,
 ) -> Result<DeliveryReport, MailError> {
+    deliver_queued_with(pool, transport, now, &retry::SMTP_SEND).await
+}
+
+/// [`deliver_queued`] with the in-process retry policy of an SMTP send given (tests
+/// make it fast). The file transport is never retried in-process.
+pub async fn deliver_queued_with(
+    pool: &sqlx::AnyPool,
+    transport: &Transport,
+    now: DateTime<Utc>,
+    smtp_retry: &Backoff,
+) -> Result<DeliveryReport, MailError> {
     let rows: Vec<(String, String, String, String)> = sqlx::query_as(
         "SELECT message_id, sender, recipient, body FROM email_outbox \
          WHERE status = 'queued' OR (status = 'failed' AND attempts < $1) \
@@ -194,6 +209,9 @@ pub async fn deliver_queued(
                 .map_err(|e| MailError::Transport {
                     context: format!("creating mail directory {}", dir.display()),
                     reason: e.to_string(),
+                    // A directory that cannot be created (permissions, read-only
+                    // disk) will not fix itself within seconds.
+                    transient: false,
                 })?;
             Sender::File(dir.clone())
         }
@@ -206,7 +224,19 @@ pub async fn deliver_queued(
     let sent_at = timestamp(now);
 
     for (id, from, to, body) in rows {
-        match send_one(&sender, &id, &from, &to, body.as_bytes()).await {
+        let result = match &sender {
+            Sender::Smtp(_) => {
+                retry::retry(
+                    smtp_retry,
+                    &format!("smtp send {id} to {to}"),
+                    MailError::is_transient,
+                    || send_one(&sender, &id, &from, &to, body.as_bytes()),
+                )
+                .await
+            }
+            Sender::File(_) => send_one(&sender, &id, &from, &to, body.as_bytes()).await,
+        };
+        match result.map_err(|e| last_error(&e)) {
             Ok(()) => {
                 sqlx::query(
                     "UPDATE email_outbox SET status = 'sent', sent_at = $1, \
@@ -244,27 +274,65 @@ pub async fn deliver_queued(
     Ok(report)
 }
 
-/// Sends one stored message; the error is the text for `last_error`.
+/// Sends one stored message. A transport error says whether it is transient.
 async fn send_one(
     sender: &Sender,
     id: &str,
     from: &str,
     to: &str,
     body: &[u8],
-) -> Result<(), String> {
-    let from_addr = parse_mailbox("sender", from, id).map_err(|e| e.to_string())?;
-    let to_addr = parse_mailbox("recipient", to, id).map_err(|e| e.to_string())?;
-    let envelope = Envelope::new(Some(from_addr.email), vec![to_addr.email])
-        .map_err(|e| format!("envelope: {}", chain(&e)))?;
+) -> Result<(), MailError> {
+    let from_addr = parse_mailbox("sender", from, id)?;
+    let to_addr = parse_mailbox("recipient", to, id)?;
+    let envelope = Envelope::new(Some(from_addr.email), vec![to_addr.email]).map_err(|e| {
+        MailError::Transport {
+            context: "envelope".into(),
+            reason: chain(&e),
+            transient: false,
+        }
+    })?;
     match sender {
-        Sender::File(dir) => write_eml(dir, id, body)
-            .await
-            .map_err(|e| format!("writing {}: {e}", dir.display())),
+        Sender::File(dir) => {
+            write_eml(dir, id, body)
+                .await
+                .map_err(|e| MailError::Transport {
+                    context: format!("writing {}", dir.display()),
+                    reason: e.to_string(),
+                    // Not retried in-process (the file path is unchanged); the next
+                    // delivery retries the row.
+                    transient: false,
+                })
+        }
         Sender::Smtp(smtp) => smtp
             .send_raw(&envelope, body)
             .await
             .map(|_| ())
-            .map_err(|e| format!("smtp: {}", chain(&e))),
+            .map_err(|e| MailError::Transport {
+                context: "smtp".into(),
+                reason: chain(&e),
+                transient: smtp_is_transient(&e),
+            }),
+    }
+}
+
+/// RFC 5321: a 4xx reply is transient, a 5xx permanent. Lettre's other error kinds
+/// are transient when they are about the connection (refused, reset, timed out, TLS)
+/// and permanent when the client itself or an unparsable reply is at fault.
+fn smtp_is_transient(e: &lettre::transport::smtp::Error) -> bool {
+    if e.is_transient() || e.is_timeout() {
+        return true;
+    }
+    !(e.is_permanent() || e.is_client() || e.is_response() || e.is_transport_shutdown())
+}
+
+/// The `last_error` text of a failed send: `smtp: …`, `envelope: …`, `writing DIR: …`
+/// for transport errors, the error itself otherwise.
+fn last_error(e: &MailError) -> String {
+    match e {
+        MailError::Transport {
+            context, reason, ..
+        } => format!("{context}: {reason}"),
+        other => other.to_string(),
     }
 }
 
@@ -314,8 +382,24 @@ mod tests {
     use crate::mail::{Attachment, kind};
     use chrono::TimeZone;
     use sqlx::{AnyPool, Connection};
+    use std::time::Duration;
 
     const SENDER: &str = "Candlefish Payouts <payouts@candlefish.example>";
+
+    /// In-process SMTP retries in milliseconds, so failing-relay tests stay fast.
+    const FAST: Backoff = Backoff {
+        initial: Duration::from_millis(5),
+        factor: 2.0,
+        max_delay: Duration::from_millis(10),
+        max_attempts: 3,
+        jitter: retry::Jitter::Equal,
+    };
+
+    /// A port that was just free: nothing listens there, so connecting is refused.
+    fn closed_port() -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    }
 
     async fn db() -> (tempfile::TempDir, AnyPool) {
         sqlx::any::install_default_drivers();
@@ -545,16 +629,11 @@ mod tests {
         .expect("enqueue");
         drop(conn);
 
-        // A port that was just free: nothing listens there, so connecting is refused.
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            l.local_addr().expect("addr").port()
-        };
         let transport = Transport::Smtp {
             host: "127.0.0.1".into(),
-            port,
+            port: closed_port(),
         };
-        let report = deliver_queued(&pool, &transport, now())
+        let report = deliver_queued_with(&pool, &transport, now(), &FAST)
             .await
             .expect("deliver");
         assert_eq!(report, DeliveryReport { sent: 0, failed: 2 }, "both tried");
@@ -566,15 +645,101 @@ mod tests {
 
         // Retried on later calls, then left alone after MAX_ATTEMPTS.
         for _ in 1..MAX_ATTEMPTS {
-            deliver_queued(&pool, &transport, now())
+            deliver_queued_with(&pool, &transport, now(), &FAST)
                 .await
                 .expect("retry");
         }
         assert!(statuses(&pool).await.iter().all(|r| r.2 == MAX_ATTEMPTS));
-        let last = deliver_queued(&pool, &transport, now())
+        let last = deliver_queued_with(&pool, &transport, now(), &FAST)
             .await
             .expect("exhausted");
         assert_eq!(last, DeliveryReport::default());
+    }
+
+    /// A refused SMTP connection is transient: each message is tried
+    /// `max_attempts` times in-process before its row is marked `failed`, and the
+    /// row counts that as one delivery attempt.
+    #[tokio::test]
+    async fn closed_smtp_port_is_retried_in_process_before_failing() {
+        let (_dir, pool) = db().await;
+        let mut conn = pool.acquire().await.expect("acquire");
+        enqueue(
+            &mut conn,
+            SENDER,
+            &[email("alert:2025-08:OP-0001:abc", "ops@acme.example")],
+            None,
+            now(),
+        )
+        .await
+        .expect("enqueue");
+        drop(conn);
+
+        let (_guard, logs) = retry::capture::start();
+        let transport = Transport::Smtp {
+            host: "127.0.0.1".into(),
+            port: closed_port(),
+        };
+        let report = deliver_queued_with(&pool, &transport, now(), &FAST)
+            .await
+            .expect("deliver");
+        assert_eq!(report, DeliveryReport { sent: 0, failed: 1 });
+        assert_eq!(
+            logs.retries(),
+            (FAST.max_attempts - 1) as usize,
+            "{}",
+            logs.text()
+        );
+        let rows = statuses(&pool).await;
+        assert_eq!((rows[0].1.as_str(), rows[0].2), ("failed", 1));
+        assert!(
+            rows[0]
+                .3
+                .as_deref()
+                .is_some_and(|e| e.starts_with("smtp: ")),
+            "{rows:?}"
+        );
+    }
+
+    /// A permanent failure (an address the envelope cannot hold) is not retried
+    /// in-process; the row fails after one try.
+    #[tokio::test]
+    async fn a_permanent_send_error_is_not_retried_in_process() {
+        let (_dir, pool) = db().await;
+        let mut conn = pool.acquire().await.expect("acquire");
+        enqueue(
+            &mut conn,
+            SENDER,
+            &[email("alert:2025-08:OP-0001:abc", "ops@acme.example")],
+            None,
+            now(),
+        )
+        .await
+        .expect("enqueue");
+        drop(conn);
+        // Corrupt the stored recipient: parsing it at send time fails permanently.
+        sqlx::query("UPDATE email_outbox SET recipient = 'not an address'")
+            .execute(&pool)
+            .await
+            .expect("corrupt");
+
+        let (_guard, logs) = retry::capture::start();
+        let transport = Transport::Smtp {
+            host: "127.0.0.1".into(),
+            port: closed_port(),
+        };
+        let report = deliver_queued_with(&pool, &transport, now(), &FAST)
+            .await
+            .expect("deliver");
+        assert_eq!(report, DeliveryReport { sent: 0, failed: 1 });
+        assert_eq!(logs.retries(), 0, "{}", logs.text());
+        let rows = statuses(&pool).await;
+        assert!(
+            rows[0]
+                .3
+                .as_deref()
+                .is_some_and(|e| e.contains("not an address")),
+            "{rows:?}"
+        );
     }
 
     /// The same queue-and-deliver cycle on PostgreSQL, run when
@@ -629,15 +794,13 @@ mod tests {
             .await
             .expect("enqueue b");
         drop(conn);
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            l.local_addr().expect("addr").port()
-        };
         let smtp = Transport::Smtp {
             host: "127.0.0.1".into(),
-            port,
+            port: closed_port(),
         };
-        let report = deliver_queued(&pool, &smtp, now()).await.expect("deliver");
+        let report = deliver_queued_with(&pool, &smtp, now(), &FAST)
+            .await
+            .expect("deliver");
         assert_eq!(report, DeliveryReport { sent: 0, failed: 1 });
         let rows = statuses(&pool).await;
         assert_eq!(rows[0].1, "sent");
