@@ -155,11 +155,7 @@ impl Job for Payouts {
             .collect()
             .map_err(pl_err(period))?;
 
-        let emails = emails_for(ctx, &close).map_err(|source| JobError::Mail {
-            job: JOB,
-            period,
-            source,
-        })?;
+        let emails = emails_for(ctx, &close)?;
         summary.insert(0, format!("statements: {n} (revision {revision}, draft)"));
         summary.push(format!("lines: {}", lines.height()));
         summary.push(format!("exceptions: {}", close.exceptions.height()));
@@ -372,56 +368,68 @@ async fn revision_diff(
 fn emails_for(
     ctx: &JobContext<'_>,
     close: &opnet_pipelines::payouts::PayoutClose,
-) -> Result<Vec<mail::OutgoingEmail>, mail::MailError> {
-    let period = ctx.period.to_string();
+) -> Result<Vec<mail::OutgoingEmail>, JobError> {
+    let period = ctx.period;
+    let p = period.to_string();
+    let mail_err = |source| JobError::Mail {
+        job: JOB,
+        period,
+        source,
+    };
     let mut out = Vec::new();
-    let ops = operator_directory(ctx.inputs).unwrap_or_default();
+    let ops = operator_directory(ctx.inputs).map_err(pl_err(period))?;
     let tiers = &close.tiers;
-    let get_s = |name: &str| tiers.column(name).ok().and_then(|c| c.str().ok().cloned());
-    if let (Some(ids), Some(tier), Some(prev), Some(change)) = (
-        get_s("operator_id"),
-        get_s("tier"),
-        get_s("previous_tier"),
-        get_s("change"),
-    ) {
-        let active = tiers
-            .column("active_customers")
-            .ok()
-            .and_then(|c| c.i64().ok().cloned());
-        for i in 0..tiers.height() {
-            let ch = change.get(i).unwrap_or("none");
-            if ch == "none" {
-                continue;
-            }
-            let id = ids.get(i).unwrap_or("");
-            let Some((name, email)) = ops.get(id) else {
-                continue;
-            };
-            let t = tier.get(i).unwrap_or("none");
-            out.push(mail::tier_change_email(&mail::TierChangeView {
-                period: period.clone(),
+    let text = |n: &str| {
+        tiers
+            .column(n)
+            .and_then(|c| c.str().cloned())
+            .map_err(pl_err(period))
+    };
+    let (ids, tier, prev, change) = (
+        text("operator_id")?,
+        text("tier")?,
+        text("previous_tier")?,
+        text("change")?,
+    );
+    let active = tiers
+        .column("active_customers")
+        .and_then(|c| c.i64().cloned())
+        .map_err(pl_err(period))?;
+    for i in 0..tiers.height() {
+        let ch = change.get(i).unwrap_or("none");
+        let id = ids.get(i).unwrap_or("");
+        // An operator without a CRM record has no address to write to.
+        let (true, Some((name, email))) = (ch != "none", ops.get(id)) else {
+            continue;
+        };
+        let t = tier.get(i).unwrap_or("none");
+        out.push(
+            mail::tier_change_email(&mail::TierChangeView {
+                period: p.clone(),
                 operator_id: id.to_string(),
                 operator_name: name.clone(),
                 recipient: email.clone(),
                 previous_tier: prev.get(i).unwrap_or("none").to_string(),
                 tier: t.to_string(),
                 change: ch.to_string(),
-                active_customers: active.as_ref().and_then(|a| a.get(i)).unwrap_or(0),
+                active_customers: active.get(i).unwrap_or(0),
                 benefits: benefits(ctx.plan, t),
-            })?);
-        }
+            })
+            .map_err(mail_err)?,
+        );
     }
-    let view = finance_view(&period, close, "");
-    let statements_csv = frame_csv(&close.statements);
-    let exceptions_csv = frame_csv(&close.exceptions);
+    let view = finance_view(&p, close).map_err(pl_err(period))?;
+    let statements_csv = frame_csv(&close.statements).map_err(pl_err(period))?;
+    let exceptions_csv = frame_csv(&close.exceptions).map_err(pl_err(period))?;
     for to in &ctx.config.email.finance {
-        let mut v = view.clone();
-        v.recipient = to.clone();
-        out.push(mail::finance_summary_email(
-            &v,
-            statements_csv.clone(),
-            exceptions_csv.clone(),
-        )?);
+        let v = mail::FinanceSummaryView {
+            recipient: to.clone(),
+            ..view.clone()
+        };
+        out.push(
+            mail::finance_summary_email(&v, statements_csv.clone(), exceptions_csv.clone())
+                .map_err(mail_err)?,
+        );
     }
     Ok(out)
 }
@@ -458,98 +466,120 @@ pub fn operator_directory(
     Ok(out)
 }
 
-fn frame_csv(df: &DataFrame) -> Vec<u8> {
+fn frame_csv(df: &DataFrame) -> PolarsResult<Vec<u8>> {
     let mut buf = Vec::new();
-    let mut df = df.clone();
-    let _ = CsvWriter::new(&mut buf).finish(&mut df);
-    buf
+    CsvWriter::new(&mut buf).finish(&mut df.clone())?;
+    Ok(buf)
 }
 
-fn sum_i64(df: &DataFrame, column: &str) -> i64 {
-    df.column(column)
-        .ok()
-        .and_then(|c| c.i64().ok().map(|a| a.sum().unwrap_or(0)))
-        .unwrap_or(0)
-}
-
+/// The finance summary's figures: per-currency totals of the statements next to the
+/// control totals, operators payable, and every exception.
 fn finance_view(
     period: &str,
     close: &opnet_pipelines::payouts::PayoutClose,
-    recipient: &str,
-) -> mail::FinanceSummaryView {
-    let mut currencies = Vec::new();
-    let cur = close
-        .control
-        .column("currency")
-        .ok()
-        .and_then(|c| c.str().ok().cloned());
-    if let Some(cur) = cur {
-        for c in cur.iter().flatten() {
-            let st = close
-                .statements
-                .clone()
-                .lazy()
-                .filter(col("currency").eq(lit(c)))
-                .collect()
-                .unwrap_or_default();
-            let ctl = close
-                .control
-                .clone()
-                .lazy()
-                .filter(col("currency").eq(lit(c)))
-                .collect()
-                .unwrap_or_default();
-            currencies.push(mail::CurrencyTotalsView {
-                currency: c.to_string(),
-                collected_cents: sum_i64(&ctl, "collected_cents"),
-                refunds_cents: sum_i64(&ctl, "refunds_cents"),
-                operator_share_cents: sum_i64(&st, "operator_share_cents"),
-                clawback_cents: sum_i64(&st, "clawback_cents"),
-                candlefish_share_cents: sum_i64(&st, "candlefish_share_cents"),
-                carried_in_cents: sum_i64(&st, "carried_in_cents"),
-                payable_cents: sum_i64(&st, "payable_cents"),
-                carried_out_cents: sum_i64(&st, "carried_out_cents"),
-                lines_total_cents: sum_i64(&ctl, "lines_total_cents"),
-            });
-        }
-    }
-    let payable = close
+) -> PolarsResult<mail::FinanceSummaryView> {
+    let sums = close
         .statements
-        .column("payable_cents")
-        .ok()
-        .and_then(|c| c.i64().ok().cloned());
-    let operators_payable = payable
-        .map(|p| p.iter().filter(|v| v.unwrap_or(0) > 0).count())
-        .unwrap_or(0);
+        .clone()
+        .lazy()
+        .group_by([col("currency")])
+        .agg(
+            [
+                "operator_share_cents",
+                "clawback_cents",
+                "candlefish_share_cents",
+                "carried_in_cents",
+                "payable_cents",
+                "carried_out_cents",
+            ]
+            .map(|c| col(c).sum()),
+        );
+    let totals = close
+        .control
+        .clone()
+        .lazy()
+        .join(
+            sums,
+            [col("currency")],
+            [col("currency")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .sort(["currency"], SortMultipleOptions::default())
+        .collect()?;
+    let cents = |n: &str| -> PolarsResult<Vec<i64>> {
+        Ok(totals
+            .column(n)?
+            .cast(&DataType::Int64)?
+            .i64()?
+            .iter()
+            .map(|v| v.unwrap_or(0))
+            .collect())
+    };
+    let currency = totals.column("currency")?.str()?.clone();
+    let (collected, refunds, lines_total) = (
+        cents("collected_cents")?,
+        cents("refunds_cents")?,
+        cents("lines_total_cents")?,
+    );
+    let (share, clawback, candlefish) = (
+        cents("operator_share_cents")?,
+        cents("clawback_cents")?,
+        cents("candlefish_share_cents")?,
+    );
+    let (carried_in, payable, carried_out) = (
+        cents("carried_in_cents")?,
+        cents("payable_cents")?,
+        cents("carried_out_cents")?,
+    );
+    let currencies = (0..totals.height())
+        .map(|i| mail::CurrencyTotalsView {
+            currency: currency.get(i).unwrap_or("").to_string(),
+            collected_cents: collected[i],
+            refunds_cents: refunds[i],
+            operator_share_cents: share[i],
+            clawback_cents: clawback[i],
+            candlefish_share_cents: candlefish[i],
+            carried_in_cents: carried_in[i],
+            payable_cents: payable[i],
+            carried_out_cents: carried_out[i],
+            lines_total_cents: lines_total[i],
+        })
+        .collect();
+    let operators_payable = close
+        .statements
+        .column("payable_cents")?
+        .i64()?
+        .iter()
+        .filter(|v| v.unwrap_or(0) > 0)
+        .count();
     let ex = &close.exceptions;
-    let s = |n: &str| ex.column(n).ok().and_then(|c| c.str().ok().cloned());
-    let mut exceptions = Vec::new();
-    if let (Some(kind), Some(inv), Some(cust), Some(detail)) =
-        (s("kind"), s("invoice_id"), s("customer_id"), s("detail"))
-    {
-        let line = ex
-            .column("line_no")
-            .ok()
-            .and_then(|c| c.i64().ok().cloned());
-        for i in 0..ex.height() {
-            exceptions.push(mail::ExceptionView {
-                kind: kind.get(i).unwrap_or("").to_string(),
-                invoice_id: inv.get(i).map(str::to_string),
-                line_no: line.as_ref().and_then(|l| l.get(i)),
-                customer_id: cust.get(i).map(str::to_string),
-                detail: detail.get(i).unwrap_or("").to_string(),
-            });
-        }
-    }
-    mail::FinanceSummaryView {
+    let text = |n: &str| -> PolarsResult<StringChunked> { Ok(ex.column(n)?.str()?.clone()) };
+    let (kind, inv, cust, detail) = (
+        text("kind")?,
+        text("invoice_id")?,
+        text("customer_id")?,
+        text("detail")?,
+    );
+    let line = ex.column("line_no")?.i64()?.clone();
+    let exceptions = (0..ex.height())
+        .map(|i| mail::ExceptionView {
+            kind: kind.get(i).unwrap_or("").to_string(),
+            invoice_id: inv.get(i).map(str::to_string),
+            line_no: line.get(i),
+            customer_id: cust.get(i).map(str::to_string),
+            detail: detail.get(i).unwrap_or("").to_string(),
+        })
+        .collect();
+    Ok(mail::FinanceSummaryView {
         period: period.to_string(),
-        recipient: recipient.to_string(),
+        recipient: String::new(),
         currencies,
         statements: close.statements.height(),
         operators_payable,
         exceptions,
+        // built only after check_control_totals passed
         control_ok: true,
-    }
+    })
 }
 
 /// Latest revision of each of the period's statements (optionally one operator's).
