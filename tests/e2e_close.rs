@@ -9,29 +9,14 @@ mod common;
 use common::SmtpCapture;
 use mail_parser::{MessageParser, MimeHeaders};
 use opnet::close::{self, App, CloseOptions};
-use opnet::config::{Config, EmailConfig};
 use opnet::generate::{self, Format, GenerateOptions};
 use opnet::jobs::payouts;
-use opnet_pipelines::{Period, PlanBook};
+use opnet_pipelines::Period;
 use sqlx::Row;
 use std::collections::HashMap;
 
 fn p(s: &str) -> Period {
     Period::parse(s).unwrap()
-}
-
-fn config(dir: &std::path::Path, database: String, mail: String) -> Config {
-    Config {
-        source: dir.join("source").display().to_string(),
-        lake: dir.join("lake").display().to_string(),
-        database,
-        mail,
-        email: EmailConfig::default(),
-        schedule: Default::default(),
-        plan: PlanBook::default(),
-        plan_origin: "test".into(),
-        file: None,
-    }
 }
 
 async fn scenario(database: String) {
@@ -48,7 +33,7 @@ async fn scenario(database: String) {
         format: Format::Csv,
     })
     .unwrap();
-    let app = App::open(config(dir.path(), database, smtp.url()))
+    let app = App::open(common::config(dir.path(), database, smtp.url()))
         .await
         .unwrap();
     let now = chrono::Utc::now();
@@ -291,7 +276,9 @@ async fn failed_run_commits_nothing(database: String, trigger: &[&str]) {
     })
     .unwrap();
     let mail = format!("file:{}", dir.path().join("outbox").display());
-    let app = App::open(config(dir.path(), database, mail)).await.unwrap();
+    let app = App::open(common::config(dir.path(), database, mail))
+        .await
+        .unwrap();
     for sql in trigger {
         sqlx::raw_sql(sql).execute(&app.db.pool).await.unwrap();
     }

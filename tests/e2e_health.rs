@@ -11,10 +11,9 @@ mod common;
 use common::SmtpCapture;
 use mail_parser::MessageParser;
 use opnet::close::{self, App, CloseOptions};
-use opnet::config::{Config, EmailConfig};
 use opnet::generate::{self, Format, GenerateOptions};
 use opnet::jobs::{network_health, payouts};
-use opnet_pipelines::{Period, PlanBook};
+use opnet_pipelines::Period;
 use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -48,17 +47,7 @@ async fn twelve_month_close_sends_each_kind_once_and_the_report_renders() {
         format: Format::Parquet,
     })
     .unwrap();
-    let config = Config {
-        source: dir.path().join("source").display().to_string(),
-        lake: dir.path().join("lake").display().to_string(),
-        database,
-        mail: smtp.url(),
-        email: EmailConfig::default(),
-        schedule: Default::default(),
-        plan: PlanBook::default(),
-        plan_origin: "test".into(),
-        file: None,
-    };
+    let config = common::config(dir.path(), database, smtp.url());
     let app = App::open(config).await.unwrap();
     let now = chrono::Utc::now();
     let opts = CloseOptions {

@@ -124,3 +124,18 @@ impl Drop for SmtpCapture {
         let _ = self.child.wait();
     }
 }
+
+/// The configuration of a test: source and lake under `dir`, the Playbook plan.
+pub fn config(dir: &Path, database: String, mail: String) -> opnet::config::Config {
+    opnet::config::Config {
+        source: dir.join("source").display().to_string(),
+        lake: dir.join("lake").display().to_string(),
+        database,
+        mail,
+        email: opnet::config::EmailConfig::default(),
+        schedule: Default::default(),
+        plan: opnet_pipelines::PlanBook::default(),
+        plan_origin: "test".into(),
+        file: None,
+    }
+}
