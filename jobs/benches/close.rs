@@ -52,6 +52,7 @@ fn config(dir: &std::path::Path, database: String, tag: &str) -> Config {
         plan: PlanBook::default(),
         plan_origin: "bench".into(),
         file: None,
+        sources: Default::default(),
     }
 }
 

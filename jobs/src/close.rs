@@ -96,7 +96,9 @@ pub async fn run_ingest(app: &App, now: DateTime<Utc>) -> Result<IngestReport> {
             now,
         )
         .await?;
-    match ingest::ingest(app.source.as_ref(), &app.lake, now).await {
+    match ingest::ingest_with_sources(app.source.as_ref(), &app.lake, now, &app.config.sources)
+        .await
+    {
         Ok(report) => {
             let mut tx = app.db.pool.begin().await.context("begin")?;
             sqlx::query(

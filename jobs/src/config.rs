@@ -7,6 +7,7 @@
 
 use opnet_pipelines::PlanBook;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Embedded defaults: everything under `./opnet-data`, SQLite, `.eml` outbox.
@@ -33,6 +34,41 @@ pub struct FileConfig {
     pub email: EmailConfig,
     /// `[schedule]`: timezone and cron expressions of `opnet schedule` (issue 5).
     pub schedule: Option<crate::schedule::ScheduleFile>,
+    /// `[sources."<system>/<name>"]`: datasets read from a SQL query instead of a file.
+    #[serde(default)]
+    pub sources: BTreeMap<String, SqlSource>,
+}
+
+/// A dataset read from a SQL query (data-contract.md, "Inputs"): `url` is
+/// `postgres://…`, `sqlite:…` or `env:NAME` (the URL is read from that environment
+/// variable at ingest time, so it stays out of the file and the logs); `query` must
+/// yield the contract's columns (any SQL type; each is read as text).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SqlSource {
+    pub url: String,
+    pub query: String,
+}
+
+impl SqlSource {
+    /// The database URL, with `env:NAME` looked up; `Err` names the variable.
+    pub fn resolve_url(&self) -> Result<String, String> {
+        match self.url.strip_prefix("env:") {
+            Some(name) => std::env::var(name).map_err(|_| {
+                format!("environment variable {name} (url = \"env:{name}\") is not set")
+            }),
+            None => Ok(self.url.clone()),
+        }
+    }
+
+    /// The URL safe to show: `env:NAME` as written, otherwise without its password.
+    pub fn display_url(&self) -> String {
+        if self.url.starts_with("env:") {
+            self.url.clone()
+        } else {
+            crate::db::redact(&self.url)
+        }
+    }
 }
 
 /// Who emails come from and which internal lists get what.
@@ -88,6 +124,8 @@ pub struct Config {
     pub plan_origin: String,
     /// The config file that was read, if any.
     pub file: Option<PathBuf>,
+    /// Datasets read from a SQL query, by dataset path (`crm/operators`).
+    pub sources: BTreeMap<String, SqlSource>,
 }
 
 /// Every problem found in the configuration, each naming its file and key.
@@ -149,6 +187,7 @@ impl Config {
             plan,
             plan_origin,
             file: path,
+            sources: file.sources,
         };
         // Problems of [schedule] are found while resolving it; report them with the rest.
         let mut problems: Vec<String> = schedule
@@ -227,6 +266,44 @@ impl Config {
         ] {
             for a in list {
                 addr(key, a, &mut p);
+            }
+        }
+        for (name, src) in &self.sources {
+            let key = format!("{at}: key sources.{name:?}");
+            if opnet_pipelines::contract::Dataset::by_name(name).is_none_or(|d| d.path() != *name) {
+                let known: Vec<String> = opnet_pipelines::contract::ALL
+                    .iter()
+                    .map(|d| d.path())
+                    .collect();
+                p.push(format!(
+                    "{key}: not a contract dataset (expected one of {})",
+                    known.join(", ")
+                ));
+            }
+            let url = src.url.as_str();
+            match url.strip_prefix("env:") {
+                Some(var) => {
+                    if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    {
+                        p.push(format!(
+                            "{key}.url: env: needs an environment variable name, got {url:?}"
+                        ));
+                    }
+                }
+                None => {
+                    if !(url.starts_with("sqlite:")
+                        || url.starts_with("postgres://")
+                        || url.starts_with("postgresql://"))
+                    {
+                        p.push(format!(
+                            "{key}.url: expected postgres://…, sqlite:FILE or env:NAME, got {:?}",
+                            crate::db::redact(url)
+                        ));
+                    }
+                }
+            }
+            if src.query.trim().trim_end_matches(';').trim().is_empty() {
+                p.push(format!("{key}.query: must not be empty"));
             }
         }
         if let Err(e) = self.plan.validate() {
@@ -360,6 +437,90 @@ mod tests {
         assert_eq!(c.schedule.lease_ttl.as_secs(), 60);
         assert_eq!(c.schedule.jobs.len(), 1);
         assert_eq!(c.schedule.jobs[0].cron.as_str(), "0 30 7 2 * *");
+    }
+
+    #[test]
+    fn sql_sources_are_read_and_validated() {
+        let c = load(
+            "[sources.\"billing/invoices\"]\nurl = \"env:BILLING_DATABASE_URL\"\nquery = \"SELECT * FROM invoices\"\n\
+             [sources.\"crm/operators\"]\nurl = \"postgres://u:pw@h/crm\"\nquery = \"SELECT 1\"\n",
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.sources.len(), 2);
+        assert_eq!(
+            c.sources["billing/invoices"].url,
+            "env:BILLING_DATABASE_URL"
+        );
+        assert_eq!(
+            c.sources["billing/invoices"].display_url(),
+            "env:BILLING_DATABASE_URL"
+        );
+        assert_eq!(
+            c.sources["crm/operators"].display_url(),
+            "postgres://u:*****@h/crm"
+        );
+
+        let e = load(
+            "[sources.\"billing/invoicez\"]\nurl = \"sqlite:x.db\"\nquery = \"SELECT 1\"\n\
+             [sources.\"crm/leads\"]\nurl = \"mysql://u:secret@h/x\"\nquery = \" ; \"\n\
+             [sources.\"crm/training\"]\nurl = \"env:\"\nquery = \"SELECT 1\"\n",
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("key sources.\"billing/invoicez\": not a contract dataset"),
+            "{e}"
+        );
+        assert!(
+            e.contains("key sources.\"crm/leads\".url: expected postgres://"),
+            "{e}"
+        );
+        assert!(!e.contains("secret"), "{e}");
+        assert!(
+            e.contains("key sources.\"crm/leads\".query: must not be empty"),
+            "{e}"
+        );
+        assert!(
+            e.contains("key sources.\"crm/training\".url: env: needs"),
+            "{e}"
+        );
+        assert!(e.contains("opnet.toml"), "{e}");
+
+        // A bare dataset name is not a path; a missing or unknown key is named.
+        let e = load(
+            "[sources.operators]\nurl = \"sqlite:x.db\"\nquery = \"SELECT 1\"\n",
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("key sources.\"operators\": not a contract dataset"),
+            "{e}"
+        );
+        let e = load(
+            "[sources.\"crm/operators\"]\nurl = \"sqlite:x.db\"\nsql = \"SELECT 1\"\n",
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sql"), "{e}");
+    }
+
+    #[test]
+    fn sql_source_env_url_is_resolved_at_use() {
+        let s = SqlSource {
+            url: "env:OPNET_TEST_SURELY_UNSET_URL".into(),
+            query: "SELECT 1".into(),
+        };
+        let e = s.resolve_url().unwrap_err();
+        assert!(e.contains("OPNET_TEST_SURELY_UNSET_URL"), "{e}");
+        let s = SqlSource {
+            url: "sqlite:x.db".into(),
+            query: "SELECT 1".into(),
+        };
+        assert_eq!(s.resolve_url().unwrap(), "sqlite:x.db");
     }
 
     #[test]

@@ -17,9 +17,23 @@
 //! lines; for JSON Lines it is the n-th non-blank line). A missing file or column
 //! fails the whole ingest with a message naming it.
 //!
+//! A dataset may instead come from a SQL query (`[sources."<system>/<name>"]` in the
+//! config: `url`, `query`). The query runs once per ingest on one connection per
+//! distinct URL (PostgreSQL sessions are set read-only; SQLite files are opened
+//! read-only). It is wrapped as `SELECT CAST(q.col AS TEXT) AS col, … FROM (<query>) q`
+//! over the contract's columns, so any column type works: every value arrives as text
+//! (SQL NULL as null) and goes through [`validate`] exactly as a file's would. On
+//! PostgreSQL the session uses `DateStyle ISO` and time zone UTC, and `timestamp`/
+//! `timestamptz` values are rendered as RFC 3339 (`…T…Z`); on SQLite an integer 0/1 in
+//! a `bool` column reads as `false`/`true`. `file` (quarantine) and `source` (report,
+//! manifest) are `sql:<url without password, or env:NAME>#<dataset>`; `row` is the
+//! 1-based row of the result. A missing column fails the ingest naming the dataset,
+//! the query source and the column.
+//!
 //! Identical sources are not ingested twice: the fingerprint (sha256 of an ingest
 //! version tag, then per dataset in contract order its path and raw bytes, each
-//! length-prefixed) is recorded in the snapshot manifest, and a source whose
+//! length-prefixed; for a SQL source a canonical serialisation of its text rows in
+//! result order, so a query should `ORDER BY` a key) is recorded in the snapshot manifest, and a source whose
 //! fingerprint matches a complete snapshot reuses it. That is what makes a re-run
 //! read the same snapshot. The sources are held in memory during an ingest (the
 //! fingerprint needs all of them before anything is parsed).
@@ -30,6 +44,7 @@
 //! is exactly `true`/`false`. A blank (empty or all-space) value is missing: an
 //! error in a required column, null in an optional one. Text is otherwise kept as is.
 
+use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::sync::Arc;
 
@@ -39,6 +54,7 @@ use polars::prelude::*;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
+use crate::config::SqlSource;
 use crate::lake::{Lake, LakeError, ManifestDataset, SnapshotManifest};
 use crate::store::{ObjectStore, StoreError};
 
@@ -77,6 +93,20 @@ pub enum IngestError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Lake(#[from] LakeError),
+    /// A SQL source failed (connect, query, decode); `source_name` is redacted.
+    #[error("SQL source {source_name} of {dataset}: {reason}")]
+    Sql {
+        dataset: String,
+        source_name: String,
+        reason: String,
+    },
+    /// The query ran but lacks contract columns (`column` comma-separated).
+    #[error("missing column {column} in the result of SQL source {source_name} of {dataset}")]
+    SqlMissingColumn {
+        dataset: String,
+        source_name: String,
+        column: String,
+    },
     #[error("ingest of {dataset} was interrupted: {reason}")]
     Task { dataset: String, reason: String },
 }
@@ -178,24 +208,77 @@ pub async fn ingest(
     lake: &Lake,
     now: DateTime<Utc>,
 ) -> Result<IngestReport, IngestError> {
+    ingest_with_sources(source, lake, now, &BTreeMap::new()).await
+}
+
+/// Where one dataset's rows come from, once read.
+enum Input {
+    File {
+        key: String,
+        format: Format,
+        bytes: Vec<u8>,
+    },
+    /// The query's result, the contract's columns as text, and its label.
+    Sql { label: String, frame: DataFrame },
+}
+
+/// [`ingest`], with the datasets of `sql` (keyed by dataset path, validated by
+/// [`crate::config::Config::validate`]) read from their SQL query instead of a file.
+pub async fn ingest_with_sources(
+    source: &dyn ObjectStore,
+    lake: &Lake,
+    now: DateTime<Utc>,
+    sql: &BTreeMap<String, SqlSource>,
+) -> Result<IngestReport, IngestError> {
     // Find every file before reading any: a missing one fails fast.
     let mut files = Vec::with_capacity(contract::ALL.len());
     for d in contract::ALL {
-        files.push(locate(source, d).await?);
+        files.push(match sql.get(&d.path()) {
+            Some(_) => None,
+            None => Some(locate(source, d).await?),
+        });
     }
 
     let mut hasher = Sha256::new();
     hasher.update(FINGERPRINT_VERSION);
-    let mut contents = Vec::with_capacity(files.len());
-    for (d, (key, _)) in contract::ALL.iter().zip(&files) {
-        let bytes = source.get(key).await?;
+    let mut inputs = Vec::with_capacity(files.len());
+    // One connection per distinct URL, shared by the datasets that use it.
+    let mut conns: BTreeMap<String, sqlx::AnyConnection> = BTreeMap::new();
+    for (d, file) in contract::ALL.iter().zip(files) {
         // Length-prefixed so that no two different inputs hash the same stream.
         let path = d.path();
         hasher.update((path.len() as u64).to_le_bytes());
         hasher.update(path.as_bytes());
-        hasher.update((bytes.len() as u64).to_le_bytes());
-        hasher.update(&bytes);
-        contents.push(bytes);
+        match (file, sql.get(&path)) {
+            (Some((key, format)), _) => {
+                let bytes = source.get(&key).await?;
+                hasher.update((bytes.len() as u64).to_le_bytes());
+                hasher.update(&bytes);
+                inputs.push(Input::File { key, format, bytes });
+            }
+            (None, Some(src)) => {
+                let (label, rows) = read_sql(d, src, &mut conns).await?;
+                let canonical = canonical_rows(&rows);
+                hasher.update((canonical.len() as u64).to_le_bytes());
+                hasher.update(&canonical);
+                let frame = rows_frame(d, rows).map_err(|source| IngestError::Read {
+                    file: label.clone(),
+                    source,
+                })?;
+                inputs.push(Input::Sql { label, frame });
+            }
+            // `files` has a `None` exactly where `sql` has the dataset.
+            (None, None) => {
+                return Err(IngestError::Task {
+                    dataset: path,
+                    reason: "no source".into(),
+                });
+            }
+        }
+    }
+    for (_, conn) in conns {
+        // Closing politely; a failure here changes nothing that was read.
+        let _ = sqlx::Connection::close(conn).await;
     }
     let fingerprint = hex::encode(hasher.finalize());
 
@@ -228,13 +311,19 @@ pub async fn ingest(
 
     let mut reports = Vec::new();
     let mut entries = Vec::new();
-    for ((d, (key, format)), bytes) in contract::ALL.iter().copied().zip(files).zip(contents) {
-        let file = source.location(&key);
+    for (d, input) in contract::ALL.iter().copied().zip(inputs) {
+        let (file, format_name) = match &input {
+            Input::File { key, format, .. } => (source.location(key), format.name()),
+            Input::Sql { label, .. } => (label.clone(), "sql"),
+        };
         let dataset = d.path();
         // Parsing and validating is CPU work; keep it off the async workers.
         let task_file = file.clone();
         let (mut ok, mut quarantine, rows_in) = tokio::task::spawn_blocking(move || {
-            let raw = read_raw(d, format, &bytes, &task_file)?;
+            let raw = match input {
+                Input::File { format, bytes, .. } => read_raw(d, format, &bytes, &task_file)?,
+                Input::Sql { frame, .. } => frame,
+            };
             let rows_in = raw.height();
             let (ok, q) = validate(d, raw, &task_file)?;
             Ok::<_, IngestError>((ok, q, rows_in))
@@ -281,7 +370,7 @@ pub async fn ingest(
         entries.push(ManifestDataset {
             dataset,
             source: file,
-            format: format.name().to_string(),
+            format: format_name.to_string(),
             rows_in: rows_in as u64,
             rows_ok: rows_ok as u64,
             rows_quarantined: rows_quarantined as u64,
@@ -304,6 +393,191 @@ pub async fn ingest(
         reused: false,
         datasets: reports,
     })
+}
+
+/// Rows of a SQL source: the contract's columns in order, as text (`None` = NULL).
+type TextRows = Vec<Vec<Option<String>>>;
+
+/// Run `src`'s query for `dataset`; returns the source's label and its rows.
+async fn read_sql(
+    dataset: &Dataset,
+    src: &SqlSource,
+    conns: &mut BTreeMap<String, sqlx::AnyConnection>,
+) -> Result<(String, TextRows), IngestError> {
+    use sqlx::Row;
+    let path = dataset.path();
+    let label = format!("sql:{}#{path}", src.display_url());
+    let fail = |reason: String| IngestError::Sql {
+        dataset: path.clone(),
+        source_name: label.clone(),
+        reason,
+    };
+    let url = src.resolve_url().map_err(fail)?;
+    let backend = crate::db::backend_of(&url).map_err(|e| fail(e.to_string()))?;
+    if !conns.contains_key(&url) {
+        conns.insert(
+            url.clone(),
+            connect_read_only(&url, backend).await.map_err(fail)?,
+        );
+    }
+    let Some(conn) = conns.get_mut(&url) else {
+        return Err(fail("connection lost".into()));
+    };
+    // A trailing `;` would end the subquery early.
+    let query = src.query.trim().trim_end_matches(';').trim_end();
+    let sql = wrap_query(dataset, query, backend);
+    let rows = match sqlx::query(&sql).fetch_all(&mut *conn).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            // Tell a missing column from any other failure: when the query itself
+            // runs, the columns that cannot be selected from it are the missing ones.
+            let probe = |col: Option<&str>| match col {
+                Some(c) => format!("SELECT q.{} FROM ({query}) q LIMIT 0", quote_ident(c)),
+                None => format!("SELECT 1 FROM ({query}) q LIMIT 0"),
+            };
+            if sqlx::query(&probe(None))
+                .fetch_all(&mut *conn)
+                .await
+                .is_ok()
+            {
+                let mut missing = Vec::new();
+                for c in dataset.columns {
+                    if sqlx::query(&probe(Some(c.name)))
+                        .fetch_all(&mut *conn)
+                        .await
+                        .is_err()
+                    {
+                        missing.push(c.name);
+                    }
+                }
+                if !missing.is_empty() {
+                    return Err(IngestError::SqlMissingColumn {
+                        dataset: path.clone(),
+                        source_name: label.clone(),
+                        column: missing.join(", "),
+                    });
+                }
+            }
+            return Err(fail(format!("query failed: {e}")));
+        }
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let mut values = Vec::with_capacity(dataset.columns.len());
+        for (j, c) in dataset.columns.iter().enumerate() {
+            let v: Option<String> = row
+                .try_get(j)
+                .map_err(|e| fail(format!("row {}, column {}: {e}", i + 1, c.name)))?;
+            values.push(v);
+        }
+        out.push(values);
+    }
+    info!(dataset = %path, source = %label, rows = out.len(), "read SQL source");
+    Ok((label, out))
+}
+
+/// A connection for reading only: PostgreSQL sessions read-only, UTC and ISO dates;
+/// SQLite files opened read-only (never created).
+async fn connect_read_only(
+    url: &str,
+    backend: crate::db::Backend,
+) -> Result<sqlx::AnyConnection, String> {
+    sqlx::any::install_default_drivers();
+    let url = match backend {
+        crate::db::Backend::Sqlite if !url.contains("mode=") => {
+            format!("{url}{}mode=ro", if url.contains('?') { '&' } else { '?' })
+        }
+        _ => url.to_string(),
+    };
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    if backend == crate::db::Backend::Postgres {
+        for set in [
+            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+            "SET DateStyle = 'ISO, YMD'",
+            "SET TIME ZONE 'UTC'",
+        ] {
+            sqlx::query(set)
+                .execute(&mut conn)
+                .await
+                .map_err(|e| format!("{set}: {e}"))?;
+        }
+    }
+    Ok(conn)
+}
+
+/// `"name"`, doubling any quote inside.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The user's query wrapped so that every contract column comes back as text.
+fn wrap_query(dataset: &Dataset, query: &str, backend: crate::db::Backend) -> String {
+    let cols: Vec<String> = dataset
+        .columns
+        .iter()
+        .map(|c| {
+            let q = format!("q.{}", quote_ident(c.name));
+            let text = format!("CAST({q} AS TEXT)");
+            let expr = match (backend, c.ty) {
+                // `timestamptz::text` is `2025-08-01 10:00:00+00`, not RFC 3339. The
+                // CASE keeps text columns as they are (validation judges them).
+                (crate::db::Backend::Postgres, ColType::Ts) => format!(
+                    "CASE WHEN pg_typeof({q}) IN ('timestamp with time zone'::regtype, 'timestamp without time zone'::regtype) \
+                     THEN to_char(CAST({text} AS timestamp with time zone) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') \
+                     ELSE {text} END"
+                ),
+                // SQLite has no boolean type: 0/1 integers are its usual spelling.
+                (crate::db::Backend::Sqlite, ColType::Bool) => format!(
+                    "CASE WHEN typeof({q}) = 'integer' AND {q} IN (0, 1) \
+                     THEN (CASE WHEN {q} = 1 THEN 'true' ELSE 'false' END) ELSE {text} END"
+                ),
+                _ => text,
+            };
+            format!("{expr} AS {}", quote_ident(c.name))
+        })
+        .collect();
+    format!("SELECT {} FROM ({query}) q", cols.join(", "))
+}
+
+/// What the fingerprint hashes for SQL rows: a tag, the row count, then per value a
+/// null marker or its length-prefixed bytes, in result order.
+fn canonical_rows(rows: &TextRows) -> Vec<u8> {
+    let mut out = b"opnet-sql-rows\0".to_vec();
+    out.extend((rows.len() as u64).to_le_bytes());
+    for row in rows {
+        out.extend((row.len() as u64).to_le_bytes());
+        for v in row {
+            match v {
+                None => out.push(0),
+                Some(v) => {
+                    out.push(1);
+                    out.extend((v.len() as u64).to_le_bytes());
+                    out.extend(v.as_bytes());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// SQL rows as a frame of the contract's columns, all text, ready for [`validate`].
+fn rows_frame(dataset: &Dataset, rows: TextRows) -> PolarsResult<DataFrame> {
+    let n = rows.len();
+    let cols = dataset
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(j, c)| {
+            StringChunked::from_iter_options(
+                c.name.into(),
+                rows.iter().map(|r| r.get(j).and_then(|v| v.as_deref())),
+            )
+            .into_column()
+        })
+        .collect();
+    DataFrame::new(n, cols)
 }
 
 /// `2025-09-01T020000Z`, or `…Z-2`, `…Z-3` when taken (two ingests in one second, or

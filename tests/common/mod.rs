@@ -137,5 +137,6 @@ pub fn config(dir: &Path, database: String, mail: String) -> opnet::config::Conf
         plan: opnet_pipelines::PlanBook::default(),
         plan_origin: "test".into(),
         file: None,
+        sources: Default::default(),
     }
 }
