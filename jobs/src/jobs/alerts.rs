@@ -46,7 +46,16 @@ impl Job for Alerts {
         let metrics = operator_metrics(ctx.inputs, period, ctx.plan)
             .collect()
             .map_err(pl)?;
-        let emails = alert_emails(ctx, &metrics).map_err(pl)?;
+        let emails = alert_views(ctx, &metrics)
+            .map_err(pl)?
+            .iter()
+            .map(mail::alert_email)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| JobError::Mail {
+                job: JOB,
+                period,
+                source,
+            })?;
         Ok(JobOutput {
             summary: vec![format!(
                 "metrics: {} rows, {} operator(s) alerted",
@@ -75,7 +84,8 @@ fn fmt_value(metric: &str, v: f64) -> String {
     }
 }
 
-fn alert_emails(ctx: &JobContext<'_>, m: &DataFrame) -> PolarsResult<Vec<mail::OutgoingEmail>> {
+/// One alert per operator with a breached metric, listing every breach (R4).
+fn alert_views(ctx: &JobContext<'_>, m: &DataFrame) -> PolarsResult<Vec<AlertView>> {
     let directory = super::payouts::operator_directory(ctx.inputs)?;
     let ops = m.column("operator_id")?.str()?.clone();
     let metric = m.column("metric")?.str()?.clone();
@@ -114,10 +124,7 @@ fn alert_emails(ctx: &JobContext<'_>, m: &DataFrame) -> PolarsResult<Vec<mail::O
             recipient: email.clone(),
             breaches,
         };
-        out.push(
-            mail::alert_email(&view)
-                .map_err(|e| PolarsError::ComputeError(e.to_string().into()))?,
-        );
+        out.push(view);
     }
     Ok(out)
 }

@@ -46,7 +46,20 @@ impl Job for Exclusivity {
         let checks = exclusivity_checks(ctx.inputs, period, ctx.plan)
             .collect()
             .map_err(pl)?;
-        let emails = notices(ctx, &checks).map_err(pl)?;
+        let mut emails = Vec::new();
+        for view in breach_views(ctx, &checks).map_err(pl)? {
+            let mail_err = |source| JobError::Mail {
+                job: JOB,
+                period,
+                source,
+            };
+            emails.push(mail::exclusivity_breach_email(&view).map_err(mail_err)?);
+            if view.escalated {
+                for ps in &ctx.config.email.partner_success {
+                    emails.push(mail::escalation_email(&view, ps).map_err(mail_err)?);
+                }
+            }
+        }
         let breaches = checks
             .column("compliant")
             .map_err(pl)?
@@ -72,9 +85,10 @@ impl Job for Exclusivity {
     }
 }
 
-/// One notice per breach to the operator (what failed, by how much, what restores
-/// compliance) and, when escalated, one to each partner-success address.
-fn notices(ctx: &JobContext<'_>, checks: &DataFrame) -> PolarsResult<Vec<mail::OutgoingEmail>> {
+/// What each breach notice says (what failed, by how much, what restores compliance),
+/// for operators with a CRM record; `run` mails it to the operator and, when
+/// escalated, to each partner-success address.
+fn breach_views(ctx: &JobContext<'_>, checks: &DataFrame) -> PolarsResult<Vec<ExclusivityView>> {
     let directory = super::payouts::operator_directory(ctx.inputs)?;
     let s = |n: &str| checks.column(n).and_then(|c| c.str().cloned());
     let i = |n: &str| checks.column(n).and_then(|c| c.i64().cloned());
@@ -161,18 +175,7 @@ fn notices(ctx: &JobContext<'_>, checks: &DataFrame) -> PolarsResult<Vec<mail::O
             consecutive_breaches: streak.get(r).unwrap_or(0),
             escalated: escalated.get(r).unwrap_or(false),
         };
-        out.push(
-            mail::exclusivity_breach_email(&view)
-                .map_err(|e| PolarsError::ComputeError(e.to_string().into()))?,
-        );
-        if view.escalated {
-            for ps in &ctx.config.email.partner_success {
-                out.push(
-                    mail::escalation_email(&view, ps)
-                        .map_err(|e| PolarsError::ComputeError(e.to_string().into()))?,
-                );
-            }
-        }
+        out.push(view);
     }
     Ok(out)
 }
