@@ -43,9 +43,8 @@ impl Job for Alerts {
             period,
             source,
         };
-        let metrics = operator_metrics(ctx.inputs, period, ctx.plan)
-            .collect()
-            .map_err(pl)?;
+        let metrics =
+            compute(|| operator_metrics(ctx.inputs, period, ctx.plan).collect()).map_err(pl)?;
         let emails = alert_views(ctx, &metrics)
             .map_err(pl)?
             .iter()

@@ -43,9 +43,8 @@ impl Job for Exclusivity {
             period,
             source,
         };
-        let checks = exclusivity_checks(ctx.inputs, period, ctx.plan)
-            .collect()
-            .map_err(pl)?;
+        let checks =
+            compute(|| exclusivity_checks(ctx.inputs, period, ctx.plan).collect()).map_err(pl)?;
         let mut emails = Vec::new();
         for view in breach_views(ctx, &checks).map_err(pl)? {
             let mail_err = |source| JobError::Mail {

@@ -138,6 +138,30 @@ pub trait Job: Send + Sync {
     ) -> Result<JobOutput, JobError>;
 }
 
+/// Stack for evaluating a pipeline. Polars converts a lazy plan recursively, and the
+/// plans of the close (exclusivity's month-by-month joins above all) nest deep
+/// enough to overflow the 2 MiB of a tokio worker or test thread in a debug build.
+const PIPELINE_STACK: usize = 256 * 1024 * 1024;
+
+/// Run a pipeline computation (`collect()`, `close_payouts`…) on a scoped thread with
+/// [`PIPELINE_STACK`] of stack. The job is CPU-bound either way; only untouched stack
+/// pages are reserved, not used.
+pub fn compute<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        match std::thread::Builder::new()
+            .name("opnet-pipeline".into())
+            .stack_size(PIPELINE_STACK)
+            .spawn_scoped(scope, f)
+        {
+            Ok(handle) => match handle.join() {
+                Ok(value) => value,
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+            Err(e) => panic!("cannot start a pipeline thread: {e}"),
+        }
+    })
+}
+
 /// Every job of the monthly close, in run order: payouts (tiers first, R2) before
 /// the jobs that read its results.
 pub fn registry() -> Vec<Box<dyn Job>> {

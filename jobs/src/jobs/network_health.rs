@@ -108,9 +108,10 @@ impl Job for NetworkHealth {
         )
         .await
         .map_err(db(period))?;
-        let rows = network_health(ctx.inputs, period, ctx.plan, tiers.lazy(), payable.lazy())
-            .collect()
-            .map_err(pl)?;
+        let rows = compute(|| {
+            network_health(ctx.inputs, period, ctx.plan, tiers.lazy(), payable.lazy()).collect()
+        })
+        .map_err(pl)?;
         let rows = cast_like_table(rows).map_err(pl)?;
         let trend = trend_rows(conn, period).await.map_err(db(period))?;
         let all = trend.vstack(&rows).map_err(pl)?;

@@ -104,10 +104,12 @@ impl Job for Payouts {
         let p = period.to_string();
         let history = load_history(ctx, conn).await?;
         let close =
-            close_payouts(ctx.inputs, &history, period, ctx.plan).map_err(|e| JobError::Data {
-                job: JOB,
-                period,
-                message: e.to_string(),
+            compute(|| close_payouts(ctx.inputs, &history, period, ctx.plan)).map_err(|e| {
+                JobError::Data {
+                    job: JOB,
+                    period,
+                    message: e.to_string(),
+                }
             })?;
         check_control_totals(&close).map_err(|e| JobError::Control {
             job: JOB,
