@@ -47,13 +47,10 @@ pub struct Global {
     /// Results database [default: sqlite://./opnet-data/opnet.db]
     #[arg(long, global = true, env = "DATABASE_URL", value_name = "URL")]
     pub database: Option<String>,
-    /// Mail transport: file:DIR or smtp://HOST:PORT [default: file:./opnet-data/outbox]
-    #[arg(
-        long,
-        global = true,
-        env = "OPNET_MAIL",
-        value_name = "file:DIR|smtp://HOST:PORT"
-    )]
+    /// Mail transport: file:DIR, smtp://HOST[:PORT], smtp+starttls://HOST[:PORT] or
+    /// smtps://HOST[:PORT] [default: file:./opnet-data/outbox]. SMTP login: OPNET_SMTP_USERNAME
+    /// and OPNET_SMTP_PASSWORD_FILE (or OPNET_SMTP_PASSWORD); extra CA: OPNET_SMTP_CA_FILE.
+    #[arg(long, global = true, env = "OPNET_MAIL", value_name = "URL")]
     pub mail: Option<String>,
 }
 
@@ -203,7 +200,16 @@ fn overrides(g: &Global) -> Overrides {
         lake: g.lake.clone(),
         database: g.database.clone(),
         mail: g.mail.clone(),
+        smtp_username: env("OPNET_SMTP_USERNAME"),
+        smtp_password: env("OPNET_SMTP_PASSWORD"),
+        smtp_password_file: env("OPNET_SMTP_PASSWORD_FILE"),
+        smtp_ca_file: env("OPNET_SMTP_CA_FILE"),
     }
+}
+
+/// A set, non-empty environment variable.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -271,7 +277,11 @@ pub async fn run(cli: Cli) -> Result<()> {
     {
         return crate::demo::run(config, operators, months, seed).await;
     }
-    let app = App::open(config).await?;
+    let mut app = App::open(config).await?;
+    if matches!(cli.command, Command::Schedule { .. }) {
+        // Recorded on the runs the scheduler starts (crash recovery, fencing).
+        app.lease_holder = Some(crate::schedule::holder_id());
+    }
     match cli.command {
         Command::Ingest => {
             let r = close::run_ingest(&app, Utc::now()).await?;
@@ -301,7 +311,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let r = crate::mail::deliver_queued(&app.db.pool, &app.transport, Utc::now()).await?;
             println!(
                 "delivered {} email(s), {} failed, via {}",
-                r.sent, r.failed, app.config.mail
+                r.sent, r.failed, app.transport
             );
         }
         Command::Runs { limit } => {

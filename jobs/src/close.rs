@@ -27,6 +27,10 @@ pub struct App {
     pub source: Arc<dyn ObjectStore>,
     pub lake: Lake,
     pub transport: Transport,
+    /// The scheduler's lease holder id, recorded on the runs it starts (`None` for
+    /// manual commands), so a scheduler taking the lease over knows which `running`
+    /// rows belong to a dead holder.
+    pub lease_holder: Option<String>,
 }
 
 impl App {
@@ -39,14 +43,24 @@ impl App {
             store::open(&config.source).with_context(|| format!("source {}", config.source))?;
         let lake =
             Lake::new(store::open(&config.lake).with_context(|| format!("lake {}", config.lake))?);
-        let transport =
-            Transport::parse(&config.mail).with_context(|| format!("mail {}", config.mail))?;
+        let transport = Transport::parse(&config.mail)
+            .and_then(|t| t.with_smtp(&config.smtp))
+            .with_context(|| format!("mail {}", config.mail))?;
+        // Fail at start-up, not at the first delivery, when the password cannot be read.
+        if let Transport::Smtp(relay) = &transport
+            && let Some(auth) = &relay.auth
+        {
+            auth.password.read().context(
+                "reading the SMTP password (smtp.password_file / OPNET_SMTP_PASSWORD_FILE)",
+            )?;
+        }
         Ok(App {
             config,
             db,
             source,
             lake,
             transport,
+            lease_holder: None,
         })
     }
 }
@@ -91,6 +105,7 @@ pub async fn run_ingest(app: &App, now: DateTime<Utc>) -> Result<IngestReport> {
         .start_run(
             &RunStart {
                 job: "ingest",
+                lease_holder: app.lease_holder.clone(),
                 ..Default::default()
             },
             now,
@@ -239,6 +254,7 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
                             plan_version: Some(plan.version.clone()),
                             input_fingerprint: fingerprint.clone(),
                             snapshot: Some(snapshot.clone()),
+                            lease_holder: app.lease_holder.clone(),
                         },
                         Utc::now(),
                     )
@@ -252,10 +268,11 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
                 let result = run_in_tx(app, job.as_ref(), &ctx, &mut tx).await;
                 match result {
                     Ok((out, rows_out)) => {
+                        crate::failpoint::point(crate::failpoint::JOB_BEFORE_COMMIT);
                         tx.commit()
                             .await
                             .with_context(|| format!("commit {} {period}", job.name()))?;
-                        publish(app, job.name(), period, &out).await?;
+                        crate::failpoint::point(crate::failpoint::JOB_AFTER_COMMIT);
                         tracing::info!(job = job.name(), %period, run_id = %run_id, rows_out, "Run succeeded");
                         runs.push(RunSummary {
                             period,
@@ -360,7 +377,8 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
     bar
 }
 
-/// Write a job's output and its ledger row in the run's transaction.
+/// Write a job's output and its ledger row in the run's transaction, then publish
+/// its marts.
 async fn run_in_tx(
     app: &App,
     job: &dyn jobs::Job,
@@ -400,11 +418,16 @@ async fn run_in_tx(
         rows_out,
     };
     db::finish_run(tx, ctx.run_id, &counts, Utc::now()).await?;
+    // Marts last, before the caller commits: a committed run always has its marts,
+    // even after a crash right after the commit. Marts of a run that then fails to
+    // commit are overwritten by the re-run of its period, which is due because
+    // nothing of it committed.
+    publish(app, job.name(), ctx.period, &out).await?;
     Ok((out, rows_out))
 }
 
-/// After commit: the Parquet marts and files in the lake. A re-run overwrites them,
-/// so they always match the committed tables.
+/// Just before the commit: the Parquet marts and files in the lake. A re-run
+/// overwrites them, so they match the committed tables once the run commits.
 async fn publish(app: &App, job: &str, period: Period, out: &JobOutput) -> Result<()> {
     for w in out.writes.iter().filter(|w| w.publish) {
         let mut frame = w.frame.clone();

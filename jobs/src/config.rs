@@ -5,6 +5,7 @@
 //! default. Validation is pure (no filesystem or network), collects every problem, and
 //! names the file and key of each; it runs once at start-up.
 
+use crate::mail::smtp::{Password, Secret};
 use opnet_pipelines::PlanBook;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -26,7 +27,8 @@ pub struct FileConfig {
     pub lake: Option<String>,
     /// `sqlite://FILE` or `postgres://…`.
     pub database: Option<String>,
-    /// `file:DIR` or `smtp://HOST:PORT`.
+    /// `file:DIR`, `smtp://HOST[:PORT]`, `smtp+starttls://HOST[:PORT]` or
+    /// `smtps://HOST[:PORT]`.
     pub mail: Option<String>,
     /// Path of the compensation plan file (relative to this file); default: the Playbook.
     pub plan_file: Option<String>,
@@ -37,6 +39,21 @@ pub struct FileConfig {
     /// `[sources."<system>/<name>"]`: datasets read from a SQL query instead of a file.
     #[serde(default)]
     pub sources: BTreeMap<String, SqlSource>,
+    /// `[smtp]`: login and trust settings of an SMTP relay.
+    #[serde(default)]
+    pub smtp: SmtpFile,
+}
+
+/// `[smtp]` as written. The password itself has no key: it comes from a file (a
+/// mounted secret) or from `OPNET_SMTP_PASSWORD`, never from this file.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpFile {
+    pub username: Option<String>,
+    /// File holding the password (relative to the config file).
+    pub password_file: Option<String>,
+    /// PEM file of extra CA certificates to trust (relative to the config file).
+    pub ca_file: Option<String>,
 }
 
 /// A dataset read from a SQL query (data-contract.md, "Inputs"): `url` is
@@ -107,6 +124,13 @@ pub struct Overrides {
     pub lake: Option<String>,
     pub database: Option<String>,
     pub mail: Option<String>,
+    /// `OPNET_SMTP_USERNAME`, `OPNET_SMTP_PASSWORD`, `OPNET_SMTP_PASSWORD_FILE`,
+    /// `OPNET_SMTP_CA_FILE` (environment only: a password on a command line would
+    /// show in `ps`).
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    pub smtp_password_file: Option<String>,
+    pub smtp_ca_file: Option<String>,
 }
 
 /// The resolved, validated configuration every command runs with.
@@ -126,6 +150,8 @@ pub struct Config {
     pub file: Option<PathBuf>,
     /// Datasets read from a SQL query, by dataset path (`crm/operators`).
     pub sources: BTreeMap<String, SqlSource>,
+    /// SMTP login and trust settings (used when `mail` is an SMTP URL).
+    pub smtp: crate::mail::SmtpSettings,
 }
 
 /// Every problem found in the configuration, each naming its file and key.
@@ -177,6 +203,30 @@ impl Config {
                 .unwrap_or_else(|| default.to_string())
         };
         let schedule = crate::schedule::ScheduleConfig::resolve(file.schedule.as_ref());
+        // Paths in the file are relative to it, like plan_file; paths from the
+        // environment are taken as given.
+        let base = path
+            .as_deref()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let smtp = crate::mail::SmtpSettings {
+            username: over.smtp_username.clone().or(file.smtp.username.clone()),
+            password: match (&over.smtp_password, &over.smtp_password_file) {
+                (Some(p), _) => Some(Password::Value(Secret::new(p.clone()))),
+                (None, Some(f)) => Some(Password::File(PathBuf::from(f))),
+                (None, None) => file
+                    .smtp
+                    .password_file
+                    .as_ref()
+                    .map(|f| Password::File(base.join(f))),
+            },
+            ca_file: over
+                .smtp_ca_file
+                .as_ref()
+                .map(PathBuf::from)
+                .or_else(|| file.smtp.ca_file.as_ref().map(|f| base.join(f))),
+        };
         let config = Config {
             source: pick(&over.source, &file.source, DEFAULT_SOURCE),
             lake: pick(&over.lake, &file.lake, DEFAULT_LAKE),
@@ -188,6 +238,7 @@ impl Config {
             plan_origin,
             file: path,
             sources: file.sources,
+            smtp,
         };
         // Problems of [schedule] are found while resolving it; report them with the rest.
         let mut problems: Vec<String> = schedule
@@ -230,19 +281,14 @@ impl Config {
                 crate::db::redact(&self.database)
             ));
         }
-        if !(self.mail.starts_with("file:") || self.mail.starts_with("smtp://")) {
-            p.push(format!(
-                "{at}: key mail: expected file:DIR or smtp://HOST:PORT, got {:?}",
-                self.mail
-            ));
-        } else if let Some(rest) = self.mail.strip_prefix("smtp://") {
-            let hostport = rest.rsplit('@').next().unwrap_or(rest);
-            match hostport.trim_end_matches('/').rsplit_once(':') {
-                Some((h, port)) if !h.is_empty() && port.parse::<u16>().is_ok() => {}
-                _ => p.push(format!(
-                    "{at}: key mail: smtp URL needs HOST:PORT, got {:?}",
-                    self.mail
-                )),
+        // One parser for the URL and the [smtp] settings, so what is validated here
+        // is exactly what the transport will use.
+        match crate::mail::Transport::parse(&self.mail) {
+            Err(e) => p.push(format!("{at}: key mail: {e}")),
+            Ok(t) => {
+                if let Err(e) = t.with_smtp(&self.smtp) {
+                    p.push(format!("{at}: key smtp: {e}"));
+                }
             }
         }
         for (key, v) in [("source", &self.source), ("lake", &self.lake)] {
@@ -372,7 +418,7 @@ mod tests {
     #[test]
     fn every_bad_value_is_reported_with_its_key() {
         let e = load(
-            "database = \"mysql://x\"\nmail = \"smtp://host\"\n[email]\nfinance = [\"not an address\"]\n",
+            "database = \"mysql://x\"\nmail = \"smtp://host:notaport\"\n[email]\nfinance = [\"not an address\"]\n",
             Overrides::default(),
         )
         .unwrap_err()
@@ -380,6 +426,78 @@ mod tests {
         assert!(e.contains("key database"), "{e}");
         assert!(e.contains("key mail"), "{e}");
         assert!(e.contains("key email.finance"), "{e}");
+    }
+
+    #[test]
+    fn smtp_settings_resolve_relative_to_the_file_and_env_beats_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("opnet.toml");
+        std::fs::write(
+            &p,
+            "mail = \"smtp+starttls://mail.example.com\"\n[smtp]\nusername = \"opnet\"\n\
+             password_file = \"secrets/smtp\"\nca_file = \"ca.pem\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&Overrides {
+            config: Some(p.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.smtp.username.as_deref(), Some("opnet"));
+        assert_eq!(
+            c.smtp.password,
+            Some(Password::File(dir.path().join("secrets/smtp")))
+        );
+        assert_eq!(c.smtp.ca_file, Some(dir.path().join("ca.pem")));
+        let c = Config::load(&Overrides {
+            config: Some(p),
+            smtp_username: Some("other".into()),
+            smtp_password: Some("hunter2".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.smtp.username.as_deref(), Some("other"));
+        assert_eq!(
+            c.smtp.password,
+            Some(Password::Value(Secret::new("hunter2")))
+        );
+        assert!(
+            !format!("{c:?}").contains("hunter2"),
+            "Debug must hide the password"
+        );
+    }
+
+    #[test]
+    fn smtp_credentials_need_tls_and_both_halves() {
+        let e = load(
+            "mail = \"smtp://relay.internal:25\"\n[smtp]\nusername = \"u\"\npassword_file = \"p\"\n",
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("key smtp") && e.contains("smtp+starttls://"),
+            "{e}"
+        );
+        let e = load(
+            "mail = \"smtps://relay.internal\"\n[smtp]\nusername = \"u\"\n",
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no password"), "{e}");
+        // The password has no key in the file: it would sit beside the config in clear.
+        let e = load("[smtp]\npassword = \"x\"\n", Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("password"), "{e}");
+        let e = load(
+            "mail = \"smtp://u:hunter2@relay.internal\"\n",
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("key mail") && !e.contains("hunter2"), "{e}");
     }
 
     #[test]

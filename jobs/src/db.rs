@@ -53,6 +53,12 @@ pub enum DbError {
         context: String,
         source: sqlx::Error,
     },
+    /// The run's ledger row is no longer `running` (another scheduler took the lease
+    /// over and marked it interrupted): its results must not commit.
+    #[error(
+        "run {run_id} is no longer running (marked interrupted by the scheduler that took over the lease); rolled back"
+    )]
+    RunNotRunning { run_id: String },
 }
 
 impl DbError {
@@ -88,6 +94,11 @@ const MIGRATIONS: &[(&str, &str, &str)] = &[
         "0002_leases",
         include_str!("../../sql/postgres/0002_leases.sql"),
         include_str!("../../sql/sqlite/0002_leases.sql"),
+    ),
+    (
+        "0003_run_holder",
+        include_str!("../../sql/postgres/0003_run_holder.sql"),
+        include_str!("../../sql/sqlite/0003_run_holder.sql"),
     ),
 ];
 
@@ -507,6 +518,8 @@ pub struct RunStart<'a> {
     pub plan_version: Option<String>,
     pub input_fingerprint: Option<String>,
     pub snapshot: Option<String>,
+    /// The scheduler (lease holder) running it; `None` for manual commands.
+    pub lease_holder: Option<String>,
 }
 
 /// What a run reports when it ends.
@@ -531,8 +544,8 @@ impl Db {
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
         sqlx::query(
-            "INSERT INTO job_runs (run_id, job, period, started_at, status, plan_version, input_fingerprint, snapshot, host) \
-             VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8)",
+            "INSERT INTO job_runs (run_id, job, period, started_at, status, plan_version, input_fingerprint, snapshot, host, lease_holder) \
+             VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9)",
         )
         .bind(&run_id)
         .bind(start.job)
@@ -542,6 +555,7 @@ impl Db {
         .bind(start.input_fingerprint.clone())
         .bind(start.snapshot.clone())
         .bind(hostname())
+        .bind(start.lease_holder.clone())
         .execute(&self.pool)
         .await
         .map_err(DbError::query("insert job_runs"))?;
@@ -607,9 +621,12 @@ pub async fn finish_run(
     counts: &RunCounts,
     now: DateTime<Utc>,
 ) -> Result<(), DbError> {
-    sqlx::query(
+    // Only a `running` row can succeed: a scheduler that took the lease over may
+    // have marked this run interrupted, and then its transaction must not commit
+    // (the run is being, or has been, redone by the new holder).
+    let res = sqlx::query(
         "UPDATE job_runs SET status = 'succeeded', finished_at = $1, rows_in = $2, rows_quarantined = $3, rows_out = $4 \
-         WHERE run_id = $5",
+         WHERE run_id = $5 AND status = 'running'",
     )
     .bind(timestamp(now))
     .bind(counts.rows_in)
@@ -619,6 +636,11 @@ pub async fn finish_run(
     .execute(&mut *conn)
     .await
     .map_err(DbError::query("finish job_runs"))?;
+    if res.rows_affected() != 1 {
+        return Err(DbError::RunNotRunning {
+            run_id: run_id.to_string(),
+        });
+    }
     Ok(())
 }
 

@@ -380,6 +380,7 @@ pub async fn ingest_with_sources(
     }
 
     // Last: only now does the snapshot exist.
+    crate::failpoint::point(crate::failpoint::INGEST_BEFORE_MANIFEST);
     lake.write_manifest(&SnapshotManifest {
         snapshot: snapshot.clone(),
         fingerprint: fingerprint.clone(),

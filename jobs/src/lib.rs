@@ -12,6 +12,7 @@ pub mod close;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod failpoint;
 pub mod generate;
 pub mod ingest;
 pub mod jobs;

@@ -24,6 +24,7 @@ use crate::close::{self, App, CloseOptions};
 use crate::db::{self, Backend, Db, DbError};
 use crate::ingest::IngestReport;
 use crate::jobs;
+use crate::mail;
 use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
@@ -509,6 +510,26 @@ pub async fn mark_interrupted(
     Ok(res.rows_affected())
 }
 
+/// Mark `running` rows started under another scheduler's lease as failed: called by
+/// the lease holder, so their process has lost the lease (died, or was cut off).
+pub async fn mark_orphaned(
+    db: &Db,
+    holder: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, ScheduleError> {
+    let res = sqlx::query(
+        "UPDATE job_runs SET status = 'failed', finished_at = $1, error = $2 \
+         WHERE status = 'running' AND lease_holder IS NOT NULL AND lease_holder <> $3",
+    )
+    .bind(db::timestamp(now))
+    .bind(INTERRUPTED)
+    .bind(holder)
+    .execute(&db.pool)
+    .await
+    .map_err(DbError::query("mark runs of other schedulers interrupted"))?;
+    Ok(res.rows_affected())
+}
+
 // ---------------------------------------------------------------------------------
 // Leases and the SQLite process lock
 
@@ -732,7 +753,12 @@ pub async fn wake(
     let ttl = cfg.lease_ttl;
     let work = async {
         let now = Utc::now();
-        let n = mark_interrupted(&app.db, now - delta(ttl), now).await?;
+        // Runs of other schedulers: they no longer hold the lease (we do), so they are
+        // dead — or cut off, and then fenced: their rows are no longer `running`, so
+        // they cannot commit. Runs of manual commands carry no holder and are only
+        // taken for dead once they are older than a lease.
+        let n = mark_orphaned(&app.db, holder, now).await?
+            + mark_interrupted(&app.db, now - delta(ttl), now).await?;
         if n > 0 {
             warn!(runs = n, "Marked interrupted runs as failed");
         }
@@ -741,10 +767,21 @@ pub async fn wake(
         } else {
             Vec::new()
         };
-        if task.name == INGEST {
-            log.extend(ingest_if_due(app, cfg, task, now).await?);
+        let result = if task.name == INGEST {
+            ingest_if_due(app, cfg, task, now).await
         } else {
-            log.extend(close_due(app, cfg, stop, now).await?);
+            close_due(app, cfg, stop, now).await
+        };
+        // The relay: every wake-up delivers what is queued — also after a failed run
+        // (earlier periods' mails) and after a crash between a commit and its delivery.
+        let delivered = mail::deliver_queued(&app.db.pool, &app.transport, Utc::now()).await;
+        log.extend(result?);
+        match delivered {
+            Ok(d) if d.sent + d.failed > 0 => {
+                log.push(format!("deliver: {} sent, {} failed", d.sent, d.failed));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(run_err("delivering queued emails")(e.into())),
         }
         Ok(log)
     };
@@ -894,7 +931,7 @@ pub async fn run_once(
 ) -> Result<WakeLog, ScheduleError> {
     let _lock = process_lock(&app.config.database)?;
     let stop = stop_flag(shutdown);
-    let holder = holder_id();
+    let holder = app.lease_holder.clone().unwrap_or_else(holder_id);
     let mut log = Vec::new();
     let mut first_error = None;
     for task in &cfg.jobs {
@@ -922,7 +959,7 @@ pub async fn run_daemon(
 ) -> Result<(), ScheduleError> {
     let _lock = process_lock(&app.config.database)?;
     let mut stop = stop_flag(shutdown);
-    let holder = holder_id();
+    let holder = app.lease_holder.clone().unwrap_or_else(holder_id);
     let tz = cfg.timezone;
     let mut timer = tokio_cron_scheduler::JobScheduler::new().await?;
     timer.start().await?;

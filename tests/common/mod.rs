@@ -104,8 +104,74 @@ impl SmtpCapture {
         })
     }
 
+    /// A capture server that requires STARTTLS (with `cert`/`key`) and AUTH as `user`
+    /// with the password in `password_file` (re-read at every login), via
+    /// tests/support/smtp_capture.py. Each accepted mail also gets a line in
+    /// [`SmtpCapture::sessions`].
+    pub fn start_secure(
+        dir: &Path,
+        cert: &Path,
+        key: &Path,
+        user: &str,
+        password_file: &Path,
+    ) -> Option<SmtpCapture> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let maildir = dir.join("maildir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/support/smtp_capture.py");
+        let child = Command::new("python3")
+            .arg(script)
+            .args(["--port", &port.to_string()])
+            .arg("--maildir")
+            .arg(&maildir)
+            .arg("--tls-cert")
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key)
+            .args(["--user", user])
+            .arg("--password-file")
+            .arg(password_file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                unavailable(&format!("python3 for the SMTP capture server ({e})"));
+                return None;
+            }
+        };
+        let mut capture = SmtpCapture {
+            child,
+            port,
+            maildir,
+        };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if start.elapsed() > Duration::from_secs(15)
+                || capture.child.try_wait().ok().flatten().is_some()
+            {
+                unavailable("the STARTTLS capture server did not start (pip install aiosmtpd)");
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(capture)
+    }
+
     pub fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// One JSON line per accepted mail (`tls`, `user`, envelope), from a server
+    /// started with [`SmtpCapture::start_secure`].
+    pub fn sessions(&self) -> Vec<String> {
+        std::fs::read_to_string(self.maildir.join("sessions.jsonl"))
+            .map(|t| t.lines().map(str::to_owned).collect())
+            .unwrap_or_default()
     }
 
     /// Every mail received so far, as raw bytes, in file-name order.
@@ -138,5 +204,6 @@ pub fn config(dir: &Path, database: String, mail: String) -> opnet::config::Conf
         plan_origin: "test".into(),
         file: None,
         sources: Default::default(),
+        smtp: Default::default(),
     }
 }

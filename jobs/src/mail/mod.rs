@@ -11,6 +11,7 @@
 
 pub mod outbox;
 pub mod render;
+pub mod smtp;
 
 use std::time::SystemTime;
 
@@ -20,7 +21,7 @@ use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use sha2::{Digest, Sha256};
 
-pub use outbox::{DeliveryReport, MAX_ATTEMPTS, Transport, deliver_queued, enqueue};
+pub use outbox::{DeliveryReport, MAX_ATTEMPTS, SmtpSettings, Transport, deliver_queued, enqueue};
 pub use render::{
     AlertView, CurrencyTotalsView, ExceptionView, ExclusivityView, FinanceSummaryView,
     MetricBreachView, StatementLineView, StatementView, TierChangeView, alert_email,
@@ -105,7 +106,9 @@ pub enum MailError {
         #[source]
         source: sqlx::Error,
     },
-    #[error("invalid mail transport {spec:?}: {reason} (expected file:DIR or smtp://HOST:PORT)")]
+    #[error(
+        "invalid mail transport {spec:?}: {reason} (expected file:DIR, smtp://HOST[:PORT], smtp+starttls://HOST[:PORT] or smtps://HOST[:PORT])"
+    )]
     TransportSpec { spec: String, reason: String },
     /// The transport failed; `transient` says whether trying again soon may work
     /// (connection, I/O, timeout, a 4xx SMTP reply) or not (a 5xx reply, a refused

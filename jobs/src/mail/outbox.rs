@@ -18,6 +18,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use lettre::address::Envelope;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
+use super::smtp::{self, Relay};
 use super::{MailError, OutgoingEmail, build_message, message_id, parse_mailbox};
 use crate::retry::{self, Backoff};
 
@@ -85,15 +86,23 @@ pub async fn enqueue(
 pub enum Transport {
     /// Writes each message to `DIR/<message id>.eml` (local runs, tests, dry runs).
     File(PathBuf),
-    /// Plain SMTP to a relay (STARTTLS comes later).
-    Smtp { host: String, port: u16 },
+    /// An SMTP relay: plain, STARTTLS or implicit TLS, optionally authenticated.
+    Smtp(Relay),
 }
 
 impl Transport {
-    /// Parses `file:DIR` (also `file://DIR`) or `smtp://HOST[:PORT]` (port 25 by default).
+    /// Parses `file:DIR` (also `file://DIR`) or an SMTP URL (`smtp://`,
+    /// `smtp+starttls://`, `smtps://`; see [`smtp`]). Credentials and a CA file are
+    /// added from the config by [`Transport::with_smtp`].
     pub fn parse(s: &str) -> Result<Self, MailError> {
         let spec_err = |reason: &str| MailError::TransportSpec {
-            spec: s.to_owned(),
+            // A password someone put into the URL must not reach a log.
+            spec: match s.split_once("://") {
+                Some((scheme, rest)) if rest.contains('@') => {
+                    format!("{scheme}://***@{}", rest.rsplit('@').next().unwrap_or(""))
+                }
+                _ => s.to_owned(),
+            },
             reason: reason.to_owned(),
         };
         let s_trim = s.trim();
@@ -105,47 +114,68 @@ impl Transport {
             }
             return Ok(Transport::File(PathBuf::from(dir)));
         }
-        if let Some(rest) = s_trim.strip_prefix("smtp://") {
-            let rest = rest.trim_end_matches('/');
-            let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-                // [::1]:25
-                let (host, after) = v6
-                    .split_once(']')
-                    .ok_or_else(|| spec_err("unterminated [ in host"))?;
-                match after.strip_prefix(':') {
-                    Some(p) => (host, Some(p)),
-                    None if after.is_empty() => (host, None),
-                    None => return Err(spec_err("unexpected text after host")),
-                }
-            } else {
-                match rest.rsplit_once(':') {
-                    Some((h, p)) => (h, Some(p)),
-                    None => (rest, None),
-                }
-            };
-            if host.is_empty() {
-                return Err(spec_err("empty host"));
-            }
-            let port = match port {
-                Some(p) => p
-                    .parse::<u16>()
-                    .map_err(|_| spec_err("port is not a number between 0 and 65535"))?,
-                None => 25,
-            };
-            return Ok(Transport::Smtp {
-                host: host.to_owned(),
-                port,
-            });
+        match Relay::parse(s_trim) {
+            Some(Ok(relay)) => Ok(Transport::Smtp(relay)),
+            Some(Err(reason)) => Err(spec_err(&reason)),
+            None => Err(spec_err("unknown scheme")),
         }
-        Err(spec_err("unknown scheme"))
     }
+
+    /// The transport with the SMTP settings of the config (`[smtp]`, `OPNET_SMTP_*`).
+    /// Authentication over a plain connection is refused: the password would cross
+    /// the network in clear.
+    pub fn with_smtp(self, settings: &SmtpSettings) -> Result<Self, MailError> {
+        let Transport::Smtp(mut relay) = self else {
+            return Ok(self);
+        };
+        let spec = relay.to_string();
+        let spec_err = |reason: String| MailError::TransportSpec {
+            spec: spec.clone(),
+            reason,
+        };
+        relay.ca_file = settings.ca_file.clone();
+        relay.auth = match (&settings.username, &settings.password) {
+            (None, None) => None,
+            (Some(username), Some(password)) => Some(smtp::Auth {
+                username: username.clone(),
+                password: password.clone(),
+            }),
+            (Some(_), None) => {
+                return Err(spec_err(
+                    "smtp.username is set but no password (OPNET_SMTP_PASSWORD or smtp.password_file)"
+                        .into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(spec_err(
+                    "an SMTP password is set but smtp.username is not".into(),
+                ));
+            }
+        };
+        if relay.auth.is_some() && relay.security == smtp::Security::Plain {
+            return Err(spec_err(
+                "SMTP credentials need an encrypted connection: use smtp+starttls:// or smtps://"
+                    .into(),
+            ));
+        }
+        Ok(Transport::Smtp(relay))
+    }
+}
+
+/// SMTP settings beside the URL: who to log in as, where the password is, which CA to
+/// trust besides the system's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SmtpSettings {
+    pub username: Option<String>,
+    pub password: Option<smtp::Password>,
+    pub ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Display for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Transport::File(dir) => write!(f, "file:{}", dir.display()),
-            Transport::Smtp { host, port } => write!(f, "smtp://{host}:{port}"),
+            Transport::Smtp(relay) => write!(f, "{relay}"),
         }
     }
 }
@@ -215,11 +245,7 @@ pub async fn deliver_queued_with(
                 })?;
             Sender::File(dir.clone())
         }
-        Transport::Smtp { host, port } => Sender::Smtp(
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
-                .port(*port)
-                .build(),
-        ),
+        Transport::Smtp(relay) => Sender::Smtp(relay.client()?),
     };
     let sent_at = timestamp(now);
 
@@ -238,6 +264,9 @@ pub async fn deliver_queued_with(
         };
         match result.map_err(|e| last_error(&e)) {
             Ok(()) => {
+                // The SMTP-accept window: accepted by the relay, not yet marked. A
+                // crash here resends this one mail, under the same Message-ID.
+                crate::failpoint::point(crate::failpoint::DELIVER_AFTER_SEND);
                 sqlx::query(
                     "UPDATE email_outbox SET status = 'sent', sent_at = $1, \
                      attempts = attempts + 1, last_error = NULL WHERE message_id = $2",
@@ -252,6 +281,7 @@ pub async fn deliver_queued_with(
                 })?;
                 report.sent += 1;
                 tracing::info!(message_id = %id, recipient = %to, %transport, "email sent");
+                crate::failpoint::point(crate::failpoint::DELIVER_AFTER_MARK);
             }
             Err(reason) => {
                 sqlx::query(
@@ -310,19 +340,9 @@ async fn send_one(
             .map_err(|e| MailError::Transport {
                 context: "smtp".into(),
                 reason: chain(&e),
-                transient: smtp_is_transient(&e),
+                transient: smtp::is_transient(&e),
             }),
     }
-}
-
-/// RFC 5321: a 4xx reply is transient, a 5xx permanent. Lettre's other error kinds
-/// are transient when they are about the connection (refused, reset, timed out, TLS)
-/// and permanent when the client itself or an unparsable reply is at fault.
-fn smtp_is_transient(e: &lettre::transport::smtp::Error) -> bool {
-    if e.is_transient() || e.is_timeout() {
-        return true;
-    }
-    !(e.is_permanent() || e.is_client() || e.is_response() || e.is_transport_shutdown())
 }
 
 /// The `last_error` text of a failed send: `smtp: …`, `envelope: …`, `writing DIR: …`
@@ -466,24 +486,15 @@ mod tests {
         );
         assert_eq!(
             Transport::parse("smtp://relay.internal:2525").expect("smtp"),
-            Transport::Smtp {
-                host: "relay.internal".into(),
-                port: 2525
-            }
+            Transport::Smtp(Relay::plain("relay.internal", 2525))
         );
         assert_eq!(
             Transport::parse("smtp://relay.internal").expect("smtp default port"),
-            Transport::Smtp {
-                host: "relay.internal".into(),
-                port: 25
-            }
+            Transport::Smtp(Relay::plain("relay.internal", 25))
         );
         assert_eq!(
             Transport::parse("smtp://[::1]:25").expect("smtp v6"),
-            Transport::Smtp {
-                host: "::1".into(),
-                port: 25
-            }
+            Transport::Smtp(Relay::plain("::1", 25))
         );
         for bad in [
             "",
@@ -629,10 +640,7 @@ mod tests {
         .expect("enqueue");
         drop(conn);
 
-        let transport = Transport::Smtp {
-            host: "127.0.0.1".into(),
-            port: closed_port(),
-        };
+        let transport = Transport::Smtp(Relay::plain("127.0.0.1", closed_port()));
         let report = deliver_queued_with(&pool, &transport, now(), &FAST)
             .await
             .expect("deliver");
@@ -675,10 +683,7 @@ mod tests {
         drop(conn);
 
         let (_guard, logs) = retry::capture::start();
-        let transport = Transport::Smtp {
-            host: "127.0.0.1".into(),
-            port: closed_port(),
-        };
+        let transport = Transport::Smtp(Relay::plain("127.0.0.1", closed_port()));
         let report = deliver_queued_with(&pool, &transport, now(), &FAST)
             .await
             .expect("deliver");
@@ -723,10 +728,7 @@ mod tests {
             .expect("corrupt");
 
         let (_guard, logs) = retry::capture::start();
-        let transport = Transport::Smtp {
-            host: "127.0.0.1".into(),
-            port: closed_port(),
-        };
+        let transport = Transport::Smtp(Relay::plain("127.0.0.1", closed_port()));
         let report = deliver_queued_with(&pool, &transport, now(), &FAST)
             .await
             .expect("deliver");
@@ -794,10 +796,7 @@ mod tests {
             .await
             .expect("enqueue b");
         drop(conn);
-        let smtp = Transport::Smtp {
-            host: "127.0.0.1".into(),
-            port: closed_port(),
-        };
+        let smtp = Transport::Smtp(Relay::plain("127.0.0.1", closed_port()));
         let report = deliver_queued_with(&pool, &smtp, now(), &FAST)
             .await
             .expect("deliver");

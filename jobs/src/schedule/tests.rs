@@ -377,6 +377,53 @@ async fn interrupted_runs_are_marked_failed_by_the_next_holder() {
 }
 
 #[tokio::test]
+async fn a_new_lease_holder_marks_other_holders_runs_at_once_and_fences_them() {
+    let (_dir, db) = sqlite().await;
+    let started = utc("2025-07-01T06:00:00Z");
+    for (id, holder) in [
+        ("dead", Some("host:1:aaaa")),
+        ("mine", Some("host:2:bbbb")),
+        ("manual", None),
+    ] {
+        sqlx::query(
+            "INSERT INTO job_runs (run_id, job, period, started_at, status, lease_holder) VALUES ($1, 'payouts', '2025-06', $2, 'running', $3)",
+        )
+        .bind(id)
+        .bind(db::timestamp(started))
+        .bind(holder)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    // A second later, not a lease later: the dead holder's run is marked anyway.
+    let now = started + TimeDelta::seconds(1);
+    assert_eq!(mark_orphaned(&db, "host:2:bbbb", now).await.unwrap(), 1);
+    let statuses: Vec<(String, String)> =
+        sqlx::query_as("SELECT run_id, status FROM job_runs ORDER BY run_id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        statuses,
+        vec![
+            ("dead".to_string(), "failed".to_string()),
+            ("manual".to_string(), "running".to_string()),
+            ("mine".to_string(), "running".to_string()),
+        ],
+        "a manual run may be alive; only the age rule takes it"
+    );
+    // If the cut-off holder was alive after all, its commit is refused.
+    let mut conn = db.pool.acquire().await.unwrap();
+    let err = db::finish_run(&mut conn, "dead", &Default::default(), now)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DbError::RunNotRunning { .. }), "{err}");
+    db::finish_run(&mut conn, "mine", &Default::default(), now)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn a_lease_is_exclusive_renewable_and_taken_over_after_expiry() {
     let (_dir, db) = sqlite().await;
     let ttl = Duration::from_secs(60);
