@@ -7,6 +7,8 @@
 #   - pyarrow + duckdb (PyPI): independent readers of the lake's Parquet
 #   - Chromium (Debian): renders the network-health report to a PNG under
 #     target/test-artifacts/
+#   - deploy/validate.sh: hadolint, yamllint, kubectl kustomize, kubernetes-validate,
+#     systemd-analyze on deploy/ (its tools from PyPI, in a cached virtualenv)
 # OPNET_REQUIRE_SERVICES=1 makes a test fail (never skip) when a service is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,4 +40,12 @@ fi
 log "cargo test"
 export OPNET_REQUIRE_SERVICES=1
 export RUST_BACKTRACE=1
-cargo test --workspace --no-fail-fast "$@"
+status=0
+cargo test --workspace --no-fail-fast "$@" || status=$?
+
+# The deployment files, statically (no Docker daemon or cluster here): linters and
+# schemas from PyPI in a cached virtualenv, and `opnet check` of the ConfigMap with
+# the binary the tests just built.
+log "deploy/ (static validation)"
+OPNET_BIN="${CARGO_TARGET_DIR:-target}/debug/opnet" bash deploy/validate.sh || status=1
+exit "$status"
