@@ -261,6 +261,17 @@ pub async fn run(cli: Cli) -> Result<()> {
         println!("lake:        {}", config.lake);
         println!("database:    {}", crate::db::redact(&config.database));
         println!("mail:        {}", config.mail);
+        if let Some(user) = &config.smtp.username {
+            let from = match &config.smtp.password {
+                Some(crate::mail::smtp::Password::File(p)) => format!("file {}", p.display()),
+                Some(crate::mail::smtp::Password::Value(_)) => "OPNET_SMTP_PASSWORD".into(),
+                None => "(none)".into(),
+            };
+            println!("smtp login:  {user}, password from {from}");
+        }
+        if let Some(ca) = &config.smtp.ca_file {
+            println!("smtp ca:     {}", ca.display());
+        }
         println!(
             "plan:        {} ({} version(s))",
             config.plan_origin,
