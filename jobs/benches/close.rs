@@ -53,6 +53,7 @@ fn config(dir: &std::path::Path, database: String, tag: &str) -> Config {
         plan_origin: "bench".into(),
         file: None,
         sources: Default::default(),
+        s3: Default::default(),
     }
 }
 

@@ -138,5 +138,6 @@ pub fn config(dir: &Path, database: String, mail: String) -> opnet::config::Conf
         plan_origin: "test".into(),
         file: None,
         sources: Default::default(),
+        s3: Default::default(),
     }
 }
