@@ -4,6 +4,9 @@
 #   - PostgreSQL: the machine's server on 127.0.0.1:5432 (started if down, installed
 #     with apt if missing); override with OPNET_TEST_PG=postgres://…
 #   - SMTP capture: aiosmtpd (PyPI), started by each end-to-end test on a free port
+#   - S3: moto (PyPI `moto[s3]`, with flask + flask-cors for its server), started by
+#     tests/e2e_s3.rs on a free loopback port (in memory, any credentials); its boto3
+#     is the independent client that uploads sources and inspects the S3 lake
 #   - pyarrow + duckdb (PyPI): independent readers of the lake's Parquet
 #   - Chromium (Debian): renders the network-health report to a PNG under
 #     target/test-artifacts/
@@ -27,9 +30,9 @@ if ! pg_ready; then
 fi
 pg_ready || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
 
-log "Python test helpers (aiosmtpd, pyarrow, duckdb)"
-if ! python3 -c 'import aiosmtpd, pyarrow, duckdb' 2>/dev/null; then
-  python3 -m pip install -q --disable-pip-version-check aiosmtpd pyarrow duckdb
+log "Python test helpers (aiosmtpd, pyarrow, duckdb, moto)"
+if ! python3 -c 'import aiosmtpd, pyarrow, duckdb, moto, boto3, flask, flask_cors' 2>/dev/null; then
+  python3 -m pip install -q --disable-pip-version-check aiosmtpd pyarrow duckdb "moto[s3]" flask flask-cors
 fi
 
 log "Chromium (renders the leadership report in a test)"

@@ -54,6 +54,7 @@ fn config(dir: &std::path::Path, database: String, tag: &str) -> Config {
         file: None,
         sources: Default::default(),
         smtp: Default::default(),
+        s3: Default::default(),
     }
 }
 

@@ -52,6 +52,35 @@ pub struct Global {
     /// and OPNET_SMTP_PASSWORD_FILE (or OPNET_SMTP_PASSWORD); extra CA: OPNET_SMTP_CA_FILE.
     #[arg(long, global = true, env = "OPNET_MAIL", value_name = "URL")]
     pub mail: Option<String>,
+    /// S3 endpoint override for S3-compatible servers ([s3] endpoint) [default: the
+    /// AWS chain: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, profile, else AWS]
+    #[arg(
+        long,
+        global = true,
+        env = "OPNET_S3_ENDPOINT",
+        value_name = "URL",
+        help_heading = "S3 (for s3:// source and lake)"
+    )]
+    pub s3_endpoint: Option<String>,
+    /// S3 region ([s3] region) [default: the AWS chain: AWS_REGION, profile, IMDS]
+    #[arg(
+        long,
+        global = true,
+        env = "OPNET_S3_REGION",
+        value_name = "REGION",
+        help_heading = "S3 (for s3:// source and lake)"
+    )]
+    pub s3_region: Option<String>,
+    /// Path-style S3 addressing, as most S3-compatible servers need ([s3]
+    /// force_path_style) [default: false]
+    #[arg(
+        long,
+        global = true,
+        env = "OPNET_S3_FORCE_PATH_STYLE",
+        value_name = "true|false",
+        help_heading = "S3 (for s3:// source and lake)"
+    )]
+    pub s3_force_path_style: Option<bool>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,6 +233,9 @@ fn overrides(g: &Global) -> Overrides {
         smtp_password: env("OPNET_SMTP_PASSWORD"),
         smtp_password_file: env("OPNET_SMTP_PASSWORD_FILE"),
         smtp_ca_file: env("OPNET_SMTP_CA_FILE"),
+        s3_endpoint: g.s3_endpoint.clone(),
+        s3_region: g.s3_region.clone(),
+        s3_force_path_style: g.s3_force_path_style,
     }
 }
 
@@ -271,6 +303,16 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         if let Some(ca) = &config.smtp.ca_file {
             println!("smtp ca:     {}", ca.display());
+        }
+        if config.source.starts_with("s3://") || config.lake.starts_with("s3://") {
+            // What opnet sets; unset values come from the AWS chain when a store opens.
+            let chain = || "(AWS chain)".to_string();
+            println!(
+                "s3:          endpoint {}, region {}, path-style {}",
+                config.s3.endpoint.clone().unwrap_or_else(chain),
+                config.s3.region.clone().unwrap_or_else(chain),
+                config.s3.force_path_style.unwrap_or(false)
+            );
         }
         println!(
             "plan:        {} ({} version(s))",

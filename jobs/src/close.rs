@@ -39,10 +39,14 @@ impl App {
             .await
             .context("opening the database")?;
         db.migrate().await.context("migrating the database")?;
-        let source =
-            store::open(&config.source).with_context(|| format!("source {}", config.source))?;
-        let lake =
-            Lake::new(store::open(&config.lake).with_context(|| format!("lake {}", config.lake))?);
+        let source = store::open(&config.source, &config.s3)
+            .await
+            .with_context(|| format!("source {}", config.source))?;
+        let lake = Lake::new(
+            store::open(&config.lake, &config.s3)
+                .await
+                .with_context(|| format!("lake {}", config.lake))?,
+        );
         let transport = Transport::parse(&config.mail)
             .and_then(|t| t.with_smtp(&config.smtp))
             .with_context(|| format!("mail {}", config.mail))?;

@@ -42,6 +42,9 @@ pub struct FileConfig {
     /// `[smtp]`: login and trust settings of an SMTP relay.
     #[serde(default)]
     pub smtp: SmtpFile,
+    /// `[s3]`: endpoint, region and addressing of `s3://` sources and lakes.
+    #[serde(default)]
+    pub s3: S3Config,
 }
 
 /// `[smtp]` as written. The password itself has no key: it comes from a file (a
@@ -54,6 +57,22 @@ pub struct SmtpFile {
     pub password_file: Option<String>,
     /// PEM file of extra CA certificates to trust (relative to the config file).
     pub ca_file: Option<String>,
+}
+
+/// The `[s3]` table: how `s3://` URLs of `source` and `lake` are reached. Every key is
+/// optional; what is unset comes from the standard AWS chain (AWS_REGION,
+/// AWS_ENDPOINT_URL[_S3], the profile, the instance metadata service). Credentials
+/// are never configured here: they come from that chain too.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// Endpoint override for S3-compatible servers (`https://minio.internal:9000`).
+    pub endpoint: Option<String>,
+    /// AWS region (`eu-west-1`); S3-compatible servers usually accept `us-east-1`.
+    pub region: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`) instead of virtual-hosted
+    /// (`bucket.endpoint/key`); most S3-compatible servers need it. Default false.
+    pub force_path_style: Option<bool>,
 }
 
 /// A dataset read from a SQL query (data-contract.md, "Inputs"): `url` is
@@ -131,6 +150,10 @@ pub struct Overrides {
     pub smtp_password: Option<String>,
     pub smtp_password_file: Option<String>,
     pub smtp_ca_file: Option<String>,
+    /// `[s3]` keys (OPNET_S3_ENDPOINT, OPNET_S3_REGION, OPNET_S3_FORCE_PATH_STYLE).
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_force_path_style: Option<bool>,
 }
 
 /// The resolved, validated configuration every command runs with.
@@ -152,6 +175,8 @@ pub struct Config {
     pub sources: BTreeMap<String, SqlSource>,
     /// SMTP login and trust settings (used when `mail` is an SMTP URL).
     pub smtp: crate::mail::SmtpSettings,
+    /// How `s3://` source and lake URLs are reached.
+    pub s3: S3Config,
 }
 
 /// Every problem found in the configuration, each naming its file and key.
@@ -227,6 +252,11 @@ impl Config {
                 .map(PathBuf::from)
                 .or_else(|| file.smtp.ca_file.as_ref().map(|f| base.join(f))),
         };
+        let s3 = S3Config {
+            endpoint: over.s3_endpoint.clone().or(file.s3.endpoint),
+            region: over.s3_region.clone().or(file.s3.region),
+            force_path_style: over.s3_force_path_style.or(file.s3.force_path_style),
+        };
         let config = Config {
             source: pick(&over.source, &file.source, DEFAULT_SOURCE),
             lake: pick(&over.lake, &file.lake, DEFAULT_LAKE),
@@ -239,6 +269,7 @@ impl Config {
             file: path,
             sources: file.sources,
             smtp,
+            s3,
         };
         // Problems of [schedule] are found while resolving it; report them with the rest.
         let mut problems: Vec<String> = schedule
@@ -294,6 +325,25 @@ impl Config {
         for (key, v) in [("source", &self.source), ("lake", &self.lake)] {
             if v.trim().is_empty() {
                 p.push(format!("{at}: key {key}: must not be empty"));
+            } else if v.starts_with("s3://")
+                && let Err(reason) = crate::store::S3Url::parse(v)
+            {
+                p.push(format!("{at}: key {key}: {v}: {reason}"));
+            }
+        }
+        // The endpoint is not echoed: a URL with user:password@ would show it.
+        if let Some(Err(reason)) = self.s3.endpoint.as_deref().map(check_endpoint) {
+            p.push(format!("{at}: key s3.endpoint: {reason}"));
+        }
+        if let Some(region) = &self.s3.region {
+            let ok = !region.is_empty()
+                && region
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !ok {
+                p.push(format!(
+                    "{at}: key s3.region: expected a region name such as eu-west-1, got {region:?}"
+                ));
             }
         }
         let addr = |key: &str, a: &str, p: &mut Vec<String>| {
@@ -361,6 +411,42 @@ impl Config {
             Err(ConfigError(p))
         }
     }
+}
+
+/// `[s3] endpoint`: `http(s)://host[:port][/]`, without credentials (those come from
+/// the AWS chain; a password in a URL ends up in logs).
+fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let Some(rest) = endpoint
+        .strip_prefix("https://")
+        .or_else(|| endpoint.strip_prefix("http://"))
+    else {
+        return Err("expected http://HOST[:PORT] or https://HOST[:PORT]".into());
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(
+            "credentials do not belong in the endpoint URL (use the AWS credential chain)".into(),
+        );
+    }
+    // `[v6]:port`, `host:port`, or either without a port.
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, "")) => (host, None),
+            Some((host, rest)) => (host, Some(rest.strip_prefix(':').unwrap_or(rest))),
+            None => ("", None),
+        },
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    if port.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return Err(format!("bad port in {endpoint:?}"));
+    }
+    if host.is_empty() || host.chars().any(char::is_whitespace) {
+        return Err(format!("no host in {endpoint:?}"));
+    }
+    Ok(())
 }
 
 fn where_(file: &Option<PathBuf>) -> String {
@@ -639,6 +725,85 @@ mod tests {
             query: "SELECT 1".into(),
         };
         assert_eq!(s.resolve_url().unwrap(), "sqlite:x.db");
+    }
+
+    #[test]
+    fn s3_table_overrides_and_validation() {
+        let c = load(
+            "lake = \"s3://opnet-lake/prod\"\n[s3]\nendpoint = \"http://127.0.0.1:9000\"\nregion = \"us-east-1\"\nforce_path_style = true\n",
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.lake, "s3://opnet-lake/prod");
+        assert_eq!(
+            c.s3,
+            S3Config {
+                endpoint: Some("http://127.0.0.1:9000".into()),
+                region: Some("us-east-1".into()),
+                force_path_style: Some(true),
+            }
+        );
+        // Flags and OPNET_S3_* (through clap) beat the file.
+        let c = load(
+            "[s3]\nregion = \"us-east-1\"\nforce_path_style = true\n",
+            Overrides {
+                s3_region: Some("eu-west-1".into()),
+                s3_endpoint: Some("https://s3.example:8443/".into()),
+                s3_force_path_style: Some(false),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.s3.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(c.s3.endpoint.as_deref(), Some("https://s3.example:8443/"));
+        assert_eq!(c.s3.force_path_style, Some(false));
+        // Nothing set: the SDK's chain decides.
+        assert_eq!(
+            load("", Overrides::default()).unwrap().s3,
+            S3Config::default()
+        );
+
+        let e = load(
+            "source = \"s3://Bad_Bucket/x\"\nlake = \"s3://ok-bucket/a//b\"\n[s3]\nendpoint = \"http://key:secret@minio:9000\"\nregion = \"EU West\"\n",
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("key source: s3://Bad_Bucket/x: bucket name"),
+            "{e}"
+        );
+        assert!(e.contains("key lake: s3://ok-bucket/a//b: prefix"), "{e}");
+        assert!(
+            e.contains("key s3.endpoint: credentials do not belong"),
+            "{e}"
+        );
+        assert!(!e.contains("secret"), "{e}");
+        assert!(e.contains("key s3.region: expected a region name"), "{e}");
+        for bad in ["minio:9000", "ftp://x", "http://", "http://host:port"] {
+            let e = load(
+                &format!("[s3]\nendpoint = \"{bad}\"\n"),
+                Overrides::default(),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("key s3.endpoint"), "{bad}: {e}");
+        }
+        for good in [
+            "http://127.0.0.1:9000",
+            "https://s3.eu-west-1.amazonaws.com",
+            "http://[::1]:9000",
+        ] {
+            assert!(check_endpoint(good).is_ok(), "{good}");
+        }
+        let e = load("[s3]\nendpont = \"x\"\n", Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("endpont"), "{e}");
+        let e = load("[s3]\nforce_path_style = \"yes\"\n", Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("force_path_style") || e.contains("bool"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Bounded retries with exponential backoff and jitter, for the failures that go away
 //! by themselves: a database that is restarting, an SMTP relay that drops a
-//! connection or answers 4xx, a store that hiccups. Permanent failures — bad data,
+//! connection or answers 4xx, a store that hiccups or an S3 bucket that throttles. Permanent failures — bad data,
 //! broken control totals, a 5xx SMTP reply, a malformed address — are never retried:
 //! each layer says which of its errors are transient (`DbError::is_transient`,
 //! `MailError::is_transient`, `StoreError::is_transient`, `JobError::is_transient`)
@@ -80,6 +80,19 @@ pub const JOB_RUN: Backoff = Backoff {
     jitter: Jitter::Equal,
 };
 
+/// One S3 request (`store::S3Store`: a GET, PUT, HEAD or one LIST page): 4 attempts,
+/// 0.5 s → 1 s → 2 s (capped at 8 s), for throttling (`SlowDown`), 5xx, timeouts and
+/// dropped connections. The SDK's own retries are off, so this is the only loop at
+/// the request level; a close's job run that still fails transiently is retried as a
+/// whole by [`JOB_RUN`].
+pub const S3_REQUEST: Backoff = Backoff {
+    initial: Duration::from_millis(500),
+    factor: 2.0,
+    max_delay: Duration::from_secs(8),
+    max_attempts: 4,
+    jitter: Jitter::Equal,
+};
+
 /// The wait after failed attempt `attempt` (1-based) with `unit_random` in `[0, 1]`
 /// (clamped): `min(initial · factor^(attempt-1), max_delay)`, then jittered. Pure, so
 /// its bounds are testable.
@@ -125,6 +138,13 @@ pub fn unit_random(what: &str, attempt: u32) -> f64 {
 /// For callers that cannot use [`retry`] because each attempt has side effects of its
 /// own (the close records a ledger row per run).
 pub async fn pause(policy: &Backoff, what: &str, attempt: u32, error: &dyn Display) {
+    tokio::time::sleep(announce(policy, what, attempt, error)).await;
+}
+
+/// Log the retry and return how long to wait. Separate from the sleep so that
+/// [`retry`] holds no `&dyn Display` across an await: its future stays `Send` (the
+/// object stores' async-trait methods need that) whatever the error type.
+fn announce(policy: &Backoff, what: &str, attempt: u32, error: &dyn Display) -> Duration {
     let wait = delay(policy, attempt, unit_random(what, attempt));
     tracing::warn!(
         what,
@@ -133,7 +153,7 @@ pub async fn pause(policy: &Backoff, what: &str, attempt: u32, error: &dyn Displ
         error = %error,
         "Retrying after a transient failure"
     );
-    tokio::time::sleep(wait).await;
+    wait
 }
 
 /// Call `op` until it succeeds, fails with an error `is_transient` rejects, or has
@@ -155,7 +175,9 @@ where
         match op().await {
             Ok(v) => return Ok(v),
             Err(e) if attempt < policy.max_attempts && is_transient(&e) => {
-                pause(policy, what, attempt, &e).await;
+                let wait = announce(policy, what, attempt, &e);
+                drop(e);
+                tokio::time::sleep(wait).await;
                 attempt += 1;
             }
             Err(e) => return Err(e),
@@ -254,7 +276,7 @@ mod tests {
 
     #[test]
     fn jitter_stays_within_bounds() {
-        for policy in [DB_CONNECT, SMTP_SEND, JOB_RUN] {
+        for policy in [DB_CONNECT, SMTP_SEND, JOB_RUN, S3_REQUEST] {
             for attempt in 1..=policy.max_attempts + 2 {
                 let full_base = delay(
                     &Backoff {

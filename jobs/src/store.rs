@@ -1,13 +1,18 @@
 //! Object storage behind one small trait, so the lake and the ingest sources can live
-//! in a local directory today and in S3 later without the callers changing.
+//! in a local directory or in S3 (`s3.rs`) without the callers changing.
 //!
 //! Keys are `/`-separated relative paths (`raw/billing/invoices/…/part-0.parquet`).
-//! Writes are atomic (a temporary file renamed into place), so a reader never sees a
-//! half-written object and a crash leaves either the old object or the new one.
-//! `list` has S3 semantics: a plain string prefix, not a directory.
+//! Writes are atomic (locally a temporary file renamed into place; on S3 a PutObject
+//! is atomic by itself), so a reader never sees a half-written object and a crash
+//! leaves either the old object or the new one. `list` has S3 semantics: a plain
+//! string prefix, not a directory.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+
+mod s3;
+
+pub use s3::{Failure, MAX_PAGE_SIZE, S3Options, S3Store, S3Url};
 
 /// What can go wrong talking to a store. Every variant names the full location so
 /// an operator can go and look.
@@ -25,22 +30,37 @@ pub enum StoreError {
     InvalidKey { key: String, reason: &'static str },
     #[error("{0}")]
     Unsupported(String),
+    /// A store that cannot be opened: a malformed URL, no region for S3.
+    #[error("cannot open {url}: {reason}")]
+    Open { url: String, reason: String },
+    /// A remote store (S3) refused or failed a request; `transient` says whether it
+    /// may pass (throttling, 5xx, timeouts, dropped connections) or not (access
+    /// denied, no such bucket, other 4xx).
+    #[error("{location}: {reason}")]
+    Remote {
+        location: String,
+        reason: String,
+        transient: bool,
+    },
 }
 
 impl StoreError {
-    /// An I/O error may pass (a network filesystem, later S3, hiccups); a missing
-    /// object, a bad key or an unsupported store are the same on every try.
+    /// An I/O error may pass (a network filesystem hiccups), and so may a remote
+    /// error its store classified as transient; a missing object, a bad key or URL,
+    /// or an unsupported store are the same on every try.
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Io { .. } => true,
+            StoreError::Remote { transient, .. } => *transient,
             StoreError::NotFound { .. }
             | StoreError::InvalidKey { .. }
+            | StoreError::Open { .. }
             | StoreError::Unsupported(_) => false,
         }
     }
 }
 
-/// A flat key → bytes store (a local directory, later S3).
+/// A flat key → bytes store (a local directory, S3).
 #[async_trait::async_trait]
 pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// The object's bytes; [`StoreError::NotFound`] names the full location.
@@ -239,12 +259,14 @@ impl ObjectStore for LocalDir {
 }
 
 /// Open a store from a URL: `file:DIR`, `file://DIR` or a plain `DIR` is a local
-/// directory; `s3://bucket/prefix` is not supported yet.
-pub fn open(url: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
+/// directory; `s3://bucket[/prefix]` is S3 (or an S3-compatible server) configured by
+/// `s3` and the standard AWS chain. Async because loading the AWS configuration is.
+pub async fn open(
+    url: &str,
+    s3: &crate::config::S3Config,
+) -> Result<Arc<dyn ObjectStore>, StoreError> {
     if url.starts_with("s3://") {
-        return Err(StoreError::Unsupported(format!(
-            "S3 storage ({url}) comes with the production issue; use a local directory for now"
-        )));
+        return Ok(Arc::new(S3Store::connect(url, &S3Options::new(s3)).await?));
     }
     let dir = if let Some(rest) = url.strip_prefix("file://") {
         rest
@@ -333,23 +355,44 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn open_urls() {
-        assert!(open("file:/tmp/lake").is_ok());
-        assert!(open("/tmp/lake").is_ok());
+    #[tokio::test]
+    async fn open_urls() {
+        let none = crate::config::S3Config::default();
+        assert!(open("file:/tmp/lake", &none).await.is_ok());
+        assert!(open("/tmp/lake", &none).await.is_ok());
         assert_eq!(
-            open("file:///tmp/lake").map(|s| s.location("k")).ok(),
+            open("file:///tmp/lake", &none)
+                .await
+                .map(|s| s.location("k"))
+                .ok(),
             Some("/tmp/lake/k".to_string())
         );
-        let err = open("s3://bucket/lake")
+        // An explicit region: without one the SDK would ask the instance metadata
+        // service. No request is sent: a client is only built.
+        let s3 = crate::config::S3Config {
+            region: Some("eu-west-1".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            open("s3://bucket/lake", &s3)
+                .await
+                .map(|s| s.location("raw/k"))
+                .ok(),
+            Some("s3://bucket/lake/raw/k".to_string())
+        );
+        let err = open("s3://B/lake", &s3)
+            .await
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(
-            err.contains("S3") && err.contains("production issue"),
+            err.contains("s3://B/lake") && err.contains("bucket name"),
             "{err}"
         );
-        assert!(matches!(open("gs://b/x"), Err(StoreError::Unsupported(_))));
+        assert!(matches!(
+            open("gs://b/x", &none).await,
+            Err(StoreError::Unsupported(_))
+        ));
     }
 
     #[test]
@@ -375,7 +418,30 @@ mod tests {
                 },
                 false,
             ),
-            (StoreError::Unsupported("s3".into()), false),
+            (StoreError::Unsupported("gs".into()), false),
+            (
+                StoreError::Open {
+                    url: "s3://".into(),
+                    reason: "no bucket".into(),
+                },
+                false,
+            ),
+            (
+                StoreError::Remote {
+                    location: "s3://b/k".into(),
+                    reason: "HTTP 503 SlowDown".into(),
+                    transient: true,
+                },
+                true,
+            ),
+            (
+                StoreError::Remote {
+                    location: "s3://b/k".into(),
+                    reason: "HTTP 403 AccessDenied".into(),
+                    transient: false,
+                },
+                false,
+            ),
         ];
         for (e, transient) in cases {
             assert_eq!(e.is_transient(), transient, "{e}");

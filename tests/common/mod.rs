@@ -205,5 +205,6 @@ pub fn config(dir: &Path, database: String, mail: String) -> opnet::config::Conf
         file: None,
         sources: Default::default(),
         smtp: Default::default(),
+        s3: Default::default(),
     }
 }
