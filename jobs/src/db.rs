@@ -826,7 +826,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/t.db", dir.path().display());
         let db = Db::connect(&url).await.unwrap();
-        assert_eq!(db.migrate().await.unwrap(), ["0001_init", "0002_leases", "0003_run_holder"]);
+        assert_eq!(
+            db.migrate().await.unwrap(),
+            ["0001_init", "0002_leases", "0003_run_holder"]
+        );
         assert!(db.migrate().await.unwrap().is_empty(), "idempotent");
         let df = df!(
             "period" => ["2025-01", "2025-01"],

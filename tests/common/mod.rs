@@ -61,46 +61,12 @@ pub struct SmtpCapture {
 }
 
 impl SmtpCapture {
+    /// aiosmtpd's own Mailbox handler: plain SMTP, no login.
     pub fn start(dir: &Path) -> Option<SmtpCapture> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let maildir = dir.join("maildir");
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &format!("127.0.0.1:{port}"),
-                "-c",
-                "aiosmtpd.handlers.Mailbox",
-            ])
-            .arg(&maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(c) => c,
-            Err(e) => {
-                unavailable(&format!("aiosmtpd ({e})"));
-                return None;
-            }
-        };
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if start.elapsed() > Duration::from_secs(15) {
-                unavailable("aiosmtpd did not start listening (pip install aiosmtpd)");
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Some(SmtpCapture {
-            child,
-            port,
-            maildir,
+        Self::spawn(dir, "aiosmtpd", |cmd, port, maildir| {
+            cmd.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+                .args(["-c", "aiosmtpd.handlers.Mailbox"])
+                .arg(maildir);
         })
     }
 
@@ -115,35 +81,45 @@ impl SmtpCapture {
         user: &str,
         password_file: &Path,
     ) -> Option<SmtpCapture> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/support/smtp_capture.py");
+        Self::spawn(dir, "the STARTTLS capture server", |cmd, port, maildir| {
+            cmd.arg(&script)
+                .args(["--port", &port.to_string()])
+                .arg("--maildir")
+                .arg(maildir)
+                .arg("--tls-cert")
+                .arg(cert)
+                .arg("--tls-key")
+                .arg(key)
+                .args(["--user", user])
+                .arg("--password-file")
+                .arg(password_file);
+        })
+    }
+
+    /// Start `python3` with the arguments `args` adds for a free port and the Maildir
+    /// under `dir`, and wait until it listens.
+    fn spawn(
+        dir: &Path,
+        what: &str,
+        args: impl FnOnce(&mut Command, u16, &Path),
+    ) -> Option<SmtpCapture> {
         let port = TcpListener::bind("127.0.0.1:0")
             .ok()?
             .local_addr()
             .ok()?
             .port();
         let maildir = dir.join("maildir");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/support/smtp_capture.py");
-        let child = Command::new("python3")
-            .arg(script)
-            .args(["--port", &port.to_string()])
-            .arg("--maildir")
-            .arg(&maildir)
-            .arg("--tls-cert")
-            .arg(cert)
-            .arg("--tls-key")
-            .arg(key)
-            .args(["--user", user])
-            .arg("--password-file")
-            .arg(password_file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match child {
+        let mut cmd = Command::new("python3");
+        args(&mut cmd, port, &maildir);
+        let child = match cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
             Ok(c) => c,
             Err(e) => {
-                unavailable(&format!("python3 for the SMTP capture server ({e})"));
+                unavailable(&format!("{what} ({e})"));
                 return None;
             }
         };
+        // Dropped (and killed) on every early return below.
         let mut capture = SmtpCapture {
             child,
             port,
@@ -154,7 +130,9 @@ impl SmtpCapture {
             if start.elapsed() > Duration::from_secs(15)
                 || capture.child.try_wait().ok().flatten().is_some()
             {
-                unavailable("the STARTTLS capture server did not start (pip install aiosmtpd)");
+                unavailable(&format!(
+                    "{what} did not start listening (pip install aiosmtpd)"
+                ));
                 return None;
             }
             std::thread::sleep(Duration::from_millis(100));
