@@ -141,8 +141,7 @@ impl Relay {
     /// when it is one but malformed.
     pub fn parse(url: &str) -> Option<Result<Relay, String>> {
         let url = url.trim();
-        // Longest scheme first: `smtp://` is a prefix of neither of the others, but
-        // keep the order obvious.
+        // The scheme must be followed by `://`, so `smtp` cannot match `smtps://…`.
         let (security, rest) = [Security::StartTls, Security::Tls, Security::Plain]
             .into_iter()
             .find_map(|s| {
