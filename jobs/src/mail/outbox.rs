@@ -465,6 +465,14 @@ mod tests {
             .expect("date")
     }
 
+    /// Queue `emails` on a connection of their own, as a job's transaction would.
+    async fn queue(pool: &AnyPool, emails: &[OutgoingEmail], run_id: Option<&str>) -> usize {
+        let mut conn = pool.acquire().await.expect("acquire");
+        enqueue(&mut conn, SENDER, emails, run_id, now())
+            .await
+            .expect("enqueue")
+    }
+
     async fn statuses(pool: &AnyPool) -> Vec<(String, String, i64, Option<String>)> {
         sqlx::query_as(
             "SELECT dedup_key, status, attempts, last_error FROM email_outbox ORDER BY dedup_key",
@@ -572,15 +580,11 @@ mod tests {
     #[tokio::test]
     async fn deliver_to_files_once() {
         let (dir, pool) = db().await;
-        let mut conn = pool.acquire().await.expect("acquire");
         let emails = [
             email("alert:2025-08:OP-0001:abc", "ops@acme.example"),
             email("alert:2025-08:OP-0002:def", "Beta Ops <ops@beta.example>"),
         ];
-        enqueue(&mut conn, SENDER, &emails, Some("run-1"), now())
-            .await
-            .expect("enqueue");
-        drop(conn);
+        queue(&pool, &emails, Some("run-1")).await;
 
         let out = dir.path().join("outbox");
         let transport = Transport::parse(&format!("file:{}", out.display())).expect("transport");
@@ -625,20 +629,15 @@ mod tests {
     #[tokio::test]
     async fn failing_smtp_marks_rows_failed_and_retries_until_max() {
         let (_dir, pool) = db().await;
-        let mut conn = pool.acquire().await.expect("acquire");
-        enqueue(
-            &mut conn,
-            SENDER,
+        queue(
+            &pool,
             &[
                 email("alert:2025-08:OP-0001:abc", "ops@acme.example"),
                 email("alert:2025-08:OP-0002:def", "ops@beta.example"),
             ],
             None,
-            now(),
         )
-        .await
-        .expect("enqueue");
-        drop(conn);
+        .await;
 
         let transport = Transport::Smtp(Relay::plain("127.0.0.1", closed_port()));
         let report = deliver_queued_with(&pool, &transport, now(), &FAST)
@@ -670,17 +669,12 @@ mod tests {
     #[tokio::test]
     async fn closed_smtp_port_is_retried_in_process_before_failing() {
         let (_dir, pool) = db().await;
-        let mut conn = pool.acquire().await.expect("acquire");
-        enqueue(
-            &mut conn,
-            SENDER,
+        queue(
+            &pool,
             &[email("alert:2025-08:OP-0001:abc", "ops@acme.example")],
             None,
-            now(),
         )
-        .await
-        .expect("enqueue");
-        drop(conn);
+        .await;
 
         let (_guard, logs) = retry::capture::start();
         let transport = Transport::Smtp(Relay::plain("127.0.0.1", closed_port()));
@@ -710,17 +704,12 @@ mod tests {
     #[tokio::test]
     async fn a_permanent_send_error_is_not_retried_in_process() {
         let (_dir, pool) = db().await;
-        let mut conn = pool.acquire().await.expect("acquire");
-        enqueue(
-            &mut conn,
-            SENDER,
+        queue(
+            &pool,
             &[email("alert:2025-08:OP-0001:abc", "ops@acme.example")],
             None,
-            now(),
         )
-        .await
-        .expect("enqueue");
-        drop(conn);
+        .await;
         // Corrupt the stored recipient: parsing it at send time fails permanently.
         sqlx::query("UPDATE email_outbox SET recipient = 'not an address'")
             .execute(&pool)
@@ -773,13 +762,8 @@ mod tests {
             .await
             .expect("tables");
 
-        let mut conn = pool.acquire().await.expect("acquire");
         let a = email("alert:2025-08:OP-0001:abc", "ops@acme.example");
-        let n = enqueue(&mut conn, SENDER, &[a.clone(), a.clone()], None, now())
-            .await
-            .expect("enqueue");
-        assert_eq!(n, 1);
-        drop(conn);
+        assert_eq!(queue(&pool, &[a.clone(), a.clone()], None).await, 1);
 
         let dir = tempfile::tempdir().expect("tempdir");
         let files = Transport::File(dir.path().to_owned());
@@ -790,12 +774,8 @@ mod tests {
             DeliveryReport::default()
         );
 
-        let mut conn = pool.acquire().await.expect("acquire");
         let b = email("alert:2025-08:OP-0002:def", "ops@beta.example");
-        enqueue(&mut conn, SENDER, &[a, b], Some("run-2"), now())
-            .await
-            .expect("enqueue b");
-        drop(conn);
+        queue(&pool, &[a, b], Some("run-2")).await;
         let smtp = Transport::Smtp(Relay::plain("127.0.0.1", closed_port()));
         let report = deliver_queued_with(&pool, &smtp, now(), &FAST)
             .await
