@@ -47,7 +47,7 @@ struct Outcome {
     succeeded: Vec<(String, String)>,
     /// Relative paths of the files under the lake's marts/.
     marts: Vec<String>,
-    /// Message-ID → (subject, recipient, text, html, attachments) of the outbox.
+    /// Message-ID → (dedup key, recipient, status) of every outbox row.
     outbox: BTreeMap<String, (String, String, String)>,
 }
 
