@@ -4,8 +4,10 @@
 //!
 //! The streak ("consecutive periods ending with M in breach") is computed from the
 //! same snapshot by evaluating the very same rule for every earlier period back to
-//! the start of the exclusivity, in one vectorised pass over a (pair × period) grid;
-//! nothing is read from earlier runs, so a re-run of M always gives the same answer.
+//! the start of the exclusivity — but never before the first billing period of the
+//! data (R3.5: earlier months cannot be closed, so they are never checked) — in one
+//! vectorised pass over a (pair × period) grid; nothing is read from earlier runs, so
+//! a re-run of M always gives the same answer.
 
 use crate::Inputs;
 use crate::active::months_of;
@@ -31,7 +33,13 @@ pub const SATISFACTION_INSUFFICIENT: &str = "insufficient_data";
 /// (R6.2) and whose `exclusive_since` is on or before end of M.
 pub fn exclusivity_checks(inputs: &Inputs, period: Period, plan: &Plan) -> LazyFrame {
     let pairs = exclusive_pairs(inputs, period);
-    let start = first_period(&pairs, period);
+    // R3.5: a month before the first billing period of the data was never closed, so
+    // it is never checked and never extends a streak.
+    let first_billing = inputs.first_billing_period().ok().flatten();
+    let start = match first_billing {
+        Some(first) => first_period(&pairs, period).max(first).min(period),
+        None => first_period(&pairs, period),
+    };
     let periods: Vec<Period> = start.through(period).collect();
     let grid = evaluate(
         inputs,
@@ -483,7 +491,9 @@ mod tests {
                 "invoice_id" => self.invoices.iter().map(|i| i.0.clone()).collect::<Vec<_>>(),
                 "customer_id" => self.invoices.iter().map(|i| i.1.clone()).collect::<Vec<_>>(),
                 "currency" => self.invoices.iter().map(|i| i.2.clone()).collect::<Vec<_>>(),
+                "issued_on" => self.lines.iter().map(|l| l.2).collect::<Vec<_>>(),
                 "status" => vec!["paid"; self.invoices.len()],
+                "paid_on" => self.lines.iter().map(|l| Some(l.2)).collect::<Vec<_>>(),
             )
             .unwrap()
             .lazy();
@@ -810,6 +820,65 @@ mod tests {
         let r = one(&i, "2025-06");
         assert_eq!(r.failed, "mrr,growth");
         assert_eq!((r.streak, r.escalated), (3, true));
+    }
+
+    #[test]
+    fn r3_5_streak_starts_at_the_first_billing_period_of_the_data() {
+        // Exclusive since 2022-11, but billing data only from 2023-01 (MRR below the
+        // threshold): 2022-11 and 2022-12 were never closed, so 2023-01 is the 1st
+        // breach, 2023-03 the 3rd and escalated.
+        let mut net = Net::new("2022-11-15", 15);
+        net.inputs.operators = df!(
+            "operator_id" => ["op"],
+            "joined_on" => [d("2022-01-01")],
+            "terminated_on" => [None::<NaiveDate>],
+        )
+        .unwrap()
+        .lazy();
+        for m in ["2023-01", "2023-02", "2023-03"] {
+            net = net.mrr(m, 100);
+        }
+        let i = net.build();
+        assert_eq!(i.first_billing_period().unwrap(), Some(p("2023-01")));
+        let jan = one(&i, "2023-01");
+        assert!(!jan.compliant);
+        assert_eq!((jan.streak, jan.escalated), (1, false));
+        assert_eq!(
+            (one(&i, "2023-02").streak, one(&i, "2023-02").escalated),
+            (2, false)
+        );
+        assert_eq!(
+            (one(&i, "2023-03").streak, one(&i, "2023-03").escalated),
+            (3, true)
+        );
+    }
+
+    #[test]
+    fn r3_5_a_refund_date_can_open_the_first_billing_period() {
+        // The earliest billing date is a refund in 2022-12: that month counts.
+        let mut net = Net::new("2022-11-15", 15);
+        net.inputs.operators = df!(
+            "operator_id" => ["op"],
+            "joined_on" => [d("2022-01-01")],
+            "terminated_on" => [None::<NaiveDate>],
+        )
+        .unwrap()
+        .lazy();
+        for m in ["2023-01", "2023-02"] {
+            net = net.mrr(m, 100);
+        }
+        let mut i = net.build();
+        i.refunds = df!(
+            "refund_id" => ["r1"],
+            "invoice_id" => ["inv0"],
+            "line_no" => [1i64],
+            "refunded_on" => [d("2022-12-20")],
+            "amount_cents" => [1i64],
+        )
+        .unwrap()
+        .lazy();
+        assert_eq!(i.first_billing_period().unwrap(), Some(p("2022-12")));
+        assert_eq!(one(&i, "2023-01").streak, 2);
     }
 
     #[test]

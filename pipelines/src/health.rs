@@ -8,7 +8,7 @@
 
 use crate::Inputs;
 use crate::active::active_operators;
-use crate::money::div_round_half_even_expr;
+use crate::money::{div_round_half_even_expr, sum_cents};
 use crate::mrr::mrr;
 use crate::period::Period;
 use crate::plan::Plan;
@@ -54,10 +54,7 @@ pub fn network_health(
         "payouts_cents",
         payable
             .group_by([col("currency")])
-            .agg([col("payable_cents")
-                .cast(DataType::Int64)
-                .sum()
-                .alias("cents")]),
+            .agg([sum_cents(col("payable_cents")).alias("cents")]),
     ));
     parts.push(tier_rows(tiers));
     parts.push(count_row(
@@ -250,7 +247,7 @@ fn revenue_rows(
         .unwrap_or_else(|_| inputs.invoices.clone().select([col("currency")]).limit(0));
     let totals = mrr(inputs, &[period])
         .group_by([col("currency")])
-        .agg([col("mrr_cents").sum().alias("cents")]);
+        .agg([sum_cents(col("mrr_cents")).alias("cents")]);
     let currencies = concat(
         [
             totals.clone().select([col("currency")]),

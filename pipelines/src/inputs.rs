@@ -2,6 +2,7 @@
 //! and types ([`crate::contract`]). The binary builds this from the lake; tests build
 //! it from small literal frames.
 
+use crate::period::Period;
 use polars::prelude::*;
 
 /// One snapshot's datasets. Cloning is cheap (lazy plans).
@@ -43,6 +44,28 @@ impl Inputs {
             training: e(&c::TRAINING),
             survey_responses: e(&c::SURVEY_RESPONSES),
         }
+    }
+
+    /// The first billing period of the data (R3.5): the month of the earliest
+    /// `issued_on`, `paid_on` or `refunded_on`; `None` without any billing date. A month
+    /// before it was never closed, so no rule counts it (e.g. as a breach).
+    pub fn first_billing_period(&self) -> PolarsResult<Option<Period>> {
+        let days = |lf: &LazyFrame, c: &str| -> PolarsResult<Option<i32>> {
+            let df = lf
+                .clone()
+                .select([col(c).cast(DataType::Date).min().alias("d")])
+                .collect()?;
+            Ok(df.column("d")?.cast(&DataType::Int32)?.i32()?.get(0))
+        };
+        let first = [
+            days(&self.invoices, "issued_on")?,
+            days(&self.invoices, "paid_on")?,
+            days(&self.refunds, "refunded_on")?,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        Ok(first.map(|d| Period::of_date(crate::period::days_to_date(d))))
     }
 
     /// Set a dataset by its contract path (`billing/invoices`) or name.

@@ -7,7 +7,7 @@
 //! M and M−3 and the network-health trend (R5) needs twelve months.
 
 use crate::Inputs;
-use crate::money::div_round_half_even_expr;
+use crate::money::{mul_div_round_half_even_expr, sum_cents};
 use crate::period::Period;
 use polars::prelude::*;
 
@@ -78,11 +78,11 @@ pub fn mrr(inputs: &Inputs, periods: &[Period]) -> LazyFrame {
         .with_column((col("o_end") - col("o_start") + lit(1i64)).alias("days_in"))
         .filter(col("days_in").gt(lit(0i64)))
         .with_column(
-            div_round_half_even_expr(col("amount_cents") * col("days_in"), col("service_days"))
+            mul_div_round_half_even_expr(col("amount_cents"), col("days_in"), col("service_days"))
                 .alias("recognised"),
         )
         .group_by([col("period"), col("operator_id"), col("currency")])
-        .agg([col("recognised").sum().alias("mrr_cents")])
+        .agg([sum_cents(col("recognised")).alias("mrr_cents")])
         .sort(
             ["period", "operator_id", "currency"],
             SortMultipleOptions::default(),

@@ -14,12 +14,16 @@
 //! also reports e.g. its `total_mismatch` in its month of issue; an invoice id is a
 //! duplicate when it occurs more than once under any status; a customer whose
 //! `operator_id` is not in crm/operators is `customer_without_operator` (it cannot be
-//! phased or tiered); "earlier refunds" are all refunds of the line with a smaller
-//! (`refunded_on`, `refund_id`), held or not, compared with the collected line's
-//! amount.
+//! phased or tiered); a refund id that appears more than once is `duplicate_refund`
+//! and every copy is held (as for invoices); a refund exception names the refunded
+//! invoice's customer (the smallest id, should a duplicated invoice name several).
+//! "Earlier refunds" (R7, clarified) are the line's refunds with a smaller
+//! (`refunded_on`, `refund_id`) that were *accepted* — clawed back by an earlier close
+//! (the history's clawback lines) or accepted earlier in M; a held refund does not
+//! shrink what is left.
 
 use crate::Inputs;
-use crate::payouts::{PayoutHistory, first_collection_per_line, prior_collections};
+use crate::payouts::{PayoutHistory, first_collection_per_line, prior_collections, prior_refunded};
 use crate::period::Period;
 use polars::prelude::*;
 
@@ -34,6 +38,9 @@ pub mod kind {
     pub const PAID_WITHOUT_DATE: &str = "paid_without_date";
     pub const REFUND_EXCEEDS_LINE: &str = "refund_exceeds_line";
     pub const REFUND_OF_UNCOLLECTED_LINE: &str = "refund_of_uncollected_line";
+    /// A refund id that appears more than once in billing/refunds: every copy is held,
+    /// as for `duplicate_invoice` (opnet's addition to R7; see docs/rules.md).
+    pub const DUPLICATE_REFUND: &str = "duplicate_refund";
 }
 
 /// The outcome of reconciling one period, as lazy frames over materialized results.
@@ -99,11 +106,13 @@ fn null_str() -> Expr {
 /// one row each, and a duplicated invoice gives each kind once per period.
 ///
 /// Refunds are checked against the collection payout lines of earlier periods
-/// (`history.prior_collections`) and of M itself: a refund of a line without one — a
-/// line never paid, held by an exception, or that does not exist — is
+/// (`history.prior_lines`) and of M itself: a refund of a line without one — a line
+/// never paid, held by an exception, or that does not exist — is
 /// `refund_of_uncollected_line`; a refund larger than what is left of the collected
-/// line after every refund of the same line with an earlier (`refunded_on`,
-/// `refund_id`) is `refund_exceeds_line`.
+/// line after the refunds of the same line accepted before it (earlier closes'
+/// clawbacks, then M's in (`refunded_on`, `refund_id`) order) is
+/// `refund_exceeds_line`; a refund id that occurs more than once is
+/// `duplicate_refund`. Every refund exception names the invoice's `customer_id`.
 pub fn exceptions(
     inputs: &Inputs,
     history: &PayoutHistory,
@@ -381,47 +390,93 @@ pub fn exceptions(
         col("collected_period"),
     ]);
 
-    // "Earlier refunds" of a refund: those of the same line with a smaller
-    // (refunded_on, refund_id), whatever their period and whether or not held.
-    let refunds = inputs
-        .refunds
+    // R7 refunds of M, decided one by one in (`refunded_on`, `refund_id`) order per
+    // line, because whether a refund fits depends on which earlier ones were accepted.
+    let refunds = inputs.refunds.clone().select([
+        col("refund_id"),
+        col("invoice_id"),
+        col("line_no").cast(DataType::Int64),
+        col("refunded_on"),
+        col("amount_cents").cast(DataType::Int64),
+    ]);
+    let copies = refunds
         .clone()
-        .select([
-            col("refund_id"),
-            col("invoice_id"),
-            col("line_no").cast(DataType::Int64),
-            col("refunded_on"),
-            col("amount_cents").cast(DataType::Int64),
-        ])
+        .group_by([col("refund_id")])
+        .agg([len().cast(DataType::Int64).alias("copies")]);
+    // The customer of a refunded invoice, so finance sees whose money is held; the
+    // smallest id should a duplicated invoice name several.
+    let invoice_customer = inputs
+        .invoices
+        .clone()
+        .select([col("invoice_id"), col("customer_id")])
         .sort(
-            ["invoice_id", "line_no", "refunded_on", "refund_id"],
+            ["invoice_id", "customer_id"],
             SortMultipleOptions::default(),
         )
-        .with_column(
-            (col("amount_cents")
-                .cum_sum(false)
-                .over([col("invoice_id"), col("line_no")])?
-                - col("amount_cents"))
-            .alias("earlier_cents"),
-        )
+        .unique_stable(Some(cols(["invoice_id"])), UniqueKeepStrategy::First);
+    let refunds = refunds
         .filter(in_m(col("refunded_on")))
+        .join(
+            copies,
+            [col("refund_id")],
+            [col("refund_id")],
+            JoinArgs::new(JoinType::Left),
+        )
         .join(
             collected,
             [col("invoice_id"), col("line_no")],
             [col("invoice_id"), col("line_no")],
             JoinArgs::new(JoinType::Left),
         )
-        .collect()?
-        .lazy();
+        .join(
+            prior_refunded(history, period)?,
+            [col("invoice_id"), col("line_no")],
+            [col("invoice_id"), col("line_no")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .join(
+            invoice_customer,
+            [col("invoice_id")],
+            [col("invoice_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(col("refunded_cents").fill_null(lit(0i64)))
+        .sort(
+            ["invoice_id", "line_no", "refunded_on", "refund_id"],
+            SortMultipleOptions::default(),
+        )
+        .collect()?;
+    let refunds = decide_refunds(refunds)?.lazy();
+
+    let refund_row = |status: &str, kind: &str, detail: Expr| {
+        rows(
+            refunds
+                .clone()
+                .filter(col("status").eq(lit(status.to_string()))),
+            &p,
+            kind,
+            col("line_no"),
+            col("customer_id"),
+            col("refund_id"),
+            detail,
+        )
+    };
     let refund_exceptions = concat(
         [
-            rows(
-                refunds.clone().filter(col("collected_period").is_null()),
-                &p,
+            refund_row(
+                REFUND_DUPLICATE,
+                kind::DUPLICATE_REFUND,
+                text(vec![
+                    lit("refund id "),
+                    col("refund_id"),
+                    lit(" appears "),
+                    str_of(col("copies")),
+                    lit(" times in billing/refunds; every copy is held"),
+                ]),
+            ),
+            refund_row(
+                REFUND_UNCOLLECTED,
                 kind::REFUND_OF_UNCOLLECTED_LINE,
-                col("line_no"),
-                null_str(),
-                col("refund_id"),
                 text(vec![
                     lit("refund "),
                     str_of(col("amount_cents")),
@@ -430,26 +485,18 @@ pub fn exceptions(
                     lit(", which was never paid out (no collection payout line)"),
                 ]),
             ),
-            rows(
-                refunds.clone().filter(
-                    col("collected_period")
-                        .is_not_null()
-                        .and(col("amount_cents").gt(col("line_cents") - col("earlier_cents"))),
-                ),
-                &p,
+            refund_row(
+                REFUND_EXCEEDS,
                 kind::REFUND_EXCEEDS_LINE,
-                col("line_no"),
-                null_str(),
-                col("refund_id"),
                 text(vec![
                     lit("refund "),
                     str_of(col("amount_cents")),
                     lit(" > left "),
-                    str_of(col("line_cents") - col("earlier_cents")),
+                    str_of(col("left_cents")),
                     lit(" (line "),
                     str_of(col("line_cents")),
-                    lit(", earlier refunds "),
-                    str_of(col("earlier_cents")),
+                    lit(", accepted earlier refunds "),
+                    str_of(col("line_cents") - col("left_cents")),
                     lit(")"),
                 ]),
             ),
@@ -458,17 +505,13 @@ pub fn exceptions(
     )?
     .collect()?
     .lazy();
-    let held_refunds = refund_exceptions
+    let held_refunds = refunds
         .clone()
+        .filter(col("status").neq(lit(REFUND_ACCEPTED)))
         .select([col("refund_id")])
         .unique_stable(None, UniqueKeepStrategy::First);
     let payable_refunds = refunds
-        .join(
-            held_refunds.clone(),
-            [col("refund_id")],
-            [col("refund_id")],
-            JoinArgs::new(JoinType::Anti),
-        )
+        .filter(col("status").eq(lit(REFUND_ACCEPTED)))
         .select([
             col("refund_id"),
             col("invoice_id"),
@@ -497,6 +540,78 @@ pub fn exceptions(
         collectable_lines,
         payable_refunds,
     })
+}
+
+/// Outcomes of [`decide_refunds`], in its `status` column.
+const REFUND_ACCEPTED: &str = "accepted";
+const REFUND_DUPLICATE: &str = "duplicate";
+const REFUND_UNCOLLECTED: &str = "uncollected";
+const REFUND_EXCEEDS: &str = "exceeds";
+
+/// R7 for the refunds of M, sorted by `invoice_id`, `line_no`, `refunded_on`,
+/// `refund_id`, with `copies` (of the refund id), `line_cents` and
+/// `collected_period` (null: the line was never collected) and `refunded_cents` (what
+/// earlier closes accepted of the line). Adds `status` and `left_cents` (what was left
+/// of the line before this refund).
+///
+/// A refund is accepted when its id is unique, its line was collected, and it is no
+/// larger than what is left after the refunds accepted before it — in earlier closes
+/// and earlier in M. A held refund is not money the run accounted for, so it leaves
+/// what is left unchanged for the next one. Sums are in i128: an absurd amount can
+/// exceed the line, never wrap around it.
+fn decide_refunds(mut refunds: DataFrame) -> PolarsResult<DataFrame> {
+    let n = refunds.height();
+    let text = |c: &str| -> PolarsResult<StringChunked> { Ok(refunds.column(c)?.str()?.clone()) };
+    let int = |c: &str| -> PolarsResult<Int64Chunked> {
+        Ok(refunds.column(c)?.cast(&DataType::Int64)?.i64()?.clone())
+    };
+    let (ids, invoices) = (text("refund_id")?, text("invoice_id")?);
+    let collected = text("collected_period")?;
+    let (line_no, amount, copies) = (int("line_no")?, int("amount_cents")?, int("copies")?);
+    let (line_cents, refunded) = (int("line_cents")?, int("refunded_cents")?);
+
+    let mut status = Vec::with_capacity(n);
+    let mut left_out: Vec<Option<i64>> = Vec::with_capacity(n);
+    let mut line_key: Option<(Option<&str>, Option<i64>)> = None;
+    let mut accepted_in_m: i128 = 0;
+    for i in 0..n {
+        let key = (invoices.get(i), line_no.get(i));
+        if line_key != Some(key) {
+            line_key = Some(key);
+            accepted_in_m = 0;
+        }
+        let (Some(amount), Some(_)) = (amount.get(i), ids.get(i)) else {
+            return Err(PolarsError::ComputeError(
+                format!(
+                    "refund {:?} of invoice {:?} has no amount or id",
+                    ids.get(i),
+                    invoices.get(i)
+                )
+                .into(),
+            ));
+        };
+        if copies.get(i).unwrap_or(1) > 1 {
+            status.push(REFUND_DUPLICATE);
+            left_out.push(None);
+            continue;
+        }
+        let (Some(_), Some(line)) = (collected.get(i), line_cents.get(i)) else {
+            status.push(REFUND_UNCOLLECTED);
+            left_out.push(None);
+            continue;
+        };
+        let left = line as i128 - refunded.get(i).unwrap_or(0) as i128 - accepted_in_m;
+        left_out.push(i64::try_from(left).ok());
+        if (amount as i128) > left {
+            status.push(REFUND_EXCEEDS);
+        } else {
+            accepted_in_m += amount as i128;
+            status.push(REFUND_ACCEPTED);
+        }
+    }
+    refunds.with_column(Column::new("status".into(), status))?;
+    refunds.with_column(Column::new("left_cents".into(), left_out))?;
+    Ok(refunds)
 }
 
 #[cfg(test)]
@@ -592,7 +707,7 @@ mod tests {
             .to_string();
         assert_eq!(
             detail,
-            "refund 2000 > left 1000 (line 10000, earlier refunds 9000)"
+            "refund 2000 > left 1000 (line 10000, accepted earlier refunds 9000)"
         );
         let ok = r.payable_refunds.collect().unwrap();
         let ids: Vec<_> = ok
@@ -604,6 +719,50 @@ mod tests {
             .flatten()
             .collect();
         assert_eq!(ids, ["r1", "r2"]);
+    }
+
+    #[test]
+    fn r7_refund_exceptions_name_the_invoice_customer() {
+        // Both refund kinds name the refunded invoice's customer; a refund of an
+        // invoice billing does not know has none.
+        let (mut inputs, _) = fixture();
+        inputs.refunds = df!(
+            "refund_id" => ["big", "never", "ghost"],
+            "invoice_id" => ["I1", "I1", "NOPE"],
+            "line_no" => [1i64, 9, 1],
+            "refunded_on" => [d("2025-03-05"), d("2025-03-05"), d("2025-03-05")],
+            "amount_cents" => [10_001i64, 5, 5],
+        )
+        .unwrap()
+        .lazy();
+        let r = exceptions(
+            &inputs,
+            &PayoutHistory::empty(),
+            Period::parse("2025-03").unwrap(),
+        )
+        .unwrap();
+        let df = r.exceptions.collect().unwrap();
+        let col_of = |c: &str| -> Vec<Option<String>> {
+            df.column(c)
+                .unwrap()
+                .str()
+                .unwrap()
+                .iter()
+                .map(|v| v.map(str::to_string))
+                .collect()
+        };
+        assert_eq!(
+            col_of("kind"),
+            [
+                Some("refund_exceeds_line".to_string()),
+                Some("refund_of_uncollected_line".to_string()),
+                Some("refund_of_uncollected_line".to_string()),
+            ]
+        );
+        assert_eq!(
+            col_of("customer_id"),
+            [Some("ca1".to_string()), Some("ca1".to_string()), None]
+        );
     }
 
     #[test]

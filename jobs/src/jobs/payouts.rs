@@ -214,8 +214,9 @@ fn count(lf: &LazyFrame, period: Period) -> Result<i64, JobError> {
         .unwrap_or(0))
 }
 
-/// The history R1.6 and R1.7 need: collection lines of earlier periods for the lines
-/// refunded in M (only those: a backfill stays linear), and M−1's carried balance.
+/// The history R1.6, R1.7 and R7 need: payout lines (collections and clawbacks) of
+/// earlier periods for the invoices refunded in M (only those: a backfill stays
+/// linear), and M−1's carried balance.
 async fn load_history(
     ctx: &JobContext<'_>,
     conn: &mut AnyConnection,
@@ -252,13 +253,17 @@ async fn load_history(
         ("revenue_type", DataType::String),
         ("amount_cents", DataType::Int64),
         ("operator_bp", DataType::Int64),
+        ("kind", DataType::String),
+        ("refund_id", DataType::String),
     ];
     let mut frames = Vec::new();
     for chunk in ids.chunks(500) {
         let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        // Collections give the refunded lines' original shares (R1.6); clawbacks are
+        // the refunds earlier closes accepted, which shrink what is left (R7).
         let sql = format!(
-            "SELECT period, operator_id, currency, invoice_id, line_no, revenue_type, amount_cents, operator_bp \
-             FROM payout_lines WHERE kind = 'collection' AND period < $1 AND invoice_id IN ({})",
+            "SELECT period, operator_id, currency, invoice_id, line_no, revenue_type, amount_cents, operator_bp, kind, refund_id \
+             FROM payout_lines WHERE period < $1 AND invoice_id IN ({})",
             placeholders.join(", ")
         );
         let mut binds = vec![Value::Text(period.to_string())];
@@ -272,7 +277,7 @@ async fn load_history(
             })?;
         frames.push(df.lazy());
     }
-    let prior_collections = if frames.is_empty() {
+    let prior_lines = if frames.is_empty() {
         let empty: Vec<Column> = cols
             .iter()
             .map(|(n, t)| Column::new_empty((*n).into(), t))
@@ -294,7 +299,7 @@ async fn load_history(
     .map_err(|source| JobError::Database { job: JOB, period, source })?
     .lazy();
     Ok(PayoutHistory {
-        prior_collections,
+        prior_lines,
         carried_in,
     })
 }
