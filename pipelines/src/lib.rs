@@ -10,15 +10,18 @@
 pub mod active;
 pub mod alerts;
 pub mod contract;
+pub mod equity;
 pub mod exclusivity;
 pub mod health;
 pub mod inputs;
+pub mod leads;
 pub mod money;
 pub mod mrr;
 pub mod payouts;
 pub mod period;
 pub mod plan;
 pub mod reconcile;
+pub mod scorecard;
 pub mod tiers;
 
 pub use inputs::Inputs;

@@ -212,6 +212,164 @@ impl Default for NetworkTargets {
     }
 }
 
+/// R8.1 — one scorecard component: its weight in the total and the value that
+/// scores 100 (the score is `100 × value / target`, clamped to 0–100).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Component {
+    pub weight: f64,
+    pub target: f64,
+}
+
+/// R8.1 — the operator scorecard ("Measuring Success").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scorecard {
+    /// Currency of `revenue_generation` (the plan's reporting currency, USD).
+    pub reporting_currency: String,
+    /// MRR (cents of the reporting currency) that scores 100: 1,500,000.
+    pub revenue_generation: Component,
+    /// New customers per month that score 100: 2.
+    pub customer_acquisition: Component,
+    /// Months of the acquisition average, M−(n−1)..M: 3.
+    pub acquisition_months: i64,
+    /// R4.3 retention that scores 100: 0.90.
+    pub customer_retention: Component,
+    /// R4.2 days: `target` scores 100 (14) and `zero_at_days` scores 0 (28).
+    pub implementation_speed: Component,
+    pub implementation_zero_at_days: f64,
+    /// R4.4 NPS that scores 100: 50.
+    pub customer_satisfaction: Component,
+    /// R4.6 completion that scores 100: 1.0.
+    pub training_compliance: Component,
+    /// Referral leads in the window that score 100: 4.
+    pub community_contribution: Component,
+    /// Months of the referral window, M−(n−1)..M: 12.
+    pub referral_months: i64,
+}
+
+impl Default for Scorecard {
+    fn default() -> Self {
+        let c = |weight: f64, target: f64| Component { weight, target };
+        Self {
+            reporting_currency: "USD".into(),
+            revenue_generation: c(0.25, 1_500_000.0),
+            customer_acquisition: c(0.20, 2.0),
+            acquisition_months: 3,
+            customer_retention: c(0.20, 0.90),
+            implementation_speed: c(0.15, 14.0),
+            implementation_zero_at_days: 28.0,
+            customer_satisfaction: c(0.10, 50.0),
+            training_compliance: c(0.05, 1.0),
+            community_contribution: c(0.05, 4.0),
+            referral_months: 12,
+        }
+    }
+}
+
+/// R8.2 — the Operator Equity Program: eligibility thresholds and the program terms
+/// named in the email to an operator that becomes eligible.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Equity {
+    /// Minimum tenure month (R1.1): 12.
+    pub min_tenure_months: i64,
+    /// The tier required: `platinum`.
+    pub tier: String,
+    /// Minimum MRR in cents of the reporting currency (R6.1): 5,000,000.
+    pub min_mrr_cents: i64,
+    /// Retention (R4.3) must be above this: 0.95.
+    pub min_retention: f64,
+    /// Program terms for the email (words, as finance writes them).
+    pub pool: String,
+    pub vesting: String,
+    pub cliff: String,
+    pub valuation_cadence: String,
+}
+
+impl Default for Equity {
+    fn default() -> Self {
+        Self {
+            min_tenure_months: 12,
+            tier: "platinum".into(),
+            min_mrr_cents: 5_000_000,
+            min_retention: 0.95,
+            pool: "a 10 % equity pool shared among eligible operators".into(),
+            vesting: "four years, vesting monthly".into(),
+            cliff: "one year".into(),
+            valuation_cadence: "valued once a year by an independent appraiser".into(),
+        }
+    }
+}
+
+/// R8.3 — the selection-score weights (renormalised over the components with data).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectionWeights {
+    pub close_rate: f64,
+    pub satisfaction: f64,
+    pub response: f64,
+    pub tenure: f64,
+}
+
+/// R8.3 — automated lead distribution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Leads {
+    /// Leads an operator may receive per calendar month, by the tier of the latest
+    /// closed period (`none` 3, bronze 5, silver 10, gold 20, platinum 40).
+    pub capacity_none: i64,
+    pub capacity: PerTier<i64>,
+    pub selection_weights: SelectionWeights,
+    /// Complete months before T's month for the close rate and response time: 6.
+    pub history_months: i64,
+    /// Complete months before T's month for satisfaction: 3.
+    pub satisfaction_months: i64,
+    /// Response score `100 × (target − h) / span`, clamped: 0 at 24 hours, 100 at 4.
+    pub response_target_hours: f64,
+    pub response_span_hours: f64,
+    /// Tenure months that score 100: 24.
+    pub tenure_full_months: i64,
+}
+
+impl Default for Leads {
+    fn default() -> Self {
+        Self {
+            capacity_none: 3,
+            capacity: PerTier {
+                bronze: 5,
+                silver: 10,
+                gold: 20,
+                platinum: 40,
+            },
+            selection_weights: SelectionWeights {
+                close_rate: 0.4,
+                satisfaction: 0.3,
+                response: 0.2,
+                tenure: 0.1,
+            },
+            history_months: 6,
+            satisfaction_months: 3,
+            response_target_hours: 24.0,
+            response_span_hours: 20.0,
+            tenure_full_months: 24,
+        }
+    }
+}
+
+impl Leads {
+    /// R8.3 capacity of a tier (`none` or unknown: `capacity_none`).
+    pub fn capacity_of(&self, tier: &str) -> i64 {
+        match tier {
+            "bronze" => self.capacity.bronze,
+            "silver" => self.capacity.silver,
+            "gold" => self.capacity.gold,
+            "platinum" => self.capacity.platinum,
+            _ => self.capacity_none,
+        }
+    }
+}
+
 /// One version of the compensation plan (R0.5).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -236,6 +394,12 @@ pub struct Plan {
     pub thresholds: Thresholds,
     #[serde(default)]
     pub network: NetworkTargets,
+    #[serde(default)]
+    pub scorecard: Scorecard,
+    #[serde(default)]
+    pub equity: Equity,
+    #[serde(default)]
+    pub leads: Leads,
 }
 
 fn default_terms() -> i64 {
@@ -259,6 +423,9 @@ impl Plan {
             exclusivity: Exclusivity::default(),
             thresholds: Thresholds::default(),
             network: NetworkTargets::default(),
+            scorecard: Scorecard::default(),
+            equity: Equity::default(),
+            leads: Leads::default(),
         }
     }
 
@@ -335,6 +502,76 @@ impl Plan {
             out.push(format!(
                 "{at}.network.active_operators_min exceeds active_operators_max"
             ));
+        }
+        let sc = &self.scorecard;
+        for (key, c) in [
+            ("revenue_generation", &sc.revenue_generation),
+            ("customer_acquisition", &sc.customer_acquisition),
+            ("customer_retention", &sc.customer_retention),
+            ("implementation_speed", &sc.implementation_speed),
+            ("customer_satisfaction", &sc.customer_satisfaction),
+            ("training_compliance", &sc.training_compliance),
+            ("community_contribution", &sc.community_contribution),
+        ] {
+            if !(c.weight.is_finite() && c.weight >= 0.0) {
+                out.push(format!("{at}.scorecard.{key}.weight must be a number >= 0"));
+            }
+            if !(c.target.is_finite() && c.target > 0.0) {
+                out.push(format!("{at}.scorecard.{key}.target must be a number > 0"));
+            }
+        }
+        if sc
+            .implementation_zero_at_days
+            .partial_cmp(&sc.implementation_speed.target)
+            != Some(std::cmp::Ordering::Greater)
+        {
+            out.push(format!(
+                "{at}.scorecard.implementation_zero_at_days must exceed implementation_speed.target"
+            ));
+        }
+        if sc.acquisition_months < 1 || sc.referral_months < 1 {
+            out.push(format!(
+                "{at}.scorecard.acquisition_months and referral_months must be at least 1"
+            ));
+        }
+        if sc.reporting_currency.len() != 3 {
+            out.push(format!(
+                "{at}.scorecard.reporting_currency must be an ISO 4217 code"
+            ));
+        }
+        if !crate::tiers::TIER_ORDER.contains(&self.equity.tier.as_str()) {
+            out.push(format!(
+                "{at}.equity.tier = {:?}: must be one of {}",
+                self.equity.tier,
+                crate::tiers::TIER_ORDER.join(", ")
+            ));
+        }
+        let l = &self.leads;
+        for (key, v) in [
+            ("capacity_none", l.capacity_none),
+            ("capacity.bronze", l.capacity.bronze),
+            ("capacity.silver", l.capacity.silver),
+            ("capacity.gold", l.capacity.gold),
+            ("capacity.platinum", l.capacity.platinum),
+        ] {
+            if v < 0 {
+                out.push(format!("{at}.leads.{key} must not be negative"));
+            }
+        }
+        let w = &l.selection_weights;
+        if [w.close_rate, w.satisfaction, w.response, w.tenure]
+            .iter()
+            .any(|x| !(x.is_finite() && *x >= 0.0))
+        {
+            out.push(format!("{at}.leads.selection_weights must be numbers >= 0"));
+        }
+        if l.history_months < 1 || l.satisfaction_months < 1 || l.tenure_full_months < 1 {
+            out.push(format!(
+                "{at}.leads: history_months, satisfaction_months and tenure_full_months must be at least 1"
+            ));
+        }
+        if l.response_span_hours.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+            out.push(format!("{at}.leads.response_span_hours must be > 0"));
         }
         if n.target_currency.len() != 3 {
             out.push(format!(
