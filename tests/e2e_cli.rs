@@ -58,6 +58,32 @@ fn demo_on_embedded_defaults_then_pyarrow_reads_the_lake() {
         stdout.contains("(revision 1): approved now, sent now"),
         "{stdout}"
     );
+    // `payouts show`: money columns right-aligned (each cell ends in a digit).
+    let end = stdout
+        .split("│ statements ")
+        .nth(1)
+        .map(|s| s[..7].to_string())
+        .unwrap();
+    let show = opnet(dir.path(), &["payouts", "show", "--period", &end]);
+    assert!(show.status.success(), "{}", text(&show));
+    let table = String::from_utf8_lossy(&show.stdout);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .filter(|l| l.contains('┆') && !l.contains("operator share"))
+        .map(|l| l.split('┆').collect())
+        .collect();
+    assert!(!rows.is_empty(), "{table}");
+    for cells in &rows {
+        for money in &cells[4..10] {
+            // One space of padding after the last digit: right-aligned.
+            let figure = money.trim_end();
+            assert!(
+                figure.ends_with(|c: char| c.is_ascii_digit()) && money.len() - figure.len() == 1,
+                "not right-aligned: {money:?}\n{table}"
+            );
+        }
+    }
+
     let stderr = String::from_utf8_lossy(&out.stderr);
     // Logs: a line per run at info, none per mail; no colour codes in a pipe.
     assert!(!stderr.contains('\u{1b}'), "ANSI escape codes in a pipe: {stderr}");
