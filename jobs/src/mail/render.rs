@@ -170,18 +170,27 @@ pub struct TierChangeView {
     pub benefits: String,
 }
 
-/// One breached metric, already formatted by the caller (R4).
+/// One breached metric, already worded by the caller from the plan in force (R4,
+/// R0.5): what is wrong (the value against the alert condition, with its direction)
+/// and what good looks like.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricBreachView {
-    /// The R4 id, e.g. `nps`.
+    /// The R4 id, e.g. `response_hours`.
     pub metric: String,
-    /// A human name, e.g. "Net Promoter Score".
+    /// A human name, e.g. "Lead response time".
     pub label: String,
+    /// What the metric measures, e.g. "hours from a lead's creation to your first
+    /// contact, leads of the month".
+    pub definition: String,
+    /// The operator's value with its unit, e.g. "30.5 hours on average".
     pub value: String,
-    /// The alert condition, e.g. "< 30".
-    pub threshold: String,
-    /// What good looks like, e.g. "≥ 50".
+    /// The alert condition with its direction, e.g. "above 24 hours on average".
+    pub alert_when: String,
+    /// What good looks like, e.g. "at most 24 hours on average".
     pub target: String,
+    /// The breach's identity for the dedup key: the metric id and its figures as
+    /// numbers (value, threshold), so that a change of wording never re-sends it.
+    pub figures: String,
 }
 
 /// One operator's performance alerts for a period (R4).
@@ -822,16 +831,20 @@ struct AlertCtx<'a> {
 struct BreachCtx<'a> {
     metric: &'a str,
     label: &'a str,
+    definition: &'a str,
     value: &'a str,
-    threshold: &'a str,
+    alert_when: &'a str,
     target: &'a str,
 }
 
-/// One email per operator and period listing every breached metric (R4).
+/// One email per operator and period listing every breached metric (R4): for each,
+/// what it measures, the operator's value, when it alerts (the threshold and its
+/// direction) and the target.
 ///
-/// The dedup key ends in a hash of the breach list (in metric order), so the same
-/// operator, period and content is never sent twice, while a re-run whose breaches
-/// changed sends the corrected list.
+/// The dedup key ends in a hash of the breaches' figures (metric ids, values and
+/// thresholds as numbers, sorted), so the same operator, period and content is
+/// never sent twice — whatever the wording — while a re-run whose breaches changed
+/// sends the corrected list.
 pub fn alert_email(v: &AlertView) -> Result<OutgoingEmail, MailError> {
     let ctx = AlertCtx {
         period: &v.period,
@@ -843,23 +856,15 @@ pub fn alert_email(v: &AlertView) -> Result<OutgoingEmail, MailError> {
             .map(|b| BreachCtx {
                 metric: &b.metric,
                 label: &b.label,
+                definition: &b.definition,
                 value: &b.value,
-                threshold: &b.threshold,
+                alert_when: &b.alert_when,
                 target: &b.target,
             })
             .collect(),
     };
     let (text, html) = render_pair("alert", &ctx)?;
-    let mut content: Vec<String> = v
-        .breaches
-        .iter()
-        .map(|b| {
-            format!(
-                "{}\t{}\t{}\t{}\t{}",
-                b.metric, b.label, b.value, b.threshold, b.target
-            )
-        })
-        .collect();
+    let mut content: Vec<String> = v.breaches.iter().map(|b| b.figures.clone()).collect();
     content.sort();
     let n = v.breaches.len() as i64;
     Ok(OutgoingEmail {
