@@ -262,6 +262,22 @@ pub fn format_cents(cents: i64, currency: &str) -> String {
     }
 }
 
+/// Basis points as an exact percentage (R0.3): `1250` → `12.5 %`, `7000` → `70 %`,
+/// `1` → `0.01 %`. Integer arithmetic only: the one formatting of basis points for
+/// every email and summary, so no message rounds a plan's share or threshold.
+pub fn format_bp(bp: i64) -> String {
+    let sign = if bp < 0 { "-" } else { "" };
+    let abs = bp.unsigned_abs();
+    let (whole, frac) = (abs / 100, abs % 100);
+    if frac == 0 {
+        format!("{sign}{whole} %")
+    } else if frac % 10 == 0 {
+        format!("{sign}{whole}.{} %", frac / 10)
+    } else {
+        format!("{sign}{whole}.{frac:02} %")
+    }
+}
+
 /// A money figure as the templates see it.
 #[derive(Debug, Clone, Serialize)]
 struct Money {

@@ -582,6 +582,54 @@ fn exclusivity_view() -> ExclusivityView {
 }
 
 #[test]
+fn r0_3_format_bp_is_exact() {
+    assert_eq!(format_bp(1250), "12.5 %");
+    assert_eq!(format_bp(7000), "70 %");
+    assert_eq!(format_bp(9250), "92.5 %");
+    assert_eq!(format_bp(1234), "12.34 %");
+    assert_eq!(format_bp(1), "0.01 %");
+    assert_eq!(format_bp(5), "0.05 %");
+    assert_eq!(format_bp(0), "0 %");
+    assert_eq!(format_bp(10_000), "100 %");
+    assert_eq!(format_bp(-250), "-2.5 %");
+    assert_eq!(format_bp(i64::MIN), "-92233720368547758.08 %");
+}
+
+/// Issue 10: a plan whose R3.3 growth and R3.4 satisfaction minimums are not whole
+/// percents (1250 bp, 9250 bp) is quoted exactly in the breach notice — integer
+/// division used to print "12 %" and "92 %".
+#[test]
+fn r3_exclusivity_notice_golden_with_basis_points_that_are_not_whole_percents() {
+    let mut criteria = opnet_pipelines::Plan::playbook().exclusivity;
+    criteria.min_qoq_growth_bp = 1250;
+    criteria.min_csat_share_bp = 9250;
+    criteria.min_mrr_cents_by_currency.insert("EUR".into(), 900_000);
+    let facts = crate::jobs::exclusivity::CheckFacts {
+        currency: "EUR".into(),
+        failed_criteria: "mrr,customers,growth,satisfaction".into(),
+        mrr_cents: 812_345,
+        active_customers: 12,
+        qoq_growth: Some(0.081),
+        csat_share: Some(0.9),
+        csat_responses: 20,
+        insufficient_satisfaction_data: false,
+    };
+    let v = ExclusivityView {
+        failures: crate::jobs::exclusivity::failure_sentences(&facts, &criteria),
+        territory_id: "TER-BER".into(),
+        ..exclusivity_view()
+    };
+    let email = exclusivity_breach_email(&v).expect("render");
+    check_golden("exclusivity_breach.txt", email.text.as_bytes());
+    for part in [email.text.as_str(), email.html.as_deref().expect("html")] {
+        assert!(part.contains("against the 12.5 % required"), "{part}");
+        assert!(part.contains("must be above 92.5 %"), "{part}");
+        assert!(part.contains("876.55 EUR more"), "{part}");
+        assert!(!part.contains("12 %") && !part.contains("92 %"), "{part}");
+    }
+}
+
+#[test]
 fn r3_5_exclusivity_breach_and_escalation() {
     let v = exclusivity_view();
     let email = exclusivity_breach_email(&v).expect("render");
