@@ -188,6 +188,70 @@ fn r1_7_statement_email_key_subject_and_carry_sentence() {
     assert!(!html.contains("src=") && !html.contains("<link") && !html.contains("http"));
 }
 
+/// Issue 14: the operator can check the statement without a calculator — each
+/// revenue type's split adds up to what was collected, each clawback line is split
+/// in its refund, and the Candlefish share is explained as collections plus
+/// clawbacks (R1.7: the operator share is before clawbacks, Candlefish's after).
+#[test]
+fn r1_7_statement_shows_the_arithmetic_of_the_shares() {
+    let email = statement_email(&statement_view()).expect("render");
+    let html = email.html.as_deref().expect("html");
+    for part in [email.text.as_str(), html] {
+        for phrase in [
+            "Software at 70 %",
+            "Implementation at 85 %",
+            "Support at 100 %",
+            "9,333.33 USD",  // 7000 bp of 10,000.00 + 3,333.33, line by line
+            "4,000.00 USD",  // Candlefish's part of the software
+            "4,375.00 USD",  // Candlefish's part of all collections
+            "INV-0950 line 1, refund RF-0007",
+            "-1,200.00 USD", // refunded
+            "-420.00 USD",   // Candlefish's part of the refund
+            "65 %",          // the share of the original collection (R1.6)
+            "3,955.00 USD",  // Candlefish share = 4,375.00 − 420.00
+        ] {
+            assert!(part.contains(phrase), "{phrase:?} missing:\n{part}");
+        }
+    }
+    assert!(
+        email
+            .text
+            .contains("= 4,375.00 USD of the collections and -420.00 USD of the clawbacks"),
+        "{}",
+        email.text
+    );
+}
+
+/// A statement with more clawback lines than the email itemises lists the first
+/// ones, says how many more are in the CSV, and keeps the totals of all of them.
+#[test]
+fn r1_6_many_clawbacks_are_capped_in_the_body_not_in_the_totals() {
+    let mut v = statement_view();
+    let extra = 25;
+    for i in 0..extra {
+        v.lines.push(line(
+            &format!("INV-2{i:03}"),
+            1,
+            Some(&format!("RF-2{i:03}")),
+            "software",
+            -1_000,
+            7000,
+            -700,
+            "2025-06",
+        ));
+    }
+    v.clawback_cents -= 700 * extra;
+    v.candlefish_share_cents -= 300 * extra;
+    let email = statement_email(&v).expect("render");
+    let listed = email.text.matches("    Refunded ").count();
+    assert_eq!(listed, MAX_LISTED_CLAWBACKS, "{}", email.text);
+    let more = format!("… and {} more in the attached CSV", extra as usize + 1 - MAX_LISTED_CLAWBACKS);
+    assert!(email.text.contains(&more), "{}", email.text);
+    assert!(email.html.as_deref().expect("html").contains(&more));
+    // −780.00 − 25 × 7.00 = −955.00 yours; −420.00 − 25 × 3.00 = −495.00 Candlefish.
+    assert!(email.text.contains("-955.00 USD") && email.text.contains("-495.00 USD"));
+}
+
 #[test]
 fn r1_7_statement_text_and_html_show_the_same_numbers() {
     let mut views = vec![statement_view()];
