@@ -152,12 +152,12 @@ fn broken_links(root: &Path, doc: &Path) -> Vec<String> {
             fail("outside the repository");
             continue;
         }
-        if let Some(fragment) = fragment {
-            if resolved.extension().is_some_and(|x| x == "md") {
-                let target_text = std::fs::read_to_string(&resolved).unwrap_or_default();
-                if !anchors(&target_text).contains(fragment) {
-                    fail("no heading with this anchor");
-                }
+        if let Some(fragment) = fragment
+            && resolved.extension().is_some_and(|x| x == "md")
+        {
+            let target_text = std::fs::read_to_string(&resolved).unwrap_or_default();
+            if !anchors(&target_text).contains(fragment) {
+                fail("no heading with this anchor");
             }
         }
     }
@@ -175,12 +175,11 @@ fn every_relative_link_of_readme_and_docs_resolves_inside_the_repository() {
         checked += links(&std::fs::read_to_string(doc).unwrap_or_default()).len();
         broken.extend(broken_links(&root, doc));
     }
-    assert!(checked > 10, "only {checked} links found: is the parser right?");
     assert!(
-        broken.is_empty(),
-        "broken links:\n{}",
-        broken.join("\n")
+        checked > 10,
+        "only {checked} links found: is the parser right?"
     );
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
 
 /// The checker itself: planted broken links are reported, good ones are not.

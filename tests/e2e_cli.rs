@@ -86,7 +86,10 @@ fn demo_on_embedded_defaults_then_pyarrow_reads_the_lake() {
 
     let stderr = String::from_utf8_lossy(&out.stderr);
     // Logs: a line per run at info, none per mail; no colour codes in a pipe.
-    assert!(!stderr.contains('\u{1b}'), "ANSI escape codes in a pipe: {stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "ANSI escape codes in a pipe: {stderr}"
+    );
     assert!(stderr.contains("Run succeeded"), "{stderr}");
     assert!(!stderr.contains("email sent"), "{stderr}");
     assert!(
@@ -164,7 +167,10 @@ print(len(files), n)
         "{stdout}"
     );
     assert!(stdout.contains("none new; "), "{stdout}");
-    assert!(stdout.contains("payouts already approved (revision 1)"), "{stdout}");
+    assert!(
+        stdout.contains("payouts already approved (revision 1)"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("next: cargo run -- payouts show --period "),
         "{stdout}"

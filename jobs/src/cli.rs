@@ -527,7 +527,10 @@ mod tests {
     #[test]
     fn log_colour_only_on_a_terminal_and_never_with_no_color() {
         assert!(log_colour(true, None));
-        assert!(!log_colour(false, None), "a file or pipe gets no escape codes");
+        assert!(
+            !log_colour(false, None),
+            "a file or pipe gets no escape codes"
+        );
         assert!(!log_colour(true, Some("1".into())));
         // no-color.org: an empty NO_COLOR does not count.
         assert!(log_colour(true, Some("".into())));

@@ -157,11 +157,18 @@ pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Re
     ]);
     println!("{t}");
     let hints = [
-        (format!("{run} payouts show --period {end}"), "the statements, one row each"),
+        (
+            format!("{run} payouts show --period {end}"),
+            "the statements, one row each",
+        ),
         (format!("{run} runs"), "the run ledger"),
         (format!("{run} --help"), "every command"),
     ];
-    let width = hints.iter().map(|(c, _)| c.chars().count()).max().unwrap_or(0);
+    let width = hints
+        .iter()
+        .map(|(c, _)| c.chars().count())
+        .max()
+        .unwrap_or(0);
     for (i, (command, what)) in hints.iter().enumerate() {
         let lead = if i == 0 { "next:" } else { "" };
         println!("{lead:<5} {command:<width$}   {what}");
@@ -325,7 +332,11 @@ async fn print_periods(app: &App, report: &CloseReport, first: Period, end: Peri
         refused
             .entry(r.period.to_string())
             .or_default()
-            .push(format!("{} {}", r.job, refusal_wording(&r.notes.join("; "))));
+            .push(format!(
+                "{} {}",
+                r.job,
+                refusal_wording(&r.notes.join("; "))
+            ));
     }
 
     let periods: Vec<Period> = first.through(end).collect();
@@ -424,7 +435,10 @@ mod tests {
             statements_wording(&partly, 3, 3),
             "5 (revision 2): 3 approved now, 1 already, 3 sent now, 1 already, 1 draft"
         );
-        assert_eq!(statements_wording(&StatementStatus::default(), 0, 0), "none");
+        assert_eq!(
+            statements_wording(&StatementStatus::default(), 0, 0),
+            "none"
+        );
     }
 
     #[test]

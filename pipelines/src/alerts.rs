@@ -449,9 +449,7 @@ pub fn metric_definition(metric: &str) -> &'static str {
         IMPLEMENTATION_DAYS => {
             "days from contract to go-live, for customers who went live in the last three months"
         }
-        CUSTOMER_RETENTION => {
-            "of your customers active twelve months ago, the share still active"
-        }
+        CUSTOMER_RETENTION => "of your customers active twelve months ago, the share still active",
         NPS => "Net Promoter Score of your customers' survey responses of the last three months",
         RESPONSE_HOURS => "hours from a lead's creation to your first contact, leads of the month",
         TRAINING_COMPLETION => "required training modules completed",

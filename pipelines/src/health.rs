@@ -333,7 +333,10 @@ fn revenue_rows(
         target,
         on_target,
     );
-    vec![money_rows(metric::TOTAL_MRR_CENTS, totals), per_operator_rows]
+    vec![
+        money_rows(metric::TOTAL_MRR_CENTS, totals),
+        per_operator_rows,
+    ]
 }
 
 /// A money metric without a target: `currency`, `cents` → value and value_cents.

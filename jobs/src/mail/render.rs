@@ -665,8 +665,16 @@ pub fn statement_email(v: &StatementView) -> Result<OutgoingEmail, MailError> {
     let width = named
         .iter()
         .map(|(_, c)| *c)
-        .chain(groups.values().flat_map(|(a, o)| [*a, *o, a.saturating_sub(*o)]))
-        .chain(listed.iter().flat_map(|l| [l.amount_cents, l.operator_cents, l.candlefish_cents]))
+        .chain(
+            groups
+                .values()
+                .flat_map(|(a, o)| [*a, *o, a.saturating_sub(*o)]),
+        )
+        .chain(
+            listed
+                .iter()
+                .flat_map(|l| [l.amount_cents, l.operator_cents, l.candlefish_cents]),
+        )
         .map(|c| format_cents(c, cur).chars().count())
         .max()
         .unwrap_or(0);

@@ -450,11 +450,16 @@ fn off_target_figures_come_first() {
         .skip(4)
         .take_while(|l| !l.is_empty())
         .collect();
-    assert!(text_rows[..4].iter().all(|l| l.ends_with("✗ off target")), "{text_rows:#?}");
+    assert!(
+        text_rows[..4].iter().all(|l| l.ends_with("✗ off target")),
+        "{text_rows:#?}"
+    );
     assert!(text_rows[4..].iter().all(|l| !l.ends_with("✗ off target")));
     let csv = String::from_utf8(report.csv).expect("utf-8");
     assert!(
-        csv.lines().nth(1).is_some_and(|l| l.starts_with("2025-08,active_operators,")),
+        csv.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("2025-08,active_operators,")),
         "{csv}"
     );
 }
@@ -473,8 +478,8 @@ fn month_labels_are_short_and_name_the_year_where_it_changes() {
     assert_eq!(
         labels,
         [
-            "Sep 2024", "Oct", "Nov", "Dec", "Jan 2025", "Feb", "Mar", "Apr", "May", "Jun",
-            "Jul", "Aug"
+            "Sep 2024", "Oct", "Nov", "Dec", "Jan 2025", "Feb", "Mar", "Apr", "May", "Jun", "Jul",
+            "Aug"
         ]
     );
     assert_eq!(axis.label(-1), "");
@@ -552,12 +557,14 @@ network.operator_retention_min = 0.99
     let render_with = |period: &str| {
         let p = Period::parse(period).expect("period");
         let plan = book.for_period(p).expect("plan in force");
-        let tiers = polars::df!("operator_id" => Vec::<String>::new(), "tier" => Vec::<String>::new())
-            .expect("tiers")
-            .lazy();
-        let payable = polars::df!("currency" => Vec::<String>::new(), "payable_cents" => Vec::<i64>::new())
-            .expect("payable")
-            .lazy();
+        let tiers =
+            polars::df!("operator_id" => Vec::<String>::new(), "tier" => Vec::<String>::new())
+                .expect("tiers")
+                .lazy();
+        let payable =
+            polars::df!("currency" => Vec::<String>::new(), "payable_cents" => Vec::<i64>::new())
+                .expect("payable")
+                .lazy();
         let rows = opnet_pipelines::health::network_health(&inputs, p, plan, tiers, payable)
             .collect()
             .expect("rows");
@@ -591,10 +598,28 @@ network.operator_retention_min = 0.99
         row_of(&after.html, "operator_retention"),
     );
     assert!(a.contains("&gt; 85.0%") && a.contains("✓ on target"), "{a}");
-    assert!(b.contains("&gt; 99.0%") && b.contains("✗ off target"), "{b}");
+    assert!(
+        b.contains("&gt; 99.0%") && b.contains("✗ off target"),
+        "{b}"
+    );
     // The sections and the text part follow the same plan.
-    assert!(before.html.contains("Every vertical has at least 2 active specialists."));
-    assert!(after.html.contains("Verticals with fewer than 80 specialists"));
-    assert!(after.text.contains("Verticals with fewer than 80 specialists: v1 (59)"));
-    assert!(after.html.contains("target ≤ 200"), "the chart's band follows the plan");
+    assert!(
+        before
+            .html
+            .contains("Every vertical has at least 2 active specialists.")
+    );
+    assert!(
+        after
+            .html
+            .contains("Verticals with fewer than 80 specialists")
+    );
+    assert!(
+        after
+            .text
+            .contains("Verticals with fewer than 80 specialists: v1 (59)")
+    );
+    assert!(
+        after.html.contains("target ≤ 200"),
+        "the chart's band follows the plan"
+    );
 }

@@ -201,9 +201,9 @@ fn r1_7_statement_shows_the_arithmetic_of_the_shares() {
             "Software at 70 %",
             "Implementation at 85 %",
             "Support at 100 %",
-            "9,333.33 USD",  // 7000 bp of 10,000.00 + 3,333.33, line by line
-            "4,000.00 USD",  // Candlefish's part of the software
-            "4,375.00 USD",  // Candlefish's part of all collections
+            "9,333.33 USD", // 7000 bp of 10,000.00 + 3,333.33, line by line
+            "4,000.00 USD", // Candlefish's part of the software
+            "4,375.00 USD", // Candlefish's part of all collections
             "INV-0950 line 1, refund RF-0007",
             "-1,200.00 USD", // refunded
             "-420.00 USD",   // Candlefish's part of the refund
@@ -245,7 +245,10 @@ fn r1_6_many_clawbacks_are_capped_in_the_body_not_in_the_totals() {
     let email = statement_email(&v).expect("render");
     let listed = email.text.matches("    Refunded ").count();
     assert_eq!(listed, MAX_LISTED_CLAWBACKS, "{}", email.text);
-    let more = format!("… and {} more in the attached CSV", extra as usize + 1 - MAX_LISTED_CLAWBACKS);
+    let more = format!(
+        "… and {} more in the attached CSV",
+        extra as usize + 1 - MAX_LISTED_CLAWBACKS
+    );
     assert!(email.text.contains(&more), "{}", email.text);
     assert!(email.html.as_deref().expect("html").contains(&more));
     // −780.00 − 25 × 7.00 = −955.00 yours; −420.00 − 25 × 3.00 = −495.00 Candlefish.
@@ -560,7 +563,10 @@ fn alert_view() -> AlertView {
 fn r4_alert_golden_text_and_html() {
     let email = alert_email(&alert_view()).expect("render");
     check_golden("alert.txt", email.text.as_bytes());
-    check_golden("alert.html", email.html.as_deref().expect("html").as_bytes());
+    check_golden(
+        "alert.html",
+        email.html.as_deref().expect("html").as_bytes(),
+    );
     for part in [email.text.as_str(), email.html.as_deref().expect("html")] {
         for phrase in [
             "0 new customers in 2025-08",
@@ -667,7 +673,9 @@ fn r3_exclusivity_notice_golden_with_basis_points_that_are_not_whole_percents() 
     let mut criteria = opnet_pipelines::Plan::playbook().exclusivity;
     criteria.min_qoq_growth_bp = 1250;
     criteria.min_csat_share_bp = 9250;
-    criteria.min_mrr_cents_by_currency.insert("EUR".into(), 900_000);
+    criteria
+        .min_mrr_cents_by_currency
+        .insert("EUR".into(), 900_000);
     let facts = crate::jobs::exclusivity::CheckFacts {
         currency: "EUR".into(),
         failed_criteria: "mrr,customers,growth,satisfaction".into(),
