@@ -2,9 +2,10 @@
 //! failed: [`TestDb`] drops its database in `Drop`, which also runs while a failed
 //! assertion unwinds. A killed test process (SIGKILL) is the only way to leave one.
 //!
-//! Only std, tokio and sqlx, so that unit tests inside the crates can use it too:
-//! `#[path = "<relative path to>/tests/common/pg.rs"] mod pg;` then
-//! `let Some(db) = pg::TestDb::create("db").await.ok() else { … }` and `db.url`.
+//! Only std, tokio and sqlx, so that the unit tests of `opnet` use it too, as
+//! `crate::test_pg` (jobs/src/lib.rs includes this file under `cfg(test)`):
+//! `let db = crate::test_pg::TestDb::create("db").await?;` then `db.url`, and keep
+//! `db` alive until the test ends.
 
 #![allow(dead_code)]
 
