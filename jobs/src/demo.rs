@@ -328,7 +328,12 @@ async fn print_periods(app: &App, report: &CloseReport, first: Period, end: Peri
     )
     .await?;
     let mut refused: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in report.runs.iter().filter(|r| r.run_id.is_none()) {
+    // A refused run has no run id today; once refusals are recorded in the ledger
+    // their note still starts with "refused".
+    let refused_run = |r: &&crate::close::RunSummary| {
+        r.run_id.is_none() || r.notes.iter().any(|n| n.starts_with("refused"))
+    };
+    for r in report.runs.iter().filter(refused_run) {
         refused
             .entry(r.period.to_string())
             .or_default()
