@@ -10,14 +10,23 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn opnet(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_opnet"))
-        .current_dir(cwd)
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .env_remove("OPNET_CONFIG")
+    command(cwd, args)
         .env("OPNET_LOG", "warn")
         .output()
         .expect("run opnet")
+}
+
+/// The binary on the embedded defaults, as a newcomer runs it: no config, no
+/// database URL, the default log level, no NO_COLOR.
+fn command(cwd: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_opnet"));
+    cmd.current_dir(cwd)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("OPNET_CONFIG")
+        .env_remove("OPNET_LOG")
+        .env_remove("NO_COLOR");
+    cmd
 }
 
 fn text(o: &Output) -> String {
@@ -31,11 +40,63 @@ fn text(o: &Output) -> String {
 #[test]
 fn demo_on_embedded_defaults_then_pyarrow_reads_the_lake() {
     let dir = tempfile::tempdir().unwrap();
-    let out = opnet(dir.path(), &["demo", "--operators", "15", "--months", "4"]);
+    // Issue 14: started outside cargo, with stderr a pipe (not a terminal) and the
+    // default log level.
+    let out = command(dir.path(), &["demo", "--operators", "15", "--months", "4"])
+        .env_remove("CARGO_PKG_NAME")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("periods closed"), "{stdout}");
     assert!(stdout.contains("network-health report"), "{stdout}");
+    assert!(
+        stdout.contains("next: opnet payouts show --period "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("(revision 1): approved now, sent now"),
+        "{stdout}"
+    );
+    // `payouts show`: money columns right-aligned (each cell ends in a digit).
+    let end = stdout
+        .split("│ statements ")
+        .nth(1)
+        .map(|s| s[..7].to_string())
+        .unwrap();
+    let show = opnet(dir.path(), &["payouts", "show", "--period", &end]);
+    assert!(show.status.success(), "{}", text(&show));
+    let table = String::from_utf8_lossy(&show.stdout);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .filter(|l| l.contains('┆') && !l.contains("operator share"))
+        .map(|l| l.split('┆').collect())
+        .collect();
+    assert!(!rows.is_empty(), "{table}");
+    for cells in &rows {
+        for money in &cells[4..10] {
+            // One space of padding after the last digit: right-aligned.
+            let figure = money.trim_end();
+            assert!(
+                figure.ends_with(|c: char| c.is_ascii_digit()) && money.len() - figure.len() == 1,
+                "not right-aligned: {money:?}\n{table}"
+            );
+        }
+    }
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Logs: a line per run at info, none per mail; no colour codes in a pipe.
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "ANSI escape codes in a pipe: {stderr}"
+    );
+    assert!(stderr.contains("Run succeeded"), "{stderr}");
+    assert!(!stderr.contains("email sent"), "{stderr}");
+    assert!(
+        stderr.lines().count() < 60,
+        "{} log lines:\n{stderr}",
+        stderr.lines().count()
+    );
 
     // The SQLite file has a succeeded ingest run.
     let db = dir.path().join("opnet-data/opnet.db");
@@ -92,15 +153,47 @@ print(len(files), n)
         }
     }
 
-    // Running the demo again changes nothing that was approved and sends nothing twice.
-    let again = opnet(dir.path(), &["demo", "--operators", "15", "--months", "4"]);
+    // Running the demo again changes nothing that was approved and sends nothing
+    // twice, and says so; under `cargo run` its hints use that form.
+    let again = command(dir.path(), &["demo", "--operators", "15", "--months", "4"])
+        .env("CARGO_PKG_NAME", "opnet")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
     assert!(again.status.success(), "{}", text(&again));
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        stdout.contains("(revision 1): already approved, already sent"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("none new; "), "{stdout}");
+    assert!(
+        stdout.contains("payouts already approved (revision 1)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("next: cargo run -- payouts show --period "),
+        "{stdout}"
+    );
     assert_eq!(
         std::fs::read_dir(dir.path().join("opnet-data/outbox"))
             .unwrap()
             .count(),
         emls
     );
+}
+
+/// Issue 14: the README's demo command prints a summary that fits a screen, with the
+/// default 60 operators × 15 months.
+#[test]
+fn default_demo_prints_under_60_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(dir.path(), &["demo"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines = stdout.lines().count();
+    assert!(lines < 60, "{lines} lines:\n{stdout}");
+    assert!(stdout.contains("next: "), "{stdout}");
 }
 
 #[test]
@@ -125,6 +218,11 @@ fn every_command_has_help_and_failures_exit_non_zero() {
         let o = opnet(dir.path(), &cmd);
         assert!(o.status.success(), "{cmd:?}: {}", text(&o));
     }
+    // Issue 14: every option says what it is for.
+    let top = text(&opnet(dir.path(), &["--help"]));
+    assert!(top.contains("s3://bucket[/prefix]"), "{top}");
+    let demo = text(&opnet(dir.path(), &["demo", "--help"]));
+    assert!(demo.contains("Seed of the generator"), "{demo}");
     // A config error names the key and fails.
     std::fs::write(dir.path().join("bad.toml"), "database = \"mysql://x\"\n").unwrap();
     let o = opnet(dir.path(), &["--config", "bad.toml", "runs"]);

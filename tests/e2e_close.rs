@@ -252,7 +252,7 @@ async fn close_approve_send_on_postgres() {
     let Some(url) = common::pg_database("close").await else {
         return;
     };
-    scenario(url).await;
+    scenario(url.url.clone()).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -355,7 +355,7 @@ async fn failed_run_commits_nothing_on_postgres() {
         return;
     };
     failed_run_commits_nothing(
-        url,
+        url.url.clone(),
         &[
             "CREATE FUNCTION opnet_test_fail() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql",
             "CREATE TRIGGER opnet_test_fail BEFORE INSERT ON payout_statements FOR EACH ROW EXECUTE FUNCTION opnet_test_fail()",

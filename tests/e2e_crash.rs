@@ -110,7 +110,7 @@ fn text(o: &Output) -> String {
 /// file with a short lease so a restart takes over a killed holder's lease quickly.
 struct Site {
     dir: tempfile::TempDir,
-    database: String,
+    database: common::TestDb,
     smtp: SmtpCapture,
 }
 

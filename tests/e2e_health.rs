@@ -47,7 +47,7 @@ async fn twelve_month_close_sends_each_kind_once_and_the_report_renders() {
         format: Format::Parquet,
     })
     .unwrap();
-    let config = common::config(dir.path(), database, smtp.url());
+    let config = common::config(dir.path(), database.url.clone(), smtp.url());
     let app = App::open(config).await.unwrap();
     let now = chrono::Utc::now();
     let opts = CloseOptions {

@@ -388,7 +388,7 @@ print(n)
         ),
     )
     .unwrap();
-    let s3_env = [("DATABASE_URL", pg.clone())];
+    let s3_env = [("DATABASE_URL", pg.url.clone())];
     let check = opnet(d, &["--config", "opnet-s3.toml", "check"], &s3_env);
     assert!(check.status.success(), "{}", text(&check));
     assert!(
@@ -488,7 +488,7 @@ print(json.dumps({
         d,
         &["close", "--through", "2025-06"],
         &[
-            ("DATABASE_URL", pg.clone()),
+            ("DATABASE_URL", pg.url.clone()),
             ("OPNET_SOURCE", "s3://src/exports/".into()),
             ("OPNET_LAKE", "s3://lake/opnet".into()),
             ("OPNET_MAIL", "file:outbox-s3".into()),
@@ -536,7 +536,7 @@ print(json.dumps({
         d,
         &["ingest"],
         &[
-            ("DATABASE_URL", pg.clone()),
+            ("DATABASE_URL", pg.url.clone()),
             ("OPNET_SOURCE", "s3://no-such-source/x".into()),
             ("OPNET_LAKE", "s3://lake/opnet".into()),
             ("OPNET_MAIL", "file:outbox-s3".into()),

@@ -170,7 +170,12 @@ async fn sql_source_on_postgres() {
     .await
     .unwrap();
     // The source lives in the same database here; any other would do.
-    scenario(database.clone(), database.clone(), database).await;
+    scenario(
+        database.url.clone(),
+        database.url.clone(),
+        database.url.clone(),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

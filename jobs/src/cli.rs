@@ -38,11 +38,13 @@ pub struct Global {
     /// Config file (TOML; see deploy/opnet.example.toml). Default: ./opnet.toml if present.
     #[arg(long, global = true, env = "OPNET_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Source folder of the input datasets [default: ./opnet-data/source]
-    #[arg(long, global = true, env = "OPNET_SOURCE", value_name = "DIR")]
+    /// Where the input datasets are: a folder or s3://bucket[/prefix]
+    /// [default: ./opnet-data/source]
+    #[arg(long, global = true, env = "OPNET_SOURCE", value_name = "DIR|s3://…")]
     pub source: Option<String>,
-    /// Lake folder [default: ./opnet-data/lake]
-    #[arg(long, global = true, env = "OPNET_LAKE", value_name = "DIR")]
+    /// Where the Parquet lake is kept: a folder or s3://bucket[/prefix]
+    /// [default: ./opnet-data/lake]
+    #[arg(long, global = true, env = "OPNET_LAKE", value_name = "DIR|s3://…")]
     pub lake: Option<String>,
     /// Results database [default: sqlite://./opnet-data/opnet.db]
     #[arg(long, global = true, env = "DATABASE_URL", value_name = "URL")]
@@ -93,19 +95,26 @@ pub enum Command {
         /// Months of history.
         #[arg(long, default_value_t = 15)]
         months: u32,
+        /// Seed of the generator: the same seed and sizes give the same network
+        /// (its last month is the last complete month).
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
     /// Write a synthetic operator network in the data-contract layout.
     Generate {
+        /// Folder to write the datasets to (`<system>/<name>.<ext>`).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Operators the network has had (terminated ones included).
         #[arg(long, default_value_t = 100)]
         operators: usize,
+        /// Months of billing, lead and survey data, ending with --end.
         #[arg(long, default_value_t = 24)]
         months: u32,
+        /// Seed of the generator: the same options give byte-identical files.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// File format of the datasets.
         #[arg(long, value_enum, default_value_t = Format::Csv)]
         format: Format,
         /// Last month of the data [default: the last complete month].
@@ -134,6 +143,7 @@ pub enum Command {
     },
     /// Recent runs from the ledger.
     Runs {
+        /// How many of the latest runs to list.
         #[arg(long, default_value_t = 20)]
         limit: i64,
     },
@@ -142,8 +152,10 @@ pub enum Command {
     Payouts(PayoutsCommand),
     /// Write the leadership network-health report for a period (without sending it).
     Report {
+        /// The closed period to report on.
         #[arg(long, value_name = "YYYY-MM")]
         period: Period,
+        /// The HTML file to write.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
@@ -166,8 +178,10 @@ pub enum Command {
 pub enum PayoutsCommand {
     /// A readable table of a period's statements (latest revision).
     Show {
+        /// The period whose statements to show.
         #[arg(long, value_name = "YYYY-MM")]
         period: Period,
+        /// Only this operator's statements.
         #[arg(long, value_name = "ID")]
         operator: Option<String>,
     },
@@ -208,6 +222,10 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Logs go to stderr: at info (a line per run and per delivery batch; per-mail lines
+/// are debug) when unattended, warnings only at a terminal, where the commands print
+/// their own summary. Colour only when stderr is a terminal and `NO_COLOR` is unset
+/// or empty (no-color.org), so a log file never holds escape codes.
 fn init_logging() {
     let default = if std::io::stdout().is_terminal() {
         "warn"
@@ -219,7 +237,17 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(log_colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .try_init();
+}
+
+/// Whether log lines get ANSI colour: only on a terminal, and never when `NO_COLOR`
+/// is set to a non-empty value.
+fn log_colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 fn overrides(g: &Global) -> Overrides {
@@ -490,4 +518,21 @@ pub fn print_close(r: &close::CloseReport) {
         "emails delivered: {} (failed: {})",
         r.delivery.sent, r.delivery.failed
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_colour;
+
+    #[test]
+    fn log_colour_only_on_a_terminal_and_never_with_no_color() {
+        assert!(log_colour(true, None));
+        assert!(
+            !log_colour(false, None),
+            "a file or pipe gets no escape codes"
+        );
+        assert!(!log_colour(true, Some("1".into())));
+        // no-color.org: an empty NO_COLOR does not count.
+        assert!(log_colour(true, Some("".into())));
+    }
 }

@@ -247,6 +247,13 @@ const PRE_WINDOW_SHARE: f64 = 0.3;
 /// Chance an operator is terminated at some point (only those dated by the end of the
 /// window show up, which leaves ~5–10 % terminated).
 const TERMINATION_CHANCE: f64 = 0.1;
+/// Monthly chance that an operator still in the network leaves it during the window,
+/// once past [`CHURN_GRACE_MONTHS`] of tenure, by class (strong, normal, weak): a few
+/// operators leave in any run of a year or more, so retention (R5.5) and "operators
+/// lost" move, and the weak leave more often than the strong.
+const CHURN_PER_MONTH: [f64; 3] = [0.002, 0.005, 0.012];
+/// Months after joining during which an operator does not leave (onboarding).
+const CHURN_GRACE_MONTHS: i32 = 6;
 /// Share of territories that have an exclusive operator.
 const EXCLUSIVE_CHANCE: f64 = 0.5;
 /// Customers whose CRM record lost its operator (R7 `customer_without_operator`).
@@ -271,6 +278,7 @@ const MIN_ROWS_FOR_ANOMALIES: usize = 100;
 const STREAM_NETWORK: u64 = 0;
 const STREAM_BILLING: u64 = 1;
 const STREAM_ANOMALIES: u64 = 2;
+const STREAM_CHURN: u64 = 3;
 const STREAM_OPERATOR_BASE: u64 = 1 << 16;
 const OP_CUSTOMERS: u64 = 0;
 const OP_LEADS: u64 = 1;
@@ -530,6 +538,7 @@ impl Network {
         };
         let mut rng = rng_for(opts.seed, STREAM_NETWORK);
         net.simulate_operators(&mut rng, opts.operators);
+        net.simulate_churn();
         net.simulate_territories(&mut rng);
         net.simulate_customers();
         net.simulate_billing();
@@ -600,6 +609,34 @@ impl Network {
                 signing_rate,
                 quality,
             });
+        }
+    }
+
+    /// Operators leave the network over the window: each month of the window, an
+    /// operator past its onboarding months that has not left yet leaves with the
+    /// chance of its class ([`CHURN_PER_MONTH`]), on a day of that month. Its own
+    /// stream, so the network's other draws stay as they were.
+    fn simulate_churn(&mut self) {
+        let mut rng = rng_for(self.seed, STREAM_CHURN);
+        let (first, last) = (self.first, self.last);
+        for op in &mut self.operators {
+            if op.terminated_on.is_some() {
+                continue;
+            }
+            let class = if op.signing_rate >= 2.0 {
+                0
+            } else if op.signing_rate >= 0.9 {
+                1
+            } else {
+                2
+            };
+            let from = Period::of_date(op.joined_on).add_months(CHURN_GRACE_MONTHS);
+            for p in from.max(first).through(last) {
+                if rng.random_bool(CHURN_PER_MONTH[class]) {
+                    op.terminated_on = Some(day_in(&mut rng, p.first_day(), p.last_day()));
+                    break;
+                }
+            }
         }
     }
 
@@ -1903,6 +1940,49 @@ mod tests {
         }
         assert!(net.surveys.iter().any(|s| s.nps.is_none()));
         assert!(net.surveys.iter().any(|s| s.csat.is_none()));
+        Ok(())
+    }
+
+    /// Issue 14: operators leave the network over time — in the demo's network too —
+    /// so R5.5 retention and "operators lost" move; the same seed gives the same
+    /// departures, and only operators past their onboarding months leave.
+    #[test]
+    fn operators_leave_over_time_deterministically() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let end = Period::parse("2026-10")?;
+        let demo = |seed: u64| -> Result<Network> {
+            let mut o = options(dir.path(), 60, 15, seed, Format::Csv);
+            o.end = end;
+            Network::simulate(&o)
+        };
+        let net = demo(7)?;
+        let departures: Vec<NaiveDate> = net
+            .operators
+            .iter()
+            .filter_map(|o| o.terminated_on)
+            .filter(|d| *d >= net.first.first_day())
+            .collect();
+        let months: BTreeSet<Period> = departures.iter().map(|d| Period::of_date(*d)).collect();
+        assert!(departures.len() >= 2, "{departures:?}");
+        assert!(months.len() >= 2, "in different months: {departures:?}");
+        for o in &net.operators {
+            if let Some(t) = o.terminated_on {
+                assert!(t > o.joined_on && t <= net.as_of, "{} .. {t}", o.joined_on);
+            }
+        }
+        let again: Vec<Option<NaiveDate>> =
+            demo(7)?.operators.iter().map(|o| o.terminated_on).collect();
+        let first: Vec<Option<NaiveDate>> = net.operators.iter().map(|o| o.terminated_on).collect();
+        assert_eq!(first, again, "same seed, same departures");
+        // Across seeds the demo network always loses someone.
+        for seed in 1..=20 {
+            let n = demo(seed)?
+                .operators
+                .iter()
+                .filter(|o| o.terminated_on.is_some())
+                .count();
+            assert!(n >= 1, "seed {seed}: nobody left");
+        }
         Ok(())
     }
 

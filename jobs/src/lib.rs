@@ -22,3 +22,9 @@ pub mod report;
 pub mod retry;
 pub mod schedule;
 pub mod store;
+
+/// PostgreSQL test databases dropped when the test ends, for unit tests
+/// (`crate::test_pg::TestDb`); the end-to-end tests use the same file.
+#[cfg(test)]
+#[path = "../../tests/common/pg.rs"]
+pub(crate) mod test_pg;

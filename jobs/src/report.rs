@@ -23,6 +23,8 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::mail::format_cents;
+use opnet_pipelines::Plan;
+use opnet_pipelines::plan::NetworkTargets;
 
 /// The report of one period, in the three forms the leadership email needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,35 +54,9 @@ pub enum ReportError {
     Template(#[from] minijinja::Error),
 }
 
-/// The R5 metric ids, in the order the report presents them.
-pub mod metric {
-    pub const ACTIVE_OPERATORS: &str = "active_operators";
-    pub const METRO_COVERED: &str = "metro_covered";
-    pub const COVERAGE_SHARE: &str = "coverage_share";
-    pub const VERTICAL_SPECIALISTS: &str = "vertical_specialists";
-    pub const TOTAL_MRR_CENTS: &str = "total_mrr_cents";
-    pub const MRR_PER_OPERATOR_CENTS: &str = "mrr_per_operator_cents";
-    pub const OPERATOR_RETENTION: &str = "operator_retention";
-    pub const PAYOUTS_CENTS: &str = "payouts_cents";
-    pub const TIER_OPERATORS: &str = "tier_operators";
-    pub const OPERATORS_JOINED: &str = "operators_joined";
-    pub const OPERATORS_LOST: &str = "operators_lost";
-
-    /// Presentation order of the KPI table and the CSV.
-    pub const ALL: [&str; 11] = [
-        ACTIVE_OPERATORS,
-        METRO_COVERED,
-        COVERAGE_SHARE,
-        VERTICAL_SPECIALISTS,
-        TOTAL_MRR_CENTS,
-        MRR_PER_OPERATOR_CENTS,
-        OPERATOR_RETENTION,
-        PAYOUTS_CENTS,
-        TIER_OPERATORS,
-        OPERATORS_JOINED,
-        OPERATORS_LOST,
-    ];
-}
+/// The R5 metric ids, defined once beside the rule (`opnet_pipelines::health`);
+/// `metric::ALL` is also the order the report presents them in.
+pub use opnet_pipelines::health::metric;
 
 /// The `id`s of the chart figures in the HTML page. Money charts are per currency:
 /// the id ends with the lower-case currency code (`chart-total-mrr-usd`).
@@ -92,16 +68,12 @@ pub mod chart_id {
     pub const TIER_MIX: &str = "chart-tier-mix";
 }
 
-/// Tiers from lowest to highest: the stacking order of the tier-mix chart.
-const TIERS: [&str; 5] = ["none", "bronze", "silver", "gold", "platinum"];
-/// R5.1: the upper end of the active-operator band (the row's `target` is the lower).
-const ACTIVE_OPERATORS_MAX: i64 = 100;
-/// R5.3: a vertical needs at least this many active specialists.
-const MIN_SPECIALISTS: f64 = 2.0;
-/// The money charts always include this currency, even before it has figures,
-/// because the money targets are stated in it (R5).
-const TARGET_CURRENCY: &str = "USD";
+/// Tiers from lowest to highest: the stacking order of the tier-mix chart (R2.2).
+const TIERS: [&str; 5] = opnet_pipelines::tiers::TIER_ORDER;
 const TREND_MONTHS: i32 = 12;
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 const CHART_WIDTH: u32 = 760;
 const CHART_HEIGHT: u32 = 300;
@@ -152,9 +124,16 @@ impl Row {
 }
 
 /// Renders the report of `period` from the `network_health` rows of that period and
-/// of the 11 before it. Rows outside that window are ignored; months of the window
-/// without rows are simply absent from the charts.
-pub fn render(period: &str, rows: &DataFrame) -> Result<Report, ReportError> {
+/// of the 11 before it, with the targets of `plan`, the plan in force for the period
+/// (R0.5): the rows carry each figure's verdict and lower target, the plan the rest
+/// (the top of the active-operator band, the specialists a vertical needs, the
+/// currency of the money targets). Rows outside the window are ignored; months of
+/// the window without rows are simply absent from the charts.
+///
+/// The key figures list the off-target ones first, so the reader sees what needs
+/// action before what is fine.
+pub fn render(period: &str, rows: &DataFrame, plan: &Plan) -> Result<Report, ReportError> {
+    let net = &plan.network;
     let m = Period::parse(period)?;
     let first = m.add_months(1 - TREND_MONTHS);
     let all = read_rows(rows)?;
@@ -167,13 +146,16 @@ pub fn render(period: &str, rows: &DataFrame) -> Result<Report, ReportError> {
     if current.is_empty() {
         return Err(ReportError::NoRows(m.to_string()));
     }
-    current.sort_by_key(presentation_key);
+    current.sort_by_cached_key(|r| presentation_key(r, net));
+    // The CSV keeps the R5 order: it is data, and its bytes key the email (same
+    // numbers, same key).
+    let csv = render_csv(&current);
+    current.sort_by_key(|r| r.on_target != Some(false));
 
     let axis = Axis::new(&window, m);
-    let charts = trend_charts(&axis, &window)?;
-    let html = render_html(m, &axis, &current, &charts)?;
-    let text = render_text(m, &current);
-    let csv = render_csv(&current);
+    let charts = trend_charts(&axis, &window, net)?;
+    let html = render_html(m, &axis, &current, &charts, net)?;
+    let text = render_text(m, &current, net);
     Ok(Report { html, text, csv })
 }
 
@@ -285,11 +267,11 @@ fn tier_rank(tier: &str) -> usize {
 
 /// KPI order: R5 metric order, then tiers low to high, the target currency first,
 /// and otherwise dimensions alphabetically (ignoring case).
-fn presentation_key(r: &Row) -> (usize, String, usize, String, String) {
+fn presentation_key(r: &Row, net: &NetworkTargets) -> (usize, String, usize, String, String) {
     let dim = r.dimension.clone().unwrap_or_default();
     let sub = match r.metric.as_str() {
         metric::TIER_OPERATORS => tier_rank(&dim),
-        _ if r.is_money() => usize::from(dim != TARGET_CURRENCY),
+        _ if r.is_money() => usize::from(dim != net.target_currency),
         _ => 0,
     };
     let unknown = if metric_rank(&r.metric) == metric::ALL.len() {
@@ -379,7 +361,7 @@ fn format_value(r: &Row) -> String {
     }
 }
 
-fn format_target(r: &Row) -> String {
+fn format_target(r: &Row, net: &NetworkTargets) -> String {
     let Some(t) = r.target else {
         return NONE.to_string();
     };
@@ -388,7 +370,7 @@ fn format_target(r: &Row) -> String {
             format!(
                 "{}–{}",
                 format_count(t),
-                group_thousands(ACTIVE_OPERATORS_MAX)
+                group_thousands(net.active_operators_max)
             )
         }
         metric::METRO_COVERED => "covered".to_string(),
@@ -443,20 +425,40 @@ impl Axis {
         (0..self.len()).contains(&i).then_some(i)
     }
 
-    fn label(&self, x: i32) -> String {
+    fn period(&self, x: i32) -> Option<Period> {
         usize::try_from(x)
             .ok()
             .and_then(|i| self.periods.get(i))
-            .map(Period::to_string)
-            .unwrap_or_default()
+            .copied()
+    }
+
+    /// The tick label of month `x`: the month's short name, with the year on the
+    /// first month and on each January ("Nov 2024", "Dec", "Jan 2025", …). Twelve
+    /// `YYYY-MM` labels do not fit side by side in a chart a mail client scales
+    /// down; three letters do, and the year is still never ambiguous.
+    fn label(&self, x: i32) -> String {
+        let Some(p) = self.period(x) else {
+            return String::new();
+        };
+        let name = MONTHS
+            .get(usize::try_from(p.month()).unwrap_or(1).saturating_sub(1))
+            .copied()
+            .unwrap_or("");
+        if x == 0 || p.month() == 1 {
+            format!("{name} {}", p.year())
+        } else {
+            name.to_string()
+        }
     }
 
     fn first(&self) -> String {
-        self.label(0)
+        self.period(0).map(|p| p.to_string()).unwrap_or_default()
     }
 
     fn last(&self) -> String {
-        self.label(self.len() - 1)
+        self.period(self.len() - 1)
+            .map(|p| p.to_string())
+            .unwrap_or_default()
     }
 }
 
@@ -522,14 +524,17 @@ const GUIDE_COLOUR: RGBColor = RGBColor(0xc6, 0x28, 0x28);
 const AXIS_TEXT: RGBColor = RGBColor(0x52, 0x60, 0x6d);
 const GRID: RGBColor = RGBColor(0xe4, 0xe7, 0xeb);
 
+/// One colour per tier, each told apart from its neighbours by hue and lightness:
+/// `none` a pale grey (no tier), silver a blue-grey, platinum a violet; bronze and
+/// gold their metals.
 fn tier_colour(tier: &str) -> RGBColor {
     match tier {
-        "none" => RGBColor(0x9a, 0xa5, 0xb1),
+        "none" => RGBColor(0xc8, 0xce, 0xd4),
         "bronze" => RGBColor(0xb0, 0x6a, 0x2c),
-        "silver" => RGBColor(0x7d, 0x8b, 0x99),
+        "silver" => RGBColor(0x6f, 0x97, 0xb8),
         "gold" => RGBColor(0xd4, 0xa0, 0x17),
-        "platinum" => RGBColor(0x3c, 0x5a, 0x99),
-        _ => RGBColor(0x6b, 0x4f, 0xa0),
+        "platinum" => RGBColor(0x5a, 0x3d, 0x8a),
+        _ => RGBColor(0x2e, 0x7d, 0x6b),
     }
 }
 
@@ -556,7 +561,11 @@ fn latest_target(window: &[Row], metric: &str, dimension: Option<&str>) -> Optio
         .and_then(|r| r.target)
 }
 
-fn trend_charts(axis: &Axis, window: &[Row]) -> Result<Vec<ChartView>, ReportError> {
+fn trend_charts(
+    axis: &Axis,
+    window: &[Row],
+    net: &NetworkTargets,
+) -> Result<Vec<ChartView>, ReportError> {
     let span = format!("{} – {}", axis.first(), axis.last());
     let mut specs = Vec::new();
 
@@ -568,8 +577,9 @@ fn trend_charts(axis: &Axis, window: &[Row]) -> Result<Vec<ChartView>, ReportErr
             value: t,
         });
         guides.push(Guide {
-            label: format!("target ≤ {ACTIVE_OPERATORS_MAX}"),
-            value: ACTIVE_OPERATORS_MAX as f64,
+            label: format!("target ≤ {}", group_thousands(net.active_operators_max)),
+            // A count of operators: exact in an f64.
+            value: net.active_operators_max as f64,
         });
     }
     specs.push(LineChart {
@@ -594,7 +604,7 @@ fn trend_charts(axis: &Axis, window: &[Row]) -> Result<Vec<ChartView>, ReportErr
     });
 
     // Money, one chart per currency and figure: currencies do not share a scale.
-    for cur in currencies(window) {
+    for cur in currencies(window, &net.target_currency) {
         let total = series(axis, window, metric::TOTAL_MRR_CENTS, Some(&cur));
         specs.push(LineChart {
             id: format!("{}{}", chart_id::TOTAL_MRR_PREFIX, cur.to_lowercase()),
@@ -696,18 +706,18 @@ fn chart_error(chart: &str, e: &(dyn StdError + Send + Sync)) -> ReportError {
     }
 }
 
-/// Currencies of the money trend: the target currency always, then the others
-/// alphabetically.
-fn currencies(window: &[Row]) -> Vec<String> {
+/// Currencies of the money trend: the target currency always (the money targets
+/// are stated in it, R5), then the others alphabetically.
+fn currencies(window: &[Row], target_currency: &str) -> Vec<String> {
     let others: BTreeSet<String> = window
         .iter()
         .filter(|r| {
             r.metric == metric::TOTAL_MRR_CENTS || r.metric == metric::MRR_PER_OPERATOR_CENTS
         })
         .filter_map(|r| r.dimension.clone())
-        .filter(|c| c != TARGET_CURRENCY)
+        .filter(|c| c != target_currency)
         .collect();
-    std::iter::once(TARGET_CURRENCY.to_string())
+    std::iter::once(target_currency.to_string())
         .chain(others)
         .collect()
 }
@@ -1028,7 +1038,7 @@ struct VerticalView {
     count: String,
 }
 
-fn kpi_views(rows: &[Row]) -> Vec<KpiView> {
+fn kpi_views(rows: &[Row], net: &NetworkTargets) -> Vec<KpiView> {
     rows.iter()
         .map(|r| {
             let (status, status_class, status_colour) = status(r);
@@ -1037,7 +1047,7 @@ fn kpi_views(rows: &[Row]) -> Vec<KpiView> {
                 metric: r.metric.clone(),
                 dimension: r.dimension.clone().unwrap_or_default(),
                 value: format_value(r),
-                target: format_target(r),
+                target: format_target(r, net),
                 status,
                 status_class,
                 status_colour,
@@ -1068,11 +1078,13 @@ fn metros(rows: &[Row]) -> (Vec<String>, Vec<String>) {
 }
 
 /// Verticals of M with fewer than the R5.3 minimum of specialists, fewest first.
-fn thin_verticals(rows: &[Row]) -> Vec<(String, Option<f64>)> {
+fn thin_verticals(rows: &[Row], net: &NetworkTargets) -> Vec<(String, Option<f64>)> {
+    // A count of operators: exact in an f64.
+    let min = net.vertical_specialists_min as f64;
     let mut out: Vec<(String, Option<f64>)> = rows
         .iter()
         .filter(|r| r.metric == metric::VERTICAL_SPECIALISTS)
-        .filter(|r| r.value.is_none_or(|v| v < MIN_SPECIALISTS))
+        .filter(|r| r.value.is_none_or(|v| v < min))
         .map(|r| (r.dimension.clone().unwrap_or_default(), r.value))
         .collect();
     out.sort_by(|a, b| {
@@ -1088,6 +1100,7 @@ fn render_html(
     axis: &Axis,
     rows: &[Row],
     charts: &[ChartView],
+    net: &NetworkTargets,
 ) -> Result<String, ReportError> {
     let mut env = Environment::new();
     // The .html name turns on HTML auto-escaping: dimensions are free text.
@@ -1102,7 +1115,7 @@ fn render_html(
         .find(|r| r.metric == metric::COVERAGE_SHARE)
         .and_then(|r| r.value)
         .map(format_share);
-    let thin: Vec<VerticalView> = thin_verticals(rows)
+    let thin: Vec<VerticalView> = thin_verticals(rows, net)
         .into_iter()
         .map(|(name, v)| VerticalView {
             name,
@@ -1125,7 +1138,7 @@ fn render_html(
         period => m.to_string(),
         met,
         judged,
-        kpis => kpi_views(rows),
+        kpis => kpi_views(rows, net),
         trend_note,
         trend_first => axis.first(),
         charts,
@@ -1134,14 +1147,14 @@ fn render_html(
         coverage_share,
         covered,
         uncovered,
-        min_specialists => format_count(MIN_SPECIALISTS),
+        min_specialists => group_thousands(net.vertical_specialists_min),
         thin_verticals => thin,
     })?)
 }
 
-fn render_text(m: Period, rows: &[Row]) -> String {
+fn render_text(m: Period, rows: &[Row], net: &NetworkTargets) -> String {
     let header = ["Metric", "Dimension", "Value", "Target", "Status"];
-    let body: Vec<[String; 5]> = kpi_views(rows)
+    let body: Vec<[String; 5]> = kpi_views(rows, net)
         .into_iter()
         .map(|k| {
             [
@@ -1204,9 +1217,12 @@ fn render_text(m: Period, rows: &[Row]) -> String {
             uncovered.join(", ")
         ));
     }
-    let thin = thin_verticals(rows);
+    let thin = thin_verticals(rows, net);
+    let min = group_thousands(net.vertical_specialists_min);
     if thin.is_empty() {
-        out.push_str("Verticals with fewer than 2 specialists: none\n");
+        out.push_str(&format!(
+            "Verticals with fewer than {min} specialists: none\n"
+        ));
     } else {
         let list: Vec<String> = thin
             .iter()
@@ -1218,7 +1234,7 @@ fn render_text(m: Period, rows: &[Row]) -> String {
             })
             .collect();
         out.push_str(&format!(
-            "Verticals with fewer than 2 specialists: {}\n",
+            "Verticals with fewer than {min} specialists: {}\n",
             list.join(", ")
         ));
     }

@@ -3,8 +3,8 @@
 //!
 //! The output is the `operator_metrics` table; the alert email (one per operator and
 //! period, listing the breached metrics) is built from its `breached` rows, with
-//! [`metric_label`] and [`metric_target`] for the wording. A metric without data is
-//! `null` and never breached (R4).
+//! [`metric_label`], [`metric_value`], [`metric_condition`] and [`metric_target`]
+//! for the wording. A metric without data is `null` and never breached (R4).
 
 use crate::Inputs;
 use crate::active::{active_operators, customer_active_at, tenure};
@@ -343,6 +343,41 @@ fn ratio(num: Expr, den: Expr) -> Expr {
         .otherwise(lit(NULL).cast(DataType::Float64))
 }
 
+/// Which side of its threshold a metric alerts on (R4's "alert when" column).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlertWhen {
+    /// Alert when the value is below the threshold (a minimum to hold).
+    Below,
+    /// Alert when the value is above the threshold (a maximum to stay under).
+    Above,
+}
+
+/// Which side of its threshold each R4 metric alerts on, as `operator_metrics` rules
+/// compare it; `None` for an unknown id.
+pub fn alert_when(metric: &str) -> Option<AlertWhen> {
+    match metric {
+        CUSTOMER_ACQUISITION | CUSTOMER_RETENTION | NPS | TRAINING_COMPLETION => {
+            Some(AlertWhen::Below)
+        }
+        IMPLEMENTATION_DAYS | RESPONSE_HOURS => Some(AlertWhen::Above),
+        _ => None,
+    }
+}
+
+/// The plan's threshold of an R4 metric (R0.5); `None` for an unknown id.
+pub fn metric_threshold(metric: &str, plan: &Plan) -> Option<f64> {
+    let th = &plan.thresholds;
+    Some(match metric {
+        CUSTOMER_ACQUISITION => th.customer_acquisition_min,
+        IMPLEMENTATION_DAYS => th.implementation_days_max,
+        CUSTOMER_RETENTION => th.customer_retention_min,
+        NPS => th.nps_min,
+        RESPONSE_HOURS => th.response_hours_max,
+        TRAINING_COMPLETION => th.training_completion_min,
+        _ => return None,
+    })
+}
+
 /// Human name of an R4 metric, for alert emails.
 pub fn metric_label(metric: &str) -> &'static str {
     match metric {
@@ -356,22 +391,86 @@ pub fn metric_label(metric: &str) -> &'static str {
     }
 }
 
-/// The level an operator should hold, in words, e.g. `"≥ 80 %"` — the opposite of
-/// the alert condition, at the plan's threshold. Empty for an unknown metric.
-pub fn metric_target(metric: &str, plan: &Plan) -> String {
-    let th = &plan.thresholds;
+/// A metric's value of M in words, with its unit, e.g. `"31.5 days on average"`,
+/// `"72.5 %"`, `"0 new customers in 2025-08"`.
+pub fn metric_value(metric: &str, value: f64, period: Period) -> String {
     match metric {
-        CUSTOMER_ACQUISITION => format!(
-            "≥ {} new customers per month",
-            number(th.customer_acquisition_min)
-        ),
-        IMPLEMENTATION_DAYS => format!("≤ {} days", number(th.implementation_days_max)),
-        CUSTOMER_RETENTION => format!("≥ {} %", number(th.customer_retention_min * 100.0)),
-        NPS => format!("≥ {}", number(th.nps_min)),
-        RESPONSE_HOURS => format!("≤ {} hours", number(th.response_hours_max)),
-        TRAINING_COMPLETION => format!("≥ {} %", number(th.training_completion_min * 100.0)),
+        CUSTOMER_ACQUISITION => format!("{} in {period}", customers(value)),
+        IMPLEMENTATION_DAYS => format!("{} days on average", one_decimal(value)),
+        CUSTOMER_RETENTION | TRAINING_COMPLETION => {
+            format!("{} %", one_decimal(value * 100.0))
+        }
+        NPS => one_decimal(value),
+        RESPONSE_HOURS => format!("{} hours on average", one_decimal(value)),
+        _ => number(value),
+    }
+}
+
+/// When the metric alerts, in words, at the plan's threshold and with its direction,
+/// e.g. `"below 1 new customer in two consecutive months"`, `"above 24 hours on
+/// average"`. Empty for an unknown metric.
+pub fn metric_condition(metric: &str, plan: &Plan) -> String {
+    let Some(t) = metric_threshold(metric, plan) else {
+        return String::new();
+    };
+    match metric {
+        CUSTOMER_ACQUISITION => format!("below {} in two consecutive months", customers(t)),
+        IMPLEMENTATION_DAYS => format!("above {} days on average", number(t)),
+        CUSTOMER_RETENTION | TRAINING_COMPLETION => format!("below {} %", number(t * 100.0)),
+        NPS => format!("below {}", number(t)),
+        RESPONSE_HOURS => format!("above {} hours on average", number(t)),
         _ => String::new(),
     }
+}
+
+/// What good looks like — the level an operator should hold, the other side of the
+/// alert condition at the plan's threshold, e.g. `"at least 80 %"`, `"at most 24
+/// hours on average"`. Empty for an unknown metric.
+pub fn metric_target(metric: &str, plan: &Plan) -> String {
+    let Some(t) = metric_threshold(metric, plan) else {
+        return String::new();
+    };
+    match metric {
+        CUSTOMER_ACQUISITION => format!("at least {} every month", customers(t)),
+        IMPLEMENTATION_DAYS => format!("at most {} days on average", number(t)),
+        CUSTOMER_RETENTION | TRAINING_COMPLETION => {
+            format!("at least {} %", number(t * 100.0))
+        }
+        NPS => format!("at least {}", number(t)),
+        RESPONSE_HOURS => format!("at most {} hours on average", number(t)),
+        _ => String::new(),
+    }
+}
+
+/// What each metric measures, in one sentence for the alert email.
+pub fn metric_definition(metric: &str) -> &'static str {
+    match metric {
+        CUSTOMER_ACQUISITION => "customers who signed their contract in the month",
+        IMPLEMENTATION_DAYS => {
+            "days from contract to go-live, for customers who went live in the last three months"
+        }
+        CUSTOMER_RETENTION => "of your customers active twelve months ago, the share still active",
+        NPS => "Net Promoter Score of your customers' survey responses of the last three months",
+        RESPONSE_HOURS => "hours from a lead's creation to your first contact, leads of the month",
+        TRAINING_COMPLETION => "required training modules completed",
+        _ => "",
+    }
+}
+
+/// `"1 new customer"`, `"0 new customers"`, `"1.5 new customers"`.
+fn customers(n: f64) -> String {
+    let n_text = number(n);
+    if n_text == "1" {
+        "1 new customer".to_string()
+    } else {
+        format!("{n_text} new customers")
+    }
+}
+
+/// A measured value: one decimal (`31.5`, `72.0`).
+fn one_decimal(x: f64) -> String {
+    let s = format!("{x:.1}");
+    if s == "-0.0" { "0.0".to_string() } else { s }
 }
 
 /// A threshold for people: at most two decimals, no trailing zeros (`80`, `27.5`).
@@ -795,23 +894,90 @@ mod tests {
     }
 
     #[test]
-    fn r4_labels_and_targets_for_emails() {
+    fn r4_wording_states_the_direction_the_threshold_and_the_target() {
         let plan = Plan::playbook();
-        assert_eq!(metric_target(CUSTOMER_RETENTION, &plan), "≥ 80 %");
-        assert_eq!(metric_target(TRAINING_COMPLETION, &plan), "≥ 80 %");
-        assert_eq!(metric_target(IMPLEMENTATION_DAYS, &plan), "≤ 28 days");
-        assert_eq!(metric_target(NPS, &plan), "≥ 30");
-        assert_eq!(metric_target(RESPONSE_HOURS, &plan), "≤ 24 hours");
-        assert_eq!(
-            metric_target(CUSTOMER_ACQUISITION, &plan),
-            "≥ 1 new customers per month"
-        );
-        assert_eq!(metric_label(NPS), "Net Promoter Score");
-        for m in METRICS {
-            assert_ne!(metric_label(m), "Other metric");
-            assert!(!metric_target(m, &plan).is_empty());
+        let m = Period::parse("2025-08").unwrap();
+        let cases = [
+            (
+                CUSTOMER_ACQUISITION,
+                0.0,
+                "0 new customers in 2025-08",
+                "below 1 new customer in two consecutive months",
+                "at least 1 new customer every month",
+            ),
+            (
+                IMPLEMENTATION_DAYS,
+                31.5,
+                "31.5 days on average",
+                "above 28 days on average",
+                "at most 28 days on average",
+            ),
+            (
+                CUSTOMER_RETENTION,
+                0.725,
+                "72.5 %",
+                "below 80 %",
+                "at least 80 %",
+            ),
+            (NPS, 12.5, "12.5", "below 30", "at least 30"),
+            (
+                RESPONSE_HOURS,
+                30.0,
+                "30.0 hours on average",
+                "above 24 hours on average",
+                "at most 24 hours on average",
+            ),
+            (
+                TRAINING_COMPLETION,
+                0.6,
+                "60.0 %",
+                "below 80 %",
+                "at least 80 %",
+            ),
+        ];
+        for (metric, value, shown, condition, target) in cases {
+            assert_eq!(metric_value(metric, value, m), shown, "{metric}");
+            assert_eq!(metric_condition(metric, &plan), condition, "{metric}");
+            assert_eq!(metric_target(metric, &plan), target, "{metric}");
+            assert!(!metric_definition(metric).is_empty());
+            assert_ne!(metric_label(metric), "Other metric");
         }
+        assert_eq!(metric_label(NPS), "Net Promoter Score");
         assert_eq!(number(27.5), "27.5");
         assert_eq!(number(0.57 * 100.0), "57");
+    }
+
+    /// R0.5: the wording follows the plan in force, not the Playbook's numbers.
+    #[test]
+    fn r0_5_wording_takes_the_thresholds_of_the_plan() {
+        let mut plan = Plan::playbook();
+        plan.thresholds.customer_acquisition_min = 2.0;
+        plan.thresholds.response_hours_max = 12.5;
+        plan.thresholds.customer_retention_min = 0.875;
+        assert_eq!(
+            metric_condition(CUSTOMER_ACQUISITION, &plan),
+            "below 2 new customers in two consecutive months"
+        );
+        assert_eq!(
+            metric_target(RESPONSE_HOURS, &plan),
+            "at most 12.5 hours on average"
+        );
+        assert_eq!(metric_condition(CUSTOMER_RETENTION, &plan), "below 87.5 %");
+        assert_eq!(metric_threshold("nope", &plan), None);
+        assert_eq!(metric_condition("nope", &plan), "");
+    }
+
+    /// The wording's direction is the metric's declared side ([`alert_when`]), the
+    /// one R4's table gives and `operator_metrics` compares with.
+    #[test]
+    fn r4_condition_wording_follows_alert_when() {
+        for metric in METRICS {
+            let side = alert_when(metric).unwrap();
+            let cond = metric_condition(metric, &Plan::playbook());
+            match side {
+                AlertWhen::Below => assert!(cond.starts_with("below "), "{metric}: {cond}"),
+                AlertWhen::Above => assert!(cond.starts_with("above "), "{metric}: {cond}"),
+            }
+        }
     }
 }

@@ -14,8 +14,50 @@ use crate::period::Period;
 use crate::plan::Plan;
 use polars::prelude::*;
 
-/// The tiers of R2.2, each reported even when no operator holds it.
-pub const TIERS: [&str; 5] = ["none", "bronze", "silver", "gold", "platinum"];
+/// The tiers of R2.2, lowest first, each reported even when no operator holds it.
+pub const TIERS: [&str; 5] = crate::tiers::TIER_ORDER;
+
+/// The R5 metric ids of `network_health.metric`: the one definition the pipeline,
+/// the report and the tests use.
+pub mod metric {
+    /// R5.1 operators active at end of M.
+    pub const ACTIVE_OPERATORS: &str = "active_operators";
+    /// R5.2 1 when a target metro (the dimension) has an active operator.
+    pub const METRO_COVERED: &str = "metro_covered";
+    /// R5.2 the share of target metros covered.
+    pub const COVERAGE_SHARE: &str = "coverage_share";
+    /// R5.3 active operators listing a vertical (the dimension).
+    pub const VERTICAL_SPECIALISTS: &str = "vertical_specialists";
+    /// R5.4 total MRR per currency.
+    pub const TOTAL_MRR_CENTS: &str = "total_mrr_cents";
+    /// R5.4 total MRR over active operators, per currency.
+    pub const MRR_PER_OPERATOR_CENTS: &str = "mrr_per_operator_cents";
+    /// R5.5 the share of the operators active twelve months earlier still active.
+    pub const OPERATOR_RETENTION: &str = "operator_retention";
+    /// R5: payable of M's statements, per currency.
+    pub const PAYOUTS_CENTS: &str = "payouts_cents";
+    /// R5: active operators per tier (the dimension).
+    pub const TIER_OPERATORS: &str = "tier_operators";
+    /// R5: operators whose `joined_on` is in M.
+    pub const OPERATORS_JOINED: &str = "operators_joined";
+    /// R5: operators whose `terminated_on` is in M.
+    pub const OPERATORS_LOST: &str = "operators_lost";
+
+    /// Every R5 metric id, in the order of R5 (the report's order).
+    pub const ALL: [&str; 11] = [
+        ACTIVE_OPERATORS,
+        METRO_COVERED,
+        COVERAGE_SHARE,
+        VERTICAL_SPECIALISTS,
+        TOTAL_MRR_CENTS,
+        MRR_PER_OPERATOR_CENTS,
+        OPERATOR_RETENTION,
+        PAYOUTS_CENTS,
+        TIER_OPERATORS,
+        OPERATORS_JOINED,
+        OPERATORS_LOST,
+    ];
+}
 
 /// The `network_health` rows of `period` (R5):
 ///
@@ -51,18 +93,18 @@ pub fn network_health(
     parts.extend(revenue_rows(inputs, period, n_active, plan));
     parts.push(retention_rows(operators.clone(), period, plan));
     parts.push(money_rows(
-        "payouts_cents",
+        metric::PAYOUTS_CENTS,
         payable
             .group_by([col("currency")])
             .agg([sum_cents(col("payable_cents")).alias("cents")]),
     ));
     parts.push(tier_rows(tiers));
     parts.push(count_row(
-        "operators_joined",
+        metric::OPERATORS_JOINED,
         in_month(operators.clone(), "joined_on", period),
     ));
     parts.push(count_row(
-        "operators_lost",
+        metric::OPERATORS_LOST,
         in_month(operators, "terminated_on", period),
     ));
 
@@ -112,7 +154,7 @@ fn active_operator_rows(n_active: LazyFrame, plan: &Plan) -> LazyFrame {
     let net = &plan.network;
     rows(
         n_active,
-        "active_operators",
+        metric::ACTIVE_OPERATORS,
         null(DataType::String),
         col("n_active"),
         null(DataType::Int64),
@@ -151,7 +193,7 @@ fn coverage_rows(inputs: &Inputs, active: LazyFrame, plan: &Plan) -> LazyFrame {
 
     let metro_rows = rows(
         per_metro.clone(),
-        "metro_covered",
+        metric::METRO_COVERED,
         col("metro"),
         col("covered"),
         null(DataType::Int64),
@@ -167,7 +209,7 @@ fn coverage_rows(inputs: &Inputs, active: LazyFrame, plan: &Plan) -> LazyFrame {
         .otherwise(null(DataType::Float64));
     let share_rows = rows(
         share.with_column(share_value.alias("share")),
-        "coverage_share",
+        metric::COVERAGE_SHARE,
         null(DataType::String),
         col("share"),
         null(DataType::Int64),
@@ -222,7 +264,7 @@ fn vertical_rows(operators: LazyFrame, active: LazyFrame, plan: &Plan) -> LazyFr
             JoinArgs::new(JoinType::Left),
         )
         .with_column(col("n").fill_null(lit(0i64))),
-        "vertical_specialists",
+        metric::VERTICAL_SPECIALISTS,
         col("vertical"),
         col("n"),
         null(DataType::Int64),
@@ -281,14 +323,17 @@ fn revenue_rows(
             .clone()
             .cross_join(n_active, None)
             .with_column(per_operator.alias("per_operator")),
-        "mrr_per_operator_cents",
+        metric::MRR_PER_OPERATOR_CENTS,
         col("currency"),
         col("per_operator"),
         col("per_operator"),
         target,
         on_target,
     );
-    vec![money_rows("total_mrr_cents", totals), per_operator_rows]
+    vec![
+        money_rows(metric::TOTAL_MRR_CENTS, totals),
+        per_operator_rows,
+    ]
 }
 
 /// A money metric without a target: `currency`, `cents` → value and value_cents.
@@ -320,7 +365,7 @@ fn retention_rows(operators: LazyFrame, period: Period, plan: &Plan) -> LazyFram
     let min = plan.network.operator_retention_min;
     rows(
         stats.with_column(value.alias("share")),
-        "operator_retention",
+        metric::OPERATOR_RETENTION,
         null(DataType::String),
         col("share"),
         null(DataType::Int64),
@@ -345,7 +390,7 @@ fn tier_rows(tiers: LazyFrame) -> LazyFrame {
             JoinArgs::new(JoinType::Left),
         )
         .with_column(col("n").fill_null(lit(0i64))),
-        "tier_operators",
+        metric::TIER_OPERATORS,
         col("tier"),
         col("n"),
         null(DataType::Int64),

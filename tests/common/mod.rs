@@ -1,10 +1,15 @@
-//! Shared helpers of the end-to-end tests: a fresh PostgreSQL database per test, a
-//! real SMTP capture server (aiosmtpd) on a free loopback port, small generated data.
+//! Shared helpers of the end-to-end tests: a fresh PostgreSQL database per test
+//! (dropped when the test ends, see [`pg`]), a real SMTP capture server (aiosmtpd)
+//! on a free loopback port, small generated data.
 //!
 //! With `OPNET_REQUIRE_SERVICES=1` (set by scripts/test.sh and so by CI) a missing
 //! service fails the test instead of skipping it.
 
 #![allow(dead_code, clippy::unwrap_used)]
+
+pub mod pg;
+
+pub use pg::TestDb;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -27,30 +32,16 @@ pub fn unavailable(what: &str) -> bool {
 }
 
 /// A new, empty PostgreSQL database for one test; `None` when PostgreSQL is absent.
-pub async fn pg_database(tag: &str) -> Option<String> {
-    let admin = std::env::var("OPNET_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    sqlx::any::install_default_drivers();
-    let mut conn = match <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await {
-        Ok(c) => c,
+/// Keep the guard alive for the whole test (`let Some(db) = … else { return };`):
+/// dropping it drops the database, also when the test fails.
+pub async fn pg_database(tag: &str) -> Option<TestDb> {
+    match TestDb::create(tag).await {
+        Ok(db) => Some(db),
         Err(e) => {
-            unavailable(&format!("PostgreSQL at {admin} ({e})"));
-            return None;
+            unavailable(&e);
+            None
         }
-    };
-    let name = format!("opnet_{tag}_{}", std::process::id());
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-        .execute(&mut conn)
-        .await;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create database");
-    let base = admin
-        .rsplit_once('/')
-        .map(|(b, _)| b.to_string())
-        .unwrap_or(admin.clone());
-    Some(format!("{base}/{name}"))
+    }
 }
 
 /// An aiosmtpd capture server writing every received mail into a Maildir.

@@ -4,7 +4,10 @@
 
 use super::*;
 use crate::mail::{self, AlertView, MetricBreachView};
-use opnet_pipelines::alerts::{metric_label, metric_target, operator_metrics};
+use opnet_pipelines::alerts::{
+    metric_condition, metric_definition, metric_label, metric_target, metric_value,
+    operator_metrics,
+};
 use polars::prelude::*;
 use std::collections::BTreeMap;
 
@@ -73,13 +76,24 @@ impl Job for Alerts {
     }
 }
 
-fn fmt_value(metric: &str, v: f64) -> String {
-    match metric {
-        "customer_retention" | "training_completion" => format!("{:.1} %", v * 100.0),
-        "implementation_days" => format!("{v:.1} days"),
-        "response_hours" => format!("{v:.1} hours"),
-        "nps" => format!("{v:.1}"),
-        _ => format!("{v}"),
+/// One breached metric in words, from the plan in force (R0.5): the wording and the
+/// threshold come from the metric's one definition in `opnet_pipelines::alerts`.
+pub fn breach_view(
+    metric: &str,
+    value: f64,
+    threshold: f64,
+    plan: &Plan,
+    period: Period,
+) -> MetricBreachView {
+    MetricBreachView {
+        metric: metric.to_string(),
+        label: metric_label(metric).to_string(),
+        definition: metric_definition(metric).to_string(),
+        value: metric_value(metric, value, period),
+        alert_when: metric_condition(metric, plan),
+        target: metric_target(metric, plan),
+        // `{}` on f64 is the shortest text that reads back to the same number.
+        figures: format!("{metric}\t{value}\t{threshold}"),
     }
 }
 
@@ -96,20 +110,14 @@ fn alert_views(ctx: &JobContext<'_>, m: &DataFrame) -> PolarsResult<Vec<AlertVie
         if breached.get(r) != Some(true) {
             continue;
         }
-        let id = metric.get(r).unwrap_or("");
+        // A breached row always has a value and a threshold (R4: null never breaches).
+        let (Some(id), Some(v), Some(t)) = (metric.get(r), value.get(r), threshold.get(r)) else {
+            continue;
+        };
         by_op
             .entry(ops.get(r).unwrap_or("").to_string())
             .or_default()
-            .push(MetricBreachView {
-                metric: id.to_string(),
-                label: metric_label(id).to_string(),
-                value: value.get(r).map(|v| fmt_value(id, v)).unwrap_or_default(),
-                threshold: threshold
-                    .get(r)
-                    .map(|v| fmt_value(id, v))
-                    .unwrap_or_default(),
-                target: metric_target(id, ctx.plan),
-            });
+            .push(breach_view(id, v, t, ctx.plan, ctx.period));
     }
     let mut out = Vec::new();
     for (op, breaches) in by_op {

@@ -3,8 +3,10 @@
 //! escalation to partner success once breaches reach the plan's threshold (R3.5).
 
 use super::*;
+use crate::mail::render::format_bp;
 use crate::mail::{self, ExclusivityView};
-use opnet_pipelines::exclusivity::exclusivity_checks;
+use opnet_pipelines::exclusivity::{SATISFACTION_INSUFFICIENT, exclusivity_checks};
+use opnet_pipelines::plan::Exclusivity as Criteria;
 use polars::prelude::*;
 
 pub struct Exclusivity;
@@ -108,7 +110,6 @@ fn breach_views(ctx: &JobContext<'_>, checks: &DataFrame) -> PolarsResult<Vec<Ex
     );
     let (growth, csat) = (f("qoq_growth")?, f("csat_share")?);
     let (compliant, escalated) = (b("compliant")?, b("escalated")?);
-    let ex = &ctx.plan.exclusivity;
     let mut out = Vec::new();
     for r in 0..checks.height() {
         if compliant.get(r) != Some(false) {
@@ -118,52 +119,17 @@ fn breach_views(ctx: &JobContext<'_>, checks: &DataFrame) -> PolarsResult<Vec<Ex
         let Some((name, email)) = directory.get(op) else {
             continue;
         };
-        let currency = cur.get(r).unwrap_or("");
-        let mut failures = Vec::new();
-        for criterion in failed
-            .get(r)
-            .unwrap_or("")
-            .split(',')
-            .filter(|c| !c.is_empty())
-        {
-            failures.push(match criterion {
-                "mrr" => {
-                    let min = ex.min_mrr_for(currency);
-                    let have = mrr.get(r).unwrap_or(0);
-                    format!(
-                        "MRR (R3.1) is {} against a minimum of {}: {} more monthly recurring revenue restores compliance.",
-                        mail::format_cents(have, currency),
-                        mail::format_cents(min, currency),
-                        mail::format_cents(min - have, currency)
-                    )
-                }
-                "customers" => {
-                    let have = cust.get(r).unwrap_or(0);
-                    format!(
-                        "Active customers (R3.2) are {have} against a minimum of {}: {} more active customers restore compliance.",
-                        ex.min_active_customers,
-                        ex.min_active_customers - have
-                    )
-                }
-                "growth" => format!(
-                    "Quarter-over-quarter MRR growth (R3.3) is {} against the {} % required in the first {} months of exclusivity.",
-                    growth.get(r).map(|g| format!("{:.1} %", g * 100.0)).unwrap_or_else(|| "none".into()),
-                    ex.min_qoq_growth_bp / 100,
-                    ex.growth_check_months
-                ),
-                "satisfaction" => format!(
-                    "Customer satisfaction (R3.4) is {} of {} responses at CSAT {}+, which must be above {} %.",
-                    csat.get(r).map(|c| format!("{:.1} %", c * 100.0)).unwrap_or_else(|| "n/a".into()),
-                    responses.get(r).unwrap_or(0),
-                    ex.satisfied_csat_score,
-                    ex.min_csat_share_bp / 100
-                ),
-                other => format!("Criterion {other} failed."),
-            });
-        }
-        if sat.get(r) == Some("insufficient_data") {
-            failures.push("Satisfaction could not be assessed: too few CSAT responses (reported, not a breach).".into());
-        }
+        let facts = CheckFacts {
+            currency: cur.get(r).unwrap_or("").to_string(),
+            failed_criteria: failed.get(r).unwrap_or("").to_string(),
+            mrr_cents: mrr.get(r).unwrap_or(0),
+            active_customers: cust.get(r).unwrap_or(0),
+            qoq_growth: growth.get(r),
+            csat_share: csat.get(r),
+            csat_responses: responses.get(r).unwrap_or(0),
+            insufficient_satisfaction_data: sat.get(r) == Some(SATISFACTION_INSUFFICIENT),
+        };
+        let failures = failure_sentences(&facts, &ctx.plan.exclusivity);
         let view = ExclusivityView {
             period: ctx.period.to_string(),
             operator_id: op.to_string(),
@@ -177,4 +143,73 @@ fn breach_views(ctx: &JobContext<'_>, checks: &DataFrame) -> PolarsResult<Vec<Ex
         out.push(view);
     }
     Ok(out)
+}
+
+/// What one `exclusivity_checks` row says about a breach, for its notice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckFacts {
+    /// The territory's currency (R3.1 is in it).
+    pub currency: String,
+    /// `failed_criteria` of the row: comma-separated `mrr`, `customers`, `growth`,
+    /// `satisfaction`.
+    pub failed_criteria: String,
+    pub mrr_cents: i64,
+    pub active_customers: i64,
+    pub qoq_growth: Option<f64>,
+    pub csat_share: Option<f64>,
+    pub csat_responses: i64,
+    /// R3.4 `insufficient_data`: reported, not a breach.
+    pub insufficient_satisfaction_data: bool,
+}
+
+/// One sentence per failed criterion: what failed, by how much, what restores
+/// compliance — every threshold from the plan in force (R0.5), money from integer
+/// cents and basis points printed exactly (R0.3: 1250 bp is "12.5 %").
+pub fn failure_sentences(f: &CheckFacts, ex: &Criteria) -> Vec<String> {
+    let currency = f.currency.as_str();
+    let mut failures = Vec::new();
+    for criterion in f.failed_criteria.split(',').filter(|c| !c.is_empty()) {
+        failures.push(match criterion {
+            "mrr" => {
+                let min = ex.min_mrr_for(currency);
+                format!(
+                    "MRR (R3.1) is {} against a minimum of {}: {} more monthly recurring revenue restores compliance.",
+                    mail::format_cents(f.mrr_cents, currency),
+                    mail::format_cents(min, currency),
+                    mail::format_cents(min.saturating_sub(f.mrr_cents), currency)
+                )
+            }
+            "customers" => format!(
+                "Active customers (R3.2) are {} against a minimum of {}: {} more active customers restore compliance.",
+                f.active_customers,
+                ex.min_active_customers,
+                ex.min_active_customers.saturating_sub(f.active_customers)
+            ),
+            "growth" => format!(
+                "Quarter-over-quarter MRR growth (R3.3) is {} against the {} required in the first {} months of exclusivity.",
+                f.qoq_growth
+                    .map(|g| format!("{:.1} %", g * 100.0))
+                    .unwrap_or_else(|| "none".into()),
+                format_bp(ex.min_qoq_growth_bp),
+                ex.growth_check_months
+            ),
+            "satisfaction" => format!(
+                "Customer satisfaction (R3.4) is {} of {} responses at CSAT {}+, which must be above {}.",
+                f.csat_share
+                    .map(|c| format!("{:.1} %", c * 100.0))
+                    .unwrap_or_else(|| "n/a".into()),
+                f.csat_responses,
+                ex.satisfied_csat_score,
+                format_bp(ex.min_csat_share_bp)
+            ),
+            other => format!("Criterion {other} failed."),
+        });
+    }
+    if f.insufficient_satisfaction_data {
+        failures.push(
+            "Satisfaction could not be assessed: too few CSAT responses (reported, not a breach)."
+                .into(),
+        );
+    }
+    failures
 }

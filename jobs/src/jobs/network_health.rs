@@ -115,7 +115,7 @@ impl Job for NetworkHealth {
         let rows = cast_like_table(rows).map_err(pl)?;
         let trend = trend_rows(conn, period).await.map_err(db(period))?;
         let all = trend.vstack(&rows).map_err(pl)?;
-        let report = crate::report::render(&p, &all).map_err(|e| JobError::Data {
+        let report = crate::report::render(&p, &all, ctx.plan).map_err(|e| JobError::Data {
             job: JOB,
             period,
             message: e.to_string(),
@@ -125,7 +125,7 @@ impl Job for NetworkHealth {
         let mut emails = Vec::new();
         for to in &ctx.config.email.leadership {
             emails.push(mail::html_report_email(
-                "network_health",
+                mail::kind::NETWORK_HEALTH,
                 format!("network_health:{p}:{to}:{}", &digest[..16]),
                 to,
                 format!("Candlefish network health — {p}"),
@@ -188,8 +188,11 @@ pub async fn report_for(app: &App, period: Period) -> anyhow::Result<crate::repo
         );
     }
     let trend = trend_rows(&mut conn, period).await?;
+    // R0.5: the targets of the plan in force for the period, as the close used.
+    let plan = app.config.plan.for_period(period)?;
     Ok(crate::report::render(
         &period.to_string(),
         &trend.vstack(&current)?,
+        plan,
     )?)
 }

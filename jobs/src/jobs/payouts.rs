@@ -832,5 +832,11 @@ pub async fn show(app: &App, period: Period, operator: Option<&str>) -> anyhow::
             String::new(),
         ]);
     }
+    // Money right-aligned, so the digits of a column line up and sums read at a glance.
+    for i in (4..10).chain([12]) {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(comfy_table::CellAlignment::Right);
+        }
+    }
     Ok(format!("payout statements {period}\n{t}"))
 }

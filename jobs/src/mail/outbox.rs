@@ -280,7 +280,7 @@ pub async fn deliver_queued_with(
                     source,
                 })?;
                 report.sent += 1;
-                tracing::info!(message_id = %id, recipient = %to, %transport, "email sent");
+                tracing::debug!(message_id = %id, recipient = %to, %transport, "email sent");
                 crate::failpoint::point(crate::failpoint::DELIVER_AFTER_MARK);
             }
             Err(reason) => {

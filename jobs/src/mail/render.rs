@@ -64,6 +64,10 @@ const TEMPLATES: &[(&str, &str)] = &[
 
 const CSV_CONTENT_TYPE: &str = "text/csv; charset=utf-8";
 
+/// The `kind` of a payout line (data contract: `payout_lines.kind`).
+const COLLECTION: &str = "collection";
+const CLAWBACK: &str = "clawback";
+
 /// The most exceptions listed in the body of the finance summary; all of them are in
 /// the attached CSV, and the body says how many were left out.
 const MAX_LISTED_EXCEPTIONS: usize = 50;
@@ -170,18 +174,27 @@ pub struct TierChangeView {
     pub benefits: String,
 }
 
-/// One breached metric, already formatted by the caller (R4).
+/// One breached metric, already worded by the caller from the plan in force (R4,
+/// R0.5): what is wrong (the value against the alert condition, with its direction)
+/// and what good looks like.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricBreachView {
-    /// The R4 id, e.g. `nps`.
+    /// The R4 id, e.g. `response_hours`.
     pub metric: String,
-    /// A human name, e.g. "Net Promoter Score".
+    /// A human name, e.g. "Lead response time".
     pub label: String,
+    /// What the metric measures, e.g. "hours from a lead's creation to your first
+    /// contact, leads of the month".
+    pub definition: String,
+    /// The operator's value with its unit, e.g. "30.5 hours on average".
     pub value: String,
-    /// The alert condition, e.g. "< 30".
-    pub threshold: String,
-    /// What good looks like, e.g. "≥ 50".
+    /// The alert condition with its direction, e.g. "above 24 hours on average".
+    pub alert_when: String,
+    /// What good looks like, e.g. "at most 24 hours on average".
     pub target: String,
+    /// The breach's identity for the dedup key: the metric id and its figures as
+    /// numbers (value, threshold), so that a change of wording never re-sends it.
+    pub figures: String,
 }
 
 /// One operator's performance alerts for a period (R4).
@@ -253,6 +266,22 @@ pub fn format_cents(cents: i64, currency: &str) -> String {
     }
 }
 
+/// Basis points as an exact percentage (R0.3): `1250` → `12.5 %`, `7000` → `70 %`,
+/// `1` → `0.01 %`. Integer arithmetic only: the one formatting of basis points for
+/// every email and summary, so no message rounds a plan's share or threshold.
+pub fn format_bp(bp: i64) -> String {
+    let sign = if bp < 0 { "-" } else { "" };
+    let abs = bp.unsigned_abs();
+    let (whole, frac) = (abs / 100, abs % 100);
+    if frac == 0 {
+        format!("{sign}{whole} %")
+    } else if frac % 10 == 0 {
+        format!("{sign}{whole}.{} %", frac / 10)
+    } else {
+        format!("{sign}{whole}.{frac:02} %")
+    }
+}
+
 /// A money figure as the templates see it.
 #[derive(Debug, Clone, Serialize)]
 struct Money {
@@ -263,6 +292,17 @@ struct Money {
     pad: String,
     negative: bool,
     zero: bool,
+}
+
+/// One money figure right-aligned to `width` characters in its plain-text form.
+fn money(cents: i64, currency: &str, width: usize) -> Money {
+    let text = format_cents(cents, currency);
+    Money {
+        pad: format!("{text:>width$}"),
+        text,
+        negative: cents < 0,
+        zero: cents == 0,
+    }
 }
 
 /// Formats a set of named figures together so their plain-text forms line up.
@@ -486,17 +526,88 @@ struct StatementCtx<'a> {
     revision: i64,
     is_revision: bool,
     m: BTreeMap<&'static str, Money>,
+    /// The operator's share of the collections, per revenue type and share.
+    shares: Vec<ShareCtx>,
+    /// Column heads of `shares` for the plain-text part, aligned with the figures.
+    shares_header: String,
+    /// The clawback lines, each with its refund split between the two parties.
+    clawback_lines: Vec<ClawbackCtx>,
+    clawbacks_unlisted: usize,
     lines: usize,
     collections: usize,
     clawbacks: usize,
     csv_filename: String,
 }
 
+/// Collections of one revenue type at one operator share.
+#[derive(Serialize)]
+struct ShareCtx {
+    /// "Software at 70 %", padded for the plain-text column.
+    label: String,
+    collected: Money,
+    operator: Money,
+    candlefish: Money,
+}
+
+/// One clawback line (R1.6): the refund and each party's part of it.
+#[derive(Serialize)]
+struct ClawbackCtx {
+    invoice_id: String,
+    line_no: i64,
+    refund_id: String,
+    revenue_type: String,
+    collected_period: String,
+    /// The operator share of the original collection, e.g. "65 %".
+    share: String,
+    /// "Your part at 65 %", padded for the plain-text column.
+    operator_label: String,
+    refunded: Money,
+    operator: Money,
+    candlefish: Money,
+}
+
+/// The most clawback lines itemised in a statement; all of them are in the attached
+/// CSV and in the totals, and the email says how many it left out.
+const MAX_LISTED_CLAWBACKS: usize = 20;
+
+/// Plain-text width of a statement's labels, the space before the figures included.
+const STATEMENT_LABEL_WIDTH: usize = 24;
+
+/// Revenue types in the order of the statement (R1.3), unknown ones after them.
+fn revenue_type_rank(t: &str) -> usize {
+    opnet_pipelines::contract::REVENUE_TYPES
+        .iter()
+        .position(|r| *r == t)
+        .unwrap_or(opnet_pipelines::contract::REVENUE_TYPES.len())
+}
+
+/// `text` padded to `width` characters, always followed by at least one space.
+fn label(text: &str, width: usize) -> String {
+    format!("{text:<w$} ", w = width.saturating_sub(1))
+}
+
+/// "Software" for `software`.
+fn capitalised(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// The operator's statement email, with its payout lines attached as CSV.
+///
+/// It shows the arithmetic of R1.7 so that the operator can check it without a
+/// calculator: what was collected, how each revenue type was shared (the two parts
+/// add up to what was collected), each clawback line with its refund split between
+/// the two parties, the carried balance and what is payable; and why the Candlefish
+/// share is not simply collected minus the operator share (it includes Candlefish's
+/// part of the clawbacks).
 ///
 /// Sent to the operator only (data contract). The dedup key includes the revision,
 /// so an approved statement goes out once and a revision goes out as a new email.
 pub fn statement_email(v: &StatementView) -> Result<OutgoingEmail, MailError> {
+    let cur = v.currency.as_str();
     let balance = v
         .operator_share_cents
         .saturating_add(v.clawback_cents)
@@ -505,42 +616,126 @@ pub fn statement_email(v: &StatementView) -> Result<OutgoingEmail, MailError> {
         .software_cents
         .saturating_add(v.implementation_cents)
         .saturating_add(v.support_cents);
+    // R0.4 splits every collection line exactly, so Candlefish's part of the
+    // collections is what the operator's share leaves; the rest of the Candlefish
+    // share is its part of the clawbacks (R1.7).
+    let candlefish_collections = collected.saturating_sub(v.operator_share_cents);
+    let candlefish_clawbacks = v
+        .candlefish_share_cents
+        .saturating_sub(candlefish_collections);
+    let refunded = v.clawback_cents.saturating_add(candlefish_clawbacks);
     let csv_filename = format!(
         "payout_lines_{}_{}_{}.csv",
         v.operator_id, v.period, v.currency
     );
-    let clawbacks = v.lines.iter().filter(|l| l.kind == "clawback").count();
+
+    // Collections per (revenue type, share): amount and operator part.
+    let mut groups: BTreeMap<(usize, String, i64), (i64, i64)> = BTreeMap::new();
+    for l in v.lines.iter().filter(|l| l.kind == COLLECTION) {
+        let g = groups
+            .entry((
+                revenue_type_rank(&l.revenue_type),
+                l.revenue_type.clone(),
+                l.operator_bp,
+            ))
+            .or_default();
+        g.0 = g.0.saturating_add(l.amount_cents);
+        g.1 = g.1.saturating_add(l.operator_cents);
+    }
+    let claw: Vec<&StatementLineView> = v.lines.iter().filter(|l| l.kind == CLAWBACK).collect();
+    let listed = &claw[..claw.len().min(MAX_LISTED_CLAWBACKS)];
+
+    let named = [
+        ("software", v.software_cents),
+        ("implementation", v.implementation_cents),
+        ("support", v.support_cents),
+        ("collected", collected),
+        ("operator_share", v.operator_share_cents),
+        ("clawback", v.clawback_cents),
+        ("carried_in", v.carried_in_cents),
+        ("balance", balance),
+        ("payable", v.payable_cents),
+        ("carried_out", v.carried_out_cents),
+        ("candlefish_share", v.candlefish_share_cents),
+        ("candlefish_collections", candlefish_collections),
+        ("candlefish_clawbacks", candlefish_clawbacks),
+        ("refunded", refunded),
+    ];
+    // Every figure of the email shares one column width, so the text part lines up.
+    let width = named
+        .iter()
+        .map(|(_, c)| *c)
+        .chain(
+            groups
+                .values()
+                .flat_map(|(a, o)| [*a, *o, a.saturating_sub(*o)]),
+        )
+        .chain(
+            listed
+                .iter()
+                .flat_map(|l| [l.amount_cents, l.operator_cents, l.candlefish_cents]),
+        )
+        .map(|c| format_cents(c, cur).chars().count())
+        .max()
+        .unwrap_or(0);
+    let m: BTreeMap<&'static str, Money> = named
+        .iter()
+        .map(|&(name, cents)| (name, money(cents, cur, width)))
+        .collect();
+    let shares = groups
+        .into_iter()
+        .map(|((_, revenue_type, bp), (amount, operator))| ShareCtx {
+            label: label(
+                &format!("{} at {}", capitalised(&revenue_type), format_bp(bp)),
+                STATEMENT_LABEL_WIDTH,
+            ),
+            collected: money(amount, cur, width),
+            operator: money(operator, cur, width),
+            candlefish: money(amount.saturating_sub(operator), cur, width),
+        })
+        .collect();
+    let clawback_lines = listed
+        .iter()
+        .map(|l| ClawbackCtx {
+            invoice_id: l.invoice_id.clone(),
+            line_no: l.line_no,
+            refund_id: l.refund_id.clone().unwrap_or_default(),
+            revenue_type: l.revenue_type.clone(),
+            collected_period: l.collected_period.clone(),
+            share: format_bp(l.operator_bp),
+            // Two columns less: these rows are indented under their line.
+            operator_label: label(
+                &format!("Your part at {}", format_bp(l.operator_bp)),
+                STATEMENT_LABEL_WIDTH - 2,
+            ),
+            refunded: money(l.amount_cents, cur, width),
+            operator: money(l.operator_cents, cur, width),
+            candlefish: money(l.candlefish_cents, cur, width),
+        })
+        .collect();
     let ctx = StatementCtx {
         period: &v.period,
         previous_period: previous_period(&v.period).unwrap_or_else(|| "the previous period".into()),
         operator_id: &v.operator_id,
         operator_name: &v.operator_name,
-        currency: &v.currency,
+        currency: cur,
         phase: &v.phase,
         tier: tier_label(&v.tier),
         statement_on: &v.statement_on,
         due_on: &v.due_on,
         revision: v.revision,
         is_revision: v.revision > 1,
-        m: money_table(
-            &v.currency,
-            [
-                ("software", v.software_cents),
-                ("implementation", v.implementation_cents),
-                ("support", v.support_cents),
-                ("collected", collected),
-                ("operator_share", v.operator_share_cents),
-                ("clawback", v.clawback_cents),
-                ("carried_in", v.carried_in_cents),
-                ("balance", balance),
-                ("payable", v.payable_cents),
-                ("carried_out", v.carried_out_cents),
-                ("candlefish_share", v.candlefish_share_cents),
-            ],
+        m,
+        shares,
+        shares_header: format!(
+            "{:STATEMENT_LABEL_WIDTH$}{:>width$}  {:>width$}  {:>width$}",
+            "", "Yours", "Candlefish", "Collected"
         ),
+        clawback_lines,
+        clawbacks_unlisted: claw.len() - listed.len(),
         lines: v.lines.len(),
-        collections: v.lines.len() - clawbacks,
-        clawbacks,
+        collections: v.lines.len() - claw.len(),
+        clawbacks: claw.len(),
         csv_filename: csv_filename.clone(),
     };
     let (text, html) = render_pair("statement", &ctx)?;
@@ -822,16 +1017,20 @@ struct AlertCtx<'a> {
 struct BreachCtx<'a> {
     metric: &'a str,
     label: &'a str,
+    definition: &'a str,
     value: &'a str,
-    threshold: &'a str,
+    alert_when: &'a str,
     target: &'a str,
 }
 
-/// One email per operator and period listing every breached metric (R4).
+/// One email per operator and period listing every breached metric (R4): for each,
+/// what it measures, the operator's value, when it alerts (the threshold and its
+/// direction) and the target.
 ///
-/// The dedup key ends in a hash of the breach list (in metric order), so the same
-/// operator, period and content is never sent twice, while a re-run whose breaches
-/// changed sends the corrected list.
+/// The dedup key ends in a hash of the breaches' figures (metric ids, values and
+/// thresholds as numbers, sorted), so the same operator, period and content is
+/// never sent twice — whatever the wording — while a re-run whose breaches changed
+/// sends the corrected list.
 pub fn alert_email(v: &AlertView) -> Result<OutgoingEmail, MailError> {
     let ctx = AlertCtx {
         period: &v.period,
@@ -843,23 +1042,15 @@ pub fn alert_email(v: &AlertView) -> Result<OutgoingEmail, MailError> {
             .map(|b| BreachCtx {
                 metric: &b.metric,
                 label: &b.label,
+                definition: &b.definition,
                 value: &b.value,
-                threshold: &b.threshold,
+                alert_when: &b.alert_when,
                 target: &b.target,
             })
             .collect(),
     };
     let (text, html) = render_pair("alert", &ctx)?;
-    let mut content: Vec<String> = v
-        .breaches
-        .iter()
-        .map(|b| {
-            format!(
-                "{}\t{}\t{}\t{}\t{}",
-                b.metric, b.label, b.value, b.threshold, b.target
-            )
-        })
-        .collect();
+    let mut content: Vec<String> = v.breaches.iter().map(|b| b.figures.clone()).collect();
     content.sort();
     let n = v.breaches.len() as i64;
     Ok(OutgoingEmail {

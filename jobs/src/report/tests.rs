@@ -3,6 +3,7 @@
 //! with no figures at all for 2025-02, and one stray row older than the window.
 
 use super::*;
+use opnet_pipelines::Plan;
 
 const M: &str = "2025-08";
 
@@ -140,7 +141,7 @@ fn fixture_rows() -> Vec<R> {
 }
 
 fn fixture_report() -> Report {
-    render(M, &frame(&fixture_rows())).expect("fixture renders")
+    render(M, &frame(&fixture_rows()), &Plan::playbook()).expect("fixture renders")
 }
 
 /// The `<figure id="…">` ids in document order.
@@ -253,8 +254,9 @@ fn money_is_formatted_from_integer_cents() {
         target: Some(1_500_000.0),
         on_target: Some(true),
     };
+    let net = Plan::playbook().network;
     assert_eq!(format_value(&row), "15,000.00 USD");
-    assert_eq!(format_target(&row), "≥ 15,000.00 USD");
+    assert_eq!(format_target(&row, &net), "≥ 15,000.00 USD");
     // Exact beyond what an f64 of units could hold to the cent.
     let big = Row {
         value_cents: Some(9_007_199_254_740_993),
@@ -274,9 +276,9 @@ fn missing_trend_months_are_absent() {
     let html = fixture_report().html;
     // The axis starts with the first month that has figures…
     let active = figure(&html, "chart-active-operators");
-    assert!(active.contains("\n2024-11\n"));
-    assert!(active.contains("\n2025-08\n"));
-    for absent in ["2024-09", "2024-10", "2024-07"] {
+    assert!(active.contains("\nNov 2024\n"), "{active}");
+    assert!(active.contains("\nAug\n"));
+    for absent in ["2024-09", "2024-10", "2024-07", "Sep 2024", "Oct 2024"] {
         assert!(!html.contains(absent), "{absent} should not appear");
     }
     // …the stray row older than the window is ignored (its value would stretch the axis)…
@@ -301,7 +303,7 @@ fn missing_trend_months_are_absent() {
 
 #[test]
 fn a_network_with_only_one_month_still_renders_every_chart() {
-    let report = render(M, &frame(&rows_of_m())).expect("renders");
+    let report = render(M, &frame(&rows_of_m()), &Plan::playbook()).expect("renders");
     assert_eq!(figure_ids(&report.html), EXPECTED_CHARTS);
     assert_eq!(report.html.matches("<svg").count(), EXPECTED_CHARTS.len());
     assert!(
@@ -317,7 +319,7 @@ fn usd_charts_exist_without_usd_figures() {
         fig(M, metric::ACTIVE_OPERATORS, None, 3.0).target(50.0, false),
         money(M, metric::TOTAL_MRR_CENTS, "CAD", 500),
     ];
-    let report = render(M, &frame(&rows)).expect("renders");
+    let report = render(M, &frame(&rows), &Plan::playbook()).expect("renders");
     let ids = figure_ids(&report.html);
     assert!(ids.contains(&"chart-total-mrr-usd".to_string()));
     assert!(ids.contains(&"chart-mrr-per-operator-usd".to_string()));
@@ -393,18 +395,23 @@ fn csv_has_a_header_and_one_line_per_row_of_m() {
 fn errors_name_the_problem() {
     let rows = frame(&fixture_rows());
     assert!(matches!(
-        render("2025-13", &rows),
+        render("2025-13", &rows, &Plan::playbook()),
         Err(ReportError::Period(_))
     ));
-    assert!(matches!(render("2026-03", &rows), Err(ReportError::NoRows(p)) if p == "2026-03"));
+    assert!(
+        matches!(render("2026-03", &rows, &Plan::playbook()), Err(ReportError::NoRows(p)) if p == "2026-03")
+    );
     let bad = frame(&[fig("August", metric::ACTIVE_OPERATORS, None, 1.0)]);
     assert!(matches!(
-        render(M, &bad),
+        render(M, &bad, &Plan::playbook()),
         Err(ReportError::Row { row: 0, .. })
     ));
     let no_metric =
         DataFrame::new_infer_height(vec![Column::new("period".into(), [M])]).expect("frame");
-    assert!(matches!(render(M, &no_metric), Err(ReportError::Frame(_))));
+    assert!(matches!(
+        render(M, &no_metric, &Plan::playbook()),
+        Err(ReportError::Frame(_))
+    ));
 }
 
 #[test]
@@ -416,4 +423,203 @@ fn writes_the_fixture_page_for_a_look() {
         std::fs::create_dir_all(dir).expect("target dir");
     }
     std::fs::write(&path, report.html).expect("write fixture page");
+}
+
+/// Issue 14: what needs action comes first — the off-target figures lead the KPI
+/// table and its text part, each group in the R5 order; the CSV keeps the R5 order.
+#[test]
+fn off_target_figures_come_first() {
+    let report = fixture_report();
+    let table = kpi_table(&report.html);
+    let statuses: Vec<&str> = table
+        .split("<tr class=\"")
+        .skip(1)
+        .map(|r| r.split('"').next().unwrap_or(""))
+        .collect();
+    assert_eq!(statuses.len(), 21);
+    let off = statuses.iter().take_while(|s| **s == "off").count();
+    assert_eq!(off, 4, "{statuses:?}");
+    assert!(statuses[off..].iter().all(|s| *s != "off"), "{statuses:?}");
+    // Within the off-target group: Denver (metro), coverage share, then the verticals.
+    let first_off = &table[table.find("<tr class=\"off\">").expect("off row")..];
+    assert!(first_off.starts_with("<tr class=\"off\"><td>Target metro covered"));
+    assert!(report.html.contains("4 off target come first"));
+    let text_rows: Vec<&str> = report
+        .text
+        .lines()
+        .skip(4)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert!(
+        text_rows[..4].iter().all(|l| l.ends_with("✗ off target")),
+        "{text_rows:#?}"
+    );
+    assert!(text_rows[4..].iter().all(|l| !l.ends_with("✗ off target")));
+    let csv = String::from_utf8(report.csv).expect("utf-8");
+    assert!(
+        csv.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("2025-08,active_operators,")),
+        "{csv}"
+    );
+}
+
+/// Issue 14: twelve `YYYY-MM` labels overlapped on a scaled-down chart; month names
+/// fit, with the year on the first month and on January.
+#[test]
+fn month_labels_are_short_and_name_the_year_where_it_changes() {
+    let axis = Axis {
+        periods: Period::parse("2024-09")
+            .expect("period")
+            .through(Period::parse(M).expect("period"))
+            .collect(),
+    };
+    let labels: Vec<String> = (0..axis.len()).map(|x| axis.label(x)).collect();
+    assert_eq!(
+        labels,
+        [
+            "Sep 2024", "Oct", "Nov", "Dec", "Jan 2025", "Feb", "Mar", "Apr", "May", "Jun", "Jul",
+            "Aug"
+        ]
+    );
+    assert_eq!(axis.label(-1), "");
+    assert_eq!(axis.label(12), "");
+    // The widest two neighbours fit the space of a month on the 760-pixel chart
+    // (~49 px at ~7 px per character): no label is longer than 8 characters and
+    // no two long ones are adjacent.
+    for pair in labels.windows(2) {
+        assert!(pair[0].len() + pair[1].len() <= 11, "{pair:?}");
+    }
+    assert_eq!(axis.first(), "2024-09");
+    assert_eq!(axis.last(), "2025-08");
+}
+
+/// Issue 14: `none` and `silver` shared one grey in the tier chart. Every tier has
+/// its own colour, far enough apart to be told apart in the stacked bands (the old
+/// none/silver pair was 79 apart by this measure).
+#[test]
+fn every_tier_has_a_distinct_colour() {
+    let colours: Vec<RGBColor> = TIERS.iter().map(|t| tier_colour(t)).collect();
+    for (i, a) in colours.iter().enumerate() {
+        for (j, b) in colours.iter().enumerate().skip(i + 1) {
+            let d = |x: u8, y: u8| (i32::from(x) - i32::from(y)).abs();
+            let distance = d(a.0, b.0) + d(a.1, b.1) + d(a.2, b.2);
+            assert!(
+                distance >= 100,
+                "{} and {} are too alike ({distance})",
+                TIERS[i],
+                TIERS[j]
+            );
+        }
+    }
+    assert_ne!(tier_colour("mystery"), tier_colour("none"));
+}
+
+/// Issue 10 (R0.5): the report takes every target from the plan in force for M. A
+/// plan version that moves the R5 targets turns the same network's ✓ into ✗, and
+/// the report states the new targets — through the pipeline, as the job runs it.
+#[test]
+fn r0_5_a_plan_version_with_other_r5_targets_changes_the_verdicts() {
+    use opnet_pipelines::{Inputs, PlanBook};
+    let book = PlanBook::from_toml(
+        r#"
+[[version]]
+version = "playbook"
+effective_from = "2020-01"
+
+[[version]]
+version = "2025.2"
+effective_from = "2025-08"
+network.active_operators_min = 70
+network.active_operators_max = 200
+network.vertical_specialists_min = 80
+network.operator_retention_min = 0.99
+"#,
+    )
+    .expect("plan");
+    // 60 operators, active since 2024-01 in metro m1, all listing v1; one left in
+    // 2025-03, so retention is 59/60.
+    let n = 60;
+    let mut inputs = Inputs::empty();
+    inputs.operators = polars::df!(
+        "operator_id" => (0..n).map(|k| format!("op{k:03}")).collect::<Vec<_>>(),
+        "name" => vec!["x"; n],
+        "email" => vec!["x@example.com"; n],
+        "metro" => vec!["m1"; n],
+        "verticals" => vec!["v1"; n],
+        "joined_on" => vec![chrono::NaiveDate::from_ymd_opt(2024, 1, 1).expect("date"); n],
+        "terminated_on" => (0..n)
+            .map(|k| (k == 0).then(|| chrono::NaiveDate::from_ymd_opt(2025, 3, 1).expect("date")))
+            .collect::<Vec<_>>(),
+    )
+    .expect("operators")
+    .lazy();
+    let render_with = |period: &str| {
+        let p = Period::parse(period).expect("period");
+        let plan = book.for_period(p).expect("plan in force");
+        let tiers =
+            polars::df!("operator_id" => Vec::<String>::new(), "tier" => Vec::<String>::new())
+                .expect("tiers")
+                .lazy();
+        let payable =
+            polars::df!("currency" => Vec::<String>::new(), "payable_cents" => Vec::<i64>::new())
+                .expect("payable")
+                .lazy();
+        let rows = opnet_pipelines::health::network_health(&inputs, p, plan, tiers, payable)
+            .collect()
+            .expect("rows");
+        render(period, &rows, plan).expect("report")
+    };
+    let row_of = |html: &str, metric: &str| -> String {
+        let table = kpi_table(html);
+        let at = table
+            .find(&format!("<code>{metric}</code>"))
+            .unwrap_or_else(|| panic!("{metric} row"));
+        let end = table[at..].find("</tr>").expect("row end");
+        table[at..at + end].to_string()
+    };
+
+    let before = render_with("2025-07");
+    let after = render_with("2025-08");
+    let (a, b) = (
+        row_of(&before.html, "active_operators"),
+        row_of(&after.html, "active_operators"),
+    );
+    assert!(a.contains("50–100") && a.contains("✓ on target"), "{a}");
+    assert!(b.contains("70–200") && b.contains("✗ off target"), "{b}");
+    let (a, b) = (
+        row_of(&before.html, "vertical_specialists"),
+        row_of(&after.html, "vertical_specialists"),
+    );
+    assert!(a.contains("≥ 2") && a.contains("✓ on target"), "{a}");
+    assert!(b.contains("≥ 80") && b.contains("✗ off target"), "{b}");
+    let (a, b) = (
+        row_of(&before.html, "operator_retention"),
+        row_of(&after.html, "operator_retention"),
+    );
+    assert!(a.contains("&gt; 85.0%") && a.contains("✓ on target"), "{a}");
+    assert!(
+        b.contains("&gt; 99.0%") && b.contains("✗ off target"),
+        "{b}"
+    );
+    // The sections and the text part follow the same plan.
+    assert!(
+        before
+            .html
+            .contains("Every vertical has at least 2 active specialists.")
+    );
+    assert!(
+        after
+            .html
+            .contains("Verticals with fewer than 80 specialists")
+    );
+    assert!(
+        after
+            .text
+            .contains("Verticals with fewer than 80 specialists: v1 (59)")
+    );
+    assert!(
+        after.html.contains("target ≤ 200"),
+        "the chart's band follows the plan"
+    );
 }

@@ -188,6 +188,73 @@ fn r1_7_statement_email_key_subject_and_carry_sentence() {
     assert!(!html.contains("src=") && !html.contains("<link") && !html.contains("http"));
 }
 
+/// Issue 14: the operator can check the statement without a calculator — each
+/// revenue type's split adds up to what was collected, each clawback line is split
+/// in its refund, and the Candlefish share is explained as collections plus
+/// clawbacks (R1.7: the operator share is before clawbacks, Candlefish's after).
+#[test]
+fn r1_7_statement_shows_the_arithmetic_of_the_shares() {
+    let email = statement_email(&statement_view()).expect("render");
+    let html = email.html.as_deref().expect("html");
+    for part in [email.text.as_str(), html] {
+        for phrase in [
+            "Software at 70 %",
+            "Implementation at 85 %",
+            "Support at 100 %",
+            "9,333.33 USD", // 7000 bp of 10,000.00 + 3,333.33, line by line
+            "4,000.00 USD", // Candlefish's part of the software
+            "4,375.00 USD", // Candlefish's part of all collections
+            "INV-0950 line 1, refund RF-0007",
+            "-1,200.00 USD", // refunded
+            "-420.00 USD",   // Candlefish's part of the refund
+            "65 %",          // the share of the original collection (R1.6)
+            "3,955.00 USD",  // Candlefish share = 4,375.00 − 420.00
+        ] {
+            assert!(part.contains(phrase), "{phrase:?} missing:\n{part}");
+        }
+    }
+    assert!(
+        email
+            .text
+            .contains("= 4,375.00 USD of the collections and -420.00 USD of the clawbacks"),
+        "{}",
+        email.text
+    );
+}
+
+/// A statement with more clawback lines than the email itemises lists the first
+/// ones, says how many more are in the CSV, and keeps the totals of all of them.
+#[test]
+fn r1_6_many_clawbacks_are_capped_in_the_body_not_in_the_totals() {
+    let mut v = statement_view();
+    let extra = 25;
+    for i in 0..extra {
+        v.lines.push(line(
+            &format!("INV-2{i:03}"),
+            1,
+            Some(&format!("RF-2{i:03}")),
+            "software",
+            -1_000,
+            7000,
+            -700,
+            "2025-06",
+        ));
+    }
+    v.clawback_cents -= 700 * extra;
+    v.candlefish_share_cents -= 300 * extra;
+    let email = statement_email(&v).expect("render");
+    let listed = email.text.matches("    Refunded ").count();
+    assert_eq!(listed, MAX_LISTED_CLAWBACKS, "{}", email.text);
+    let more = format!(
+        "… and {} more in the attached CSV",
+        extra as usize + 1 - MAX_LISTED_CLAWBACKS
+    );
+    assert!(email.text.contains(&more), "{}", email.text);
+    assert!(email.html.as_deref().expect("html").contains(&more));
+    // −780.00 − 25 × 7.00 = −955.00 yours; −420.00 − 25 × 3.00 = −495.00 Candlefish.
+    assert!(email.text.contains("-955.00 USD") && email.text.contains("-495.00 USD"));
+}
+
 #[test]
 fn r1_7_statement_text_and_html_show_the_same_numbers() {
     let mut views = vec![statement_view()];
@@ -469,28 +536,51 @@ fn r2_3_tier_change_names_new_tier_and_benefits() {
     );
 }
 
+/// Three breaches worded as the alerts job words them, from the Playbook plan: one
+/// minimum over two months (acquisition), one maximum (response time), one share.
 fn alert_view() -> AlertView {
+    let plan = opnet_pipelines::Plan::playbook();
+    let m = opnet_pipelines::Period::parse("2025-08").expect("period");
+    let breach = |metric: &str, value: f64, threshold: f64| {
+        crate::jobs::alerts::breach_view(metric, value, threshold, &plan, m)
+    };
     AlertView {
         period: "2025-08".into(),
         operator_id: "OP-0001".into(),
         operator_name: "Acme Field Services".into(),
         recipient: "ops@acme.example".into(),
         breaches: vec![
-            MetricBreachView {
-                metric: "nps".into(),
-                label: "Net Promoter Score".into(),
-                value: "12".into(),
-                threshold: "< 30".into(),
-                target: "≥ 50".into(),
-            },
-            MetricBreachView {
-                metric: "response_hours".into(),
-                label: "Lead response time".into(),
-                value: "31.5 h".into(),
-                threshold: "> 24 h".into(),
-                target: "≤ 4 h".into(),
-            },
+            breach("customer_acquisition", 0.0, 1.0),
+            breach("customer_retention", 0.725, 0.8),
+            breach("response_hours", 30.5, 24.0),
         ],
+    }
+}
+
+/// Issue 14: an alert says which way the threshold points, the value, the threshold
+/// and the target, so the operator knows what is wrong and what good looks like.
+#[test]
+fn r4_alert_golden_text_and_html() {
+    let email = alert_email(&alert_view()).expect("render");
+    check_golden("alert.txt", email.text.as_bytes());
+    check_golden(
+        "alert.html",
+        email.html.as_deref().expect("html").as_bytes(),
+    );
+    for part in [email.text.as_str(), email.html.as_deref().expect("html")] {
+        for phrase in [
+            "0 new customers in 2025-08",
+            "below 1 new customer in two consecutive months",
+            "at least 1 new customer every month",
+            "30.5 hours on average",
+            "above 24 hours on average",
+            "at most 24 hours on average",
+            "72.5 %",
+            "below 80 %",
+            "at least 80 %",
+        ] {
+            assert!(part.contains(phrase), "{phrase:?} missing:\n{part}");
+        }
     }
 }
 
@@ -500,12 +590,7 @@ fn r4_alert_lists_every_breach_and_dedups_on_content() {
     let email = alert_email(&v).expect("render");
     assert!(email.dedup_key.starts_with("alert:2025-08:OP-0001:"));
     assert_eq!(email.dedup_key.len(), "alert:2025-08:OP-0001:".len() + 16);
-    assert!(email.subject.contains("2 metrics"));
-    for part in [email.text.as_str(), email.html.as_deref().expect("html")] {
-        assert!(part.contains("Net Promoter Score") && part.contains("12"));
-        assert!(part.contains("Lead response time") && part.contains("31.5 h"));
-        assert!(part.contains("&lt; 30") || part.contains("< 30"));
-    }
+    assert!(email.subject.contains("3 metrics"));
     // Same content in another order: the same email. Different content: a new one.
     let mut reordered = v.clone();
     reordered.breaches.reverse();
@@ -514,9 +599,22 @@ fn r4_alert_lists_every_breach_and_dedups_on_content() {
         email.dedup_key
     );
     let mut changed = v.clone();
-    changed.breaches[0].value = "14".into();
+    changed.breaches[2] = crate::jobs::alerts::breach_view(
+        "response_hours",
+        31.0,
+        24.0,
+        &opnet_pipelines::Plan::playbook(),
+        opnet_pipelines::Period::parse("2025-08").expect("period"),
+    );
     assert_ne!(
         alert_email(&changed).expect("render").dedup_key,
+        email.dedup_key
+    );
+    // The same figures worded differently are the same alert: not sent again.
+    let mut reworded = v.clone();
+    reworded.breaches[0].alert_when = "fewer than 1 signature in two months".into();
+    assert_eq!(
+        alert_email(&reworded).expect("render").dedup_key,
         email.dedup_key
     );
 }
@@ -550,6 +648,56 @@ fn exclusivity_view() -> ExclusivityView {
         ],
         consecutive_breaches: 3,
         escalated: true,
+    }
+}
+
+#[test]
+fn r0_3_format_bp_is_exact() {
+    assert_eq!(format_bp(1250), "12.5 %");
+    assert_eq!(format_bp(7000), "70 %");
+    assert_eq!(format_bp(9250), "92.5 %");
+    assert_eq!(format_bp(1234), "12.34 %");
+    assert_eq!(format_bp(1), "0.01 %");
+    assert_eq!(format_bp(5), "0.05 %");
+    assert_eq!(format_bp(0), "0 %");
+    assert_eq!(format_bp(10_000), "100 %");
+    assert_eq!(format_bp(-250), "-2.5 %");
+    assert_eq!(format_bp(i64::MIN), "-92233720368547758.08 %");
+}
+
+/// Issue 10: a plan whose R3.3 growth and R3.4 satisfaction minimums are not whole
+/// percents (1250 bp, 9250 bp) is quoted exactly in the breach notice — integer
+/// division used to print "12 %" and "92 %".
+#[test]
+fn r3_exclusivity_notice_golden_with_basis_points_that_are_not_whole_percents() {
+    let mut criteria = opnet_pipelines::Plan::playbook().exclusivity;
+    criteria.min_qoq_growth_bp = 1250;
+    criteria.min_csat_share_bp = 9250;
+    criteria
+        .min_mrr_cents_by_currency
+        .insert("EUR".into(), 900_000);
+    let facts = crate::jobs::exclusivity::CheckFacts {
+        currency: "EUR".into(),
+        failed_criteria: "mrr,customers,growth,satisfaction".into(),
+        mrr_cents: 812_345,
+        active_customers: 12,
+        qoq_growth: Some(0.081),
+        csat_share: Some(0.9),
+        csat_responses: 20,
+        insufficient_satisfaction_data: false,
+    };
+    let v = ExclusivityView {
+        failures: crate::jobs::exclusivity::failure_sentences(&facts, &criteria),
+        territory_id: "TER-BER".into(),
+        ..exclusivity_view()
+    };
+    let email = exclusivity_breach_email(&v).expect("render");
+    check_golden("exclusivity_breach.txt", email.text.as_bytes());
+    for part in [email.text.as_str(), email.html.as_deref().expect("html")] {
+        assert!(part.contains("against the 12.5 % required"), "{part}");
+        assert!(part.contains("must be above 92.5 %"), "{part}");
+        assert!(part.contains("876.55 EUR more"), "{part}");
+        assert!(!part.contains("12 %") && !part.contains("92 %"), "{part}");
     }
 }
 
