@@ -976,9 +976,12 @@ mod tests {
         .to_string();
         assert!(e.contains("key ingest.max_quarantine_share"), "{e}");
         assert!(e.contains("key ingest.max_months_ahead"), "{e}");
-        let e = load("[ingest]\nearliest_date = \"1990-13-01\"\n", Overrides::default())
-            .unwrap_err()
-            .to_string();
+        let e = load(
+            "[ingest]\nearliest_date = \"1990-13-01\"\n",
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("earliest_date"), "{e}");
         let e = load("[ingest]\nmax_share = 0.1\n", Overrides::default())
             .unwrap_err()
@@ -1018,7 +1021,10 @@ mod tests {
             assert!(!t.contains("S3cret"), "{t}");
             assert!(t.contains("*****"), "{t}");
         }
-        assert!(config_text.contains("postgres://u@h/db?password=*****"), "{config_text}");
+        assert!(
+            config_text.contains("postgres://u@h/db?password=*****"),
+            "{config_text}"
+        );
     }
 
     #[test]

@@ -300,9 +300,7 @@ pub fn redact(url: &str) -> String {
             Some(at) => Some(at),
             // No `@` before the query, but a `user:…` authority without a path: the
             // password held a `?` or `#`, so its `@` comes later.
-            None if !rest[..query].contains('/') && rest[..query].contains(':') => {
-                rest.rfind('@')
-            }
+            None if !rest[..query].contains('/') && rest[..query].contains(':') => rest.rfind('@'),
             None => None,
         };
         if let Some(at) = at
@@ -797,10 +795,19 @@ mod tests {
     fn redacts_passwords() {
         let cases = [
             ("postgres://u:secret@h/db", "postgres://u:*****@h/db"),
-            ("postgresql://u:p%40ss@h:5432/db", "postgresql://u:*****@h:5432/db"),
+            (
+                "postgresql://u:p%40ss@h:5432/db",
+                "postgresql://u:*****@h:5432/db",
+            ),
             ("mysql://u:secret@h/x", "mysql://u:*****@h/x"),
-            ("postgres://u@h/db?password=secret", "postgres://u@h/db?password=*****"),
-            ("postgres://u@h/db?PassWord=secret", "postgres://u@h/db?PassWord=*****"),
+            (
+                "postgres://u@h/db?password=secret",
+                "postgres://u@h/db?password=*****",
+            ),
+            (
+                "postgres://u@h/db?PassWord=secret",
+                "postgres://u@h/db?PassWord=*****",
+            ),
             (
                 "postgres://u@h/db?sslmode=require&sslpassword=secret&application_name=x",
                 "postgres://u@h/db?sslmode=require&sslpassword=*****&application_name=x",

@@ -424,7 +424,12 @@ mod tests {
             ("crm/operators.csv", "crm/operators.csv"),
             ("billing/secret.csv", "billing"),
         ] {
-            let err = s.get(key).await.err().map(|e| e.to_string()).unwrap_or_default();
+            let err = s
+                .get(key)
+                .await
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert_eq!(
                 err,
                 format!(
@@ -439,7 +444,10 @@ mod tests {
             s.put("billing/x.csv", b"x".to_vec()).await,
             Err(StoreError::Refused { .. })
         ));
-        assert!(!outside.path().join("x.csv").exists(), "nothing written through the link");
+        assert!(
+            !outside.path().join("x.csv").exists(),
+            "nothing written through the link"
+        );
         assert!(s.list("billing/").await.is_err());
         // The root itself may be a link (configuration).
         let linked_root = tmp.path().join("root-link");
@@ -450,8 +458,16 @@ mod tests {
         let fifo = root.join("crm/leads.csv");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status()?;
         assert!(made.success());
-        let err = s.get("crm/leads.csv").await.err().map(|e| e.to_string()).unwrap_or_default();
-        assert_eq!(err, format!("refusing {}: not a regular file", fifo.display()));
+        let err = s
+            .get("crm/leads.csv")
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            err,
+            format!("refusing {}: not a regular file", fifo.display())
+        );
         Ok(())
     }
 

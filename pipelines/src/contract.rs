@@ -59,7 +59,9 @@ pub enum Check {
     Range(i64, i64),
     /// Money in cents (R0.2): at most [`MAX_ABS_CENTS`] in magnitude, and not negative
     /// when `nonnegative` (an amount given back).
-    Cents { nonnegative: bool },
+    Cents {
+        nonnegative: bool,
+    },
     /// One bare email address (`name@domain`): no list, no display name, no line
     /// break. A bad address is reported as a warning and the row is kept: the
     /// operator's money must still be computed; only its mail cannot go out.
@@ -166,7 +168,12 @@ pub static INVOICES: Dataset = Dataset {
         c("issued_on", Date),
         chk("status", Str, false, Check::OneOf(INVOICE_STATUSES)),
         opt("paid_on", Date),
-        chk("total_cents", Int, false, Check::Cents { nonnegative: false }),
+        chk(
+            "total_cents",
+            Int,
+            false,
+            Check::Cents { nonnegative: false },
+        ),
     ],
     key: &[],
 };
@@ -178,7 +185,12 @@ pub static INVOICE_LINES: Dataset = Dataset {
         c("invoice_id", Str),
         c("line_no", Int),
         chk("revenue_type", Str, false, Check::OneOf(REVENUE_TYPES)),
-        chk("amount_cents", Int, false, Check::Cents { nonnegative: false }),
+        chk(
+            "amount_cents",
+            Int,
+            false,
+            Check::Cents { nonnegative: false },
+        ),
         c("service_start", Date),
         c("service_end", Date),
     ],
@@ -193,7 +205,12 @@ pub static REFUNDS: Dataset = Dataset {
         c("invoice_id", Str),
         c("line_no", Int),
         c("refunded_on", Date),
-        chk("amount_cents", Int, false, Check::Cents { nonnegative: true }),
+        chk(
+            "amount_cents",
+            Int,
+            false,
+            Check::Cents { nonnegative: true },
+        ),
     ],
     key: &["refund_id"],
 };
@@ -358,7 +375,12 @@ mod tests {
         for d in ALL {
             for c in d.columns {
                 if c.name.ends_with("_cents") {
-                    assert!(matches!(c.check, Check::Cents { .. }), "{}.{}", d.path(), c.name);
+                    assert!(
+                        matches!(c.check, Check::Cents { .. }),
+                        "{}.{}",
+                        d.path(),
+                        c.name
+                    );
                 }
             }
         }
