@@ -451,19 +451,36 @@ pub fn table<const N: usize>(header: [&str; N]) -> Table {
 }
 
 pub fn print_ingest(r: &crate::ingest::IngestReport) {
-    let mut t = table(["dataset", "rows in", "ok", "quarantined", "quarantine file"]);
+    let mut t = table([
+        "dataset",
+        "rows in",
+        "ok",
+        "quarantined",
+        "warnings",
+        "quarantine file",
+    ]);
     for d in &r.datasets {
         t.add_row([
             d.dataset.clone(),
             d.rows_in.to_string(),
             d.rows_ok.to_string(),
             d.rows_quarantined.to_string(),
+            d.warnings.to_string(),
             d.quarantine.clone().unwrap_or_default(),
         ]);
     }
     println!("{t}");
+    for d in r.datasets.iter().filter(|d| d.warnings > 0) {
+        println!(
+            "{}: {} warning(s) on rows kept ({} identical repeat(s) collapsed), see {}",
+            d.dataset,
+            d.warnings,
+            d.rows_collapsed,
+            d.warnings_file.as_deref().unwrap_or_default()
+        );
+    }
     println!(
-        "snapshot {}{} — {} rows, {} quarantined",
+        "snapshot {}{} — {} rows, {} quarantined, {} warning(s)",
         r.snapshot,
         if r.reused {
             " (unchanged sources: reused)"
@@ -471,7 +488,8 @@ pub fn print_ingest(r: &crate::ingest::IngestReport) {
             ""
         },
         r.rows_in(),
-        r.rows_quarantined()
+        r.rows_quarantined(),
+        r.warnings()
     );
 }
 
