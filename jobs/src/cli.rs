@@ -214,8 +214,13 @@ fn init_logging() {
     } else {
         "info"
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("OPNET_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("OPNET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // sqlx warns about a connection parameter it does not know with its value
+    // (`?sslpassword=…`): a credential must never reach a log (issue 9 item 12).
+    if let Ok(quiet) = "sqlx_postgres::options::parse=error".parse() {
+        filter = filter.add_directive(quiet);
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
