@@ -35,7 +35,8 @@
 //!   money is computed), the mail layer refuses the address;
 //! - a CSV row with the wrong number of fields, malformed quoting or bytes that are not
 //!   UTF-8 is quarantined with its row number; a CSV header naming a column twice
-//!   fails the ingest.
+//!   fails the ingest; a JSON Lines line that is not a JSON object, not UTF-8, or names
+//!   a contract column twice is quarantined with its row number.
 //!
 //! Warnings (rows kept but reported) go to `warnings/<system>/<name>/ingested=<id>/
 //! part-0.csv` with the quarantine file's columns. When a dataset's quarantined share
@@ -76,7 +77,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Cursor;
-use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use opnet_pipelines::contract::{self, Check, ColType, Dataset, ISO_4217, MAX_ABS_CENTS};
@@ -817,56 +817,140 @@ fn read_raw(
             .finish()
             .map(Raw::from)
             .map_err(read_err),
-        Format::JsonLines => {
-            // An explicit all-String schema: numbers, bools and even nested values
-            // come back as their JSON text, so nothing depends on type inference,
-            // and keys beyond the contract are skipped.
-            let schema: Schema = dataset
-                .columns
-                .iter()
-                .map(|c| Field::new(c.name.into(), DataType::String))
-                .collect();
-            let df = JsonReader::new(Cursor::new(bytes))
-                .with_json_format(JsonFormat::JsonLines)
-                .with_schema(Arc::new(schema))
-                .finish()
-                .map_err(read_err)?;
-            // A key absent from every line reads as all-null. Only in that (rare)
-            // case look at the keys actually present: a required column that no line
-            // has is a missing column; an optional one is accepted as empty, because
-            // JSON writers commonly omit null keys (a warning says so).
-            let height = df.height();
-            let all_null: Vec<&contract::Column> = dataset
-                .columns
-                .iter()
-                .filter(|c| height > 0 && df.column(c.name).is_ok_and(|s| s.null_count() == height))
-                .collect();
-            if !all_null.is_empty() {
-                let present = polars::io::ndjson::infer_schema(&mut Cursor::new(bytes), None)
-                    .map_err(read_err)?;
-                let (required, optional): (Vec<&contract::Column>, Vec<&contract::Column>) =
-                    all_null
-                        .into_iter()
-                        .filter(|c| !present.contains(c.name))
-                        .partition(|c| !c.nullable);
-                if !required.is_empty() {
-                    let names: Vec<&str> = required.iter().map(|c| c.name).collect();
-                    return Err(IngestError::MissingColumn {
-                        file: file.to_string(),
-                        column: names.join(", "),
-                    });
+        Format::JsonLines => read_jsonl(dataset, bytes, file),
+    }
+}
+
+/// One JSON Lines object, its keys in order and repeated keys kept (a map type
+/// would keep one of them silently).
+struct JsonObject(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for JsonObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = JsonObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<JsonObject, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, serde_json::Value>()? {
+                    entries.push(entry);
                 }
-                for c in optional {
-                    warn!(
-                        file,
-                        column = c.name,
-                        "optional column absent from every line: read as empty"
-                    );
+                Ok(JsonObject(entries))
+            }
+        }
+        d.deserialize_map(Entries)
+    }
+}
+
+/// A JSON Lines source: one object per non-blank line, every contract column as text
+/// (strings as they are; numbers, bools and nested values as their JSON text; null
+/// and an absent key as null). A line that is not a JSON object, is not UTF-8, or
+/// names a contract column twice (which copy counts cannot be told) is kept for the
+/// quarantine with its row number; the rest of the file is read. A required column
+/// that no line has is a missing column; an optional one is accepted as empty,
+/// because JSON writers commonly omit null keys (a warning says so).
+fn read_jsonl(dataset: &Dataset, bytes: &[u8], file: &str) -> Result<Raw, IngestError> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut values: Vec<Vec<Option<String>>> = vec![Vec::new(); dataset.columns.len()];
+    let mut present = vec![false; dataset.columns.len()];
+    let mut problems = Vec::new();
+    let mut row = 0usize;
+    for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let parsed = match std::str::from_utf8(line) {
+            Err(e) => Err(format!(
+                "not valid UTF-8 (byte 0x{:02X} at byte {} of line {})",
+                line.get(e.valid_up_to()).copied().unwrap_or_default(),
+                e.valid_up_to() + 1,
+                n + 1
+            )),
+            Ok(text) => serde_json::from_str::<JsonObject>(text)
+                .map_err(|e| format!("not a JSON object: {e} (line {})", n + 1)),
+        };
+        match parsed {
+            Err(reason) => {
+                problems.push((row, String::new(), reason));
+                values.iter_mut().for_each(|v| v.push(None));
+            }
+            Ok(JsonObject(entries)) => {
+                for ((c, out), seen) in dataset
+                    .columns
+                    .iter()
+                    .zip(values.iter_mut())
+                    .zip(present.iter_mut())
+                {
+                    let mut copies = entries.iter().filter(|(k, _)| k == c.name).map(|(_, v)| v);
+                    let first = copies.next();
+                    let more = copies.count();
+                    if more > 0 {
+                        problems.push((
+                            row,
+                            c.name.to_string(),
+                            format!(
+                                "the key appears {} times in the object (line {})",
+                                more + 1,
+                                n + 1
+                            ),
+                        ));
+                    }
+                    *seen |= first.is_some();
+                    out.push(first.and_then(|v| match v {
+                        serde_json::Value::Null => None,
+                        serde_json::Value::String(s) => Some(s.clone()),
+                        other => Some(other.to_string()),
+                    }));
                 }
             }
-            Ok(Raw::from(df))
+        }
+        row += 1;
+    }
+    if row > 0 {
+        let absent: Vec<&contract::Column> = dataset
+            .columns
+            .iter()
+            .zip(&present)
+            .filter(|(_, seen)| !**seen)
+            .map(|(c, _)| c)
+            .collect();
+        let required: Vec<&str> = absent
+            .iter()
+            .filter(|c| !c.nullable)
+            .map(|c| c.name)
+            .collect();
+        if !required.is_empty() {
+            return Err(IngestError::MissingColumn {
+                file: file.to_string(),
+                column: required.join(", "),
+            });
+        }
+        for c in absent {
+            warn!(
+                file,
+                column = c.name,
+                "optional column absent from every line: read as empty"
+            );
         }
     }
+    let cols = dataset
+        .columns
+        .iter()
+        .zip(values)
+        .map(|(c, v)| StringChunked::from_iter_options(c.name.into(), v.into_iter()).into_column())
+        .collect();
+    let frame = DataFrame::new(row, cols).map_err(|source| IngestError::Read {
+        file: file.to_string(),
+        source,
+    })?;
+    Ok(Raw { frame, problems })
 }
 
 /// One CSV record: its fields' bytes (quotes removed), the line it starts on, and
@@ -1803,6 +1887,7 @@ mod tests {
     use chrono::TimeZone;
     use opnet_pipelines::contract::ALL;
     use std::path::Path;
+    use std::sync::Arc;
 
     const INVOICES_CSV: &str = "\
 invoice_id,customer_id,currency,issued_on,status,paid_on,total_cents,extra
@@ -3070,5 +3155,61 @@ inv-5,cu-5,GBP,2025-08-02,void,,0,x
             assert!(err.contains("*****"), "{err}");
             assert!(!err.contains("S3cretA"), "{err}");
         }
+    }
+
+    /// JSON Lines: a line naming a contract column twice (which copy counts cannot
+    /// be told), a line that is not UTF-8 and a line that is not a JSON object are
+    /// quarantined with their row numbers; the rest of the file is read.
+    #[test]
+    fn jsonl_lines_that_cannot_be_read_are_quarantined_with_their_row() -> anyhow::Result<()> {
+        let d = &contract::OPERATORS;
+        let ok = |id: &str| {
+            format!(
+                "{{\"operator_id\":\"{id}\",\"name\":\"N\",\"email\":\"{id}@x.io\",\"metro\":\"M\",\"verticals\":\"v\",\"joined_on\":\"2024-01-01\",\"terminated_on\":null}}"
+            )
+        };
+        let mut text = Vec::new();
+        text.extend_from_slice(ok("op-1").as_bytes());
+        text.extend_from_slice(b"\n\n");
+        let twice = ok("op-2").replace("}", ",\"email\":\"eve@evil.io\"}");
+        text.extend_from_slice(twice.as_bytes());
+        text.extend_from_slice(b"\n");
+        let latin1 = ok("op-3").replace("\"N\"", "\"N\u{1}\"").into_bytes();
+        text.extend(latin1.into_iter().map(|b| if b == 1 { 0xE9 } else { b }));
+        text.extend_from_slice(b"\n[1, 2]\n");
+        text.extend_from_slice(ok("op-5").as_bytes());
+        text.extend_from_slice(b"\r\n");
+        let raw = read_raw(d, Format::JsonLines, &text, "f.jsonl")?;
+        let v = validate(d, raw, "f.jsonl", &rules())?;
+        assert_eq!(
+            column_strs(&v.ok, "operator_id")?,
+            [Some("op-1".to_string()), Some("op-5".to_string())]
+        );
+        let lines = quarantine_lines(&v.quarantine)?;
+        assert_eq!(
+            lines[..2],
+            [
+                (
+                    2,
+                    "email".into(),
+                    "the key appears 2 times in the object (line 3)".into()
+                ),
+                (
+                    3,
+                    "".into(),
+                    "not valid UTF-8 (byte 0xE9 at byte 32 of line 4)".into()
+                ),
+            ]
+        );
+        assert_eq!(lines[2].0, 4);
+        assert!(
+            lines[2]
+                .2
+                .starts_with("not a JSON object: invalid type: sequence"),
+            "{lines:?}"
+        );
+        assert!(lines[2].2.ends_with("(line 5)"), "{lines:?}");
+        assert_eq!(lines.len(), 3);
+        Ok(())
     }
 }
