@@ -31,6 +31,8 @@
 //!   `amount * bp` product can overflow `i64`;
 //! - a date or timestamp outside the window `ingest.earliest_date` (1990-01-01) ..=
 //!   the ingest day plus `ingest.max_months_ahead` (12) months is quarantined;
+//! - an id (`*_id`) with surrounding whitespace or a control character, and a NUL in
+//!   any text, are quarantined; a service period ending before it starts is a warning;
 //! - an operator email that is not one bare address is a warning: the row is kept (its
 //!   money is computed), the mail layer refuses the address;
 //! - a CSV row with the wrong number of fields, malformed quoting or bytes that are not
@@ -1318,6 +1320,50 @@ fn check_str(check: Check, v: &str) -> Result<Option<String>, String> {
     }
 }
 
+/// What every text value must be: free of NUL (PostgreSQL cannot store it, so one
+/// would fail the whole close there). An id (a `*_id` column) must also be free of
+/// control characters and of surrounding whitespace: `OP-0001 ` would be another
+/// operator than `OP-0001`, one that a duplicate-key check cannot see.
+fn check_text(column: &str, v: &str) -> Option<String> {
+    if v.contains('\0') {
+        Some(format!("contains a NUL character: {v:?}"))
+    } else if column.ends_with("_id") && v.chars().any(char::is_control) {
+        Some(format!("an id with a control character: {v:?}"))
+    } else if column.ends_with("_id") && v.trim() != v {
+        Some(format!("an id with leading or trailing whitespace: {v:?}"))
+    } else {
+        None
+    }
+}
+
+/// A service period that ends before it starts: the line is still paid (collections
+/// follow `paid_on`), but R6.1 recognizes nothing of it in MRR, which would otherwise
+/// go unnoticed. A warning, not a quarantine.
+fn check_service_period(dataset: &Dataset, typed: &[Column], p: &mut Problems) -> PolarsResult<()> {
+    let position = |name: &str| dataset.columns.iter().position(|c| c.name == name);
+    let (Some(s), Some(e)) = (position("service_start"), position("service_end")) else {
+        return Ok(());
+    };
+    let start = typed[s].as_materialized_series().date()?.physical().clone();
+    let end = typed[e].as_materialized_series().date()?.physical().clone();
+    for (i, (a, b)) in start.iter().zip(end.iter()).enumerate() {
+        if let (Some(a), Some(b)) = (a, b)
+            && b < a
+        {
+            p.warn(
+                i,
+                "service_end",
+                format!(
+                    "service_end {} is before service_start {}: the line is paid, but counts nothing toward MRR (R6.1)",
+                    show_days(i64::from(b)),
+                    show_days(i64::from(a))
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Issue 9 item 5: why `v` is not one bare email address (`name@domain`), if it is
 /// not. A list (`a@x, b@y`), a display name (`Ann <a@x>`) or a line break would let
 /// one row address several mailboxes or inject a header; the display-name form is
@@ -1415,7 +1461,7 @@ fn parse_text<'a>(
             name,
             ca.iter().enumerate().map(|(i, v)| {
                 let v = present(i, v, &mut problems)?;
-                match check_str(col.check, v) {
+                match check_text(col.name, v).map_or_else(|| check_str(col.check, v), Err) {
                     Err(reason) => {
                         problems.push((i, reason));
                         None
@@ -1847,6 +1893,7 @@ pub fn validate(
         );
     }
     check_keys(dataset, &raw, &typed, &mut p).map_err(verr)?;
+    check_service_period(dataset, &typed, &mut p).map_err(verr)?;
     let all = DataFrame::new(n, typed).map_err(verr)?;
 
     let rows_quarantined = p.bad.iter().filter(|b| **b).count();
@@ -3210,6 +3257,57 @@ inv-5,cu-5,GBP,2025-08-02,void,,0,x
         );
         assert!(lines[2].2.ends_with("(line 5)"), "{lines:?}");
         assert_eq!(lines.len(), 3);
+        Ok(())
+    }
+
+    /// A NUL in any text, and control characters or surrounding spaces in an id, are
+    /// quarantined: `OP-0001 ` with another address would be a second operator that
+    /// the key check cannot see. A service period ending before it starts is a
+    /// warning (the line is paid; it adds nothing to MRR).
+    #[test]
+    fn ids_and_text_that_would_pass_for_something_else() -> anyhow::Result<()> {
+        let text = format!(
+            "{OPERATORS_HEADER}\
+             op-1,Ann,ann@x.io,Austin,dental,2024-01-01,\n\
+             op-1 ,Eve,eve@evil.io,Austin,dental,2024-01-01,\n\
+             \"op-1\r\",Eve,eve@evil.io,Austin,dental,2024-01-01,\n\
+             op-4,Di\u{0},di@x.io,Austin,dental,2024-01-01,\n"
+        );
+        let d = &contract::OPERATORS;
+        let v = validate(d, read(d, text.as_bytes())?, "f.csv", &rules())?;
+        assert_eq!(
+            column_strs(&v.ok, "operator_id")?,
+            [Some("op-1".to_string())]
+        );
+        assert_eq!(
+            quarantine_lines(&v.quarantine)?,
+            [
+                (
+                    2,
+                    "operator_id".into(),
+                    "an id with leading or trailing whitespace: \"op-1 \"".into()
+                ),
+                (
+                    3,
+                    "operator_id".into(),
+                    "an id with a control character: \"op-1\\r\"".into()
+                ),
+                (
+                    4,
+                    "name".into(),
+                    "contains a NUL character: \"Di\\0\"".into()
+                ),
+            ]
+        );
+        let lines = "invoice_id,line_no,revenue_type,amount_cents,service_start,service_end\n\
+            inv-1,1,software,100,2025-08-01,2025-08-31\ninv-1,2,software,100,2025-08-31,2025-08-01\n";
+        let d = &contract::INVOICE_LINES;
+        let v = validate(d, read(d, lines.as_bytes())?, "f.csv", &rules())?;
+        assert_eq!(v.ok.height(), 2);
+        assert_eq!(
+            quarantine_lines(&v.warnings)?,
+            [(2, "service_end".into(), "service_end 2025-08-01 is before service_start 2025-08-31: the line is paid, but counts nothing toward MRR (R6.1)".into())]
+        );
         Ok(())
     }
 }
