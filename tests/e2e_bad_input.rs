@@ -10,7 +10,8 @@
 //! duplicate refund; operator emails that are lists, display names or carry CRLF;
 //! an amount beyond the sanity bound; a date outside the window (year 0000); refund
 //! amounts typed as floats in Parquet; short, long, non-UTF-8 CSV rows and a repeated
-//! header; a symlink out of the source root; credentials in database URLs (`check`,
+//! header; JSON Lines naming a column twice and an id padded with a space; a symlink
+//! out of the source root; credentials in database URLs (`check`,
 //! connection errors, a SQL source on PostgreSQL: manifest and quarantine file).
 
 #![allow(clippy::unwrap_used)]
@@ -1060,6 +1061,110 @@ fn csv_rows_with_the_wrong_shape_are_quarantined_with_their_row() {
         text(&out)
     );
     assert_eq!(case.manifests(), 0);
+}
+
+/// Beyond the issue: operators delivered as JSON Lines where A's line names `email`
+/// twice (B's address second: JSON parsers keep one copy silently), and a second row
+/// for A's id padded with a space (`"OP-0001 "`, another operator as far as any key
+/// check can tell) with an attacker's address. Both rows are quarantined; A's money is
+/// held; no mail goes to the attacker or to B about A.
+#[test]
+fn jsonl_repeated_key_and_padded_id_reach_nobody() {
+    let base = baseline();
+    let (a, b) = (base.a.as_str(), base.b.as_str());
+    let case = Case::new();
+    let b_email = email_of(&case, b);
+    let lines = case.lines("crm/operators.csv");
+    let header: Vec<String> = lines[0].split(',').map(str::to_string).collect();
+    let mut jsonl = String::new();
+    let mut a_row = 0;
+    for (i, line) in lines.iter().enumerate().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let fields: Vec<String> = header
+            .iter()
+            .zip(&f)
+            .map(|(k, v)| {
+                let v = if v.is_empty() {
+                    "null".to_string()
+                } else {
+                    format!("{v:?}")
+                };
+                format!("{k:?}: {v}")
+            })
+            .collect();
+        let mut obj = format!("{{{}", fields.join(", "));
+        if f[0] == a {
+            a_row = i;
+            obj.push_str(&format!(", \"email\": {b_email:?}"));
+        }
+        jsonl.push_str(&obj);
+        jsonl.push_str("}\n");
+    }
+    let padded = lines[a_row]
+        .replacen(&format!("{a},"), &format!("{a} ,"), 1)
+        .split(',')
+        .enumerate()
+        .map(|(i, v)| {
+            if i == 2 {
+                "attacker@evil.example".to_string()
+            } else {
+                v.to_string()
+            }
+        })
+        .collect::<Vec<_>>();
+    let fields: Vec<String> = header
+        .iter()
+        .zip(&padded)
+        .map(|(k, v)| {
+            if v.is_empty() {
+                format!("{k:?}: null")
+            } else {
+                format!("{k:?}: {v:?}")
+            }
+        })
+        .collect();
+    jsonl.push_str(&format!("{{{}}}\n", fields.join(", ")));
+    std::fs::remove_file(case.path("source/crm/operators.csv")).unwrap();
+    std::fs::write(case.path("source/crm/operators.jsonl"), jsonl).unwrap();
+
+    case.allow_share(0.2);
+    let out = case.opnet(&["close", "--from", FROM, "--through", THROUGH]);
+    assert!(out.status.success(), "{}", text(&out));
+    let q: Vec<(usize, String, String)> = case
+        .quarantine("crm/operators")
+        .into_iter()
+        .map(|r| (r.row, r.column, r.reason))
+        .collect();
+    assert_eq!(
+        q,
+        [
+            (
+                a_row,
+                "email".to_string(),
+                format!("the key appears 2 times in the object (line {a_row})")
+            ),
+            (
+                OPERATORS + 1,
+                "operator_id".to_string(),
+                format!("an id with leading or trailing whitespace: \"{a} \"")
+            ),
+        ]
+    );
+    let got = case.results();
+    got.assert_subset_of(&base.results);
+    assert!(got.lines.iter().all(|l| l.operator_id != a));
+    assert!(
+        got.mails
+            .iter()
+            .all(|m| !m.to.iter().any(|t| t.contains("evil")))
+    );
+    for m in got.mails.iter().filter(|m| m.to.contains(&b_email)) {
+        assert!(
+            !m.subject.contains(a) && !m.content.contains(a),
+            "{}",
+            m.subject
+        );
+    }
 }
 
 /// Issue 9 item 15: a source file that is a symbolic link out of the source root is
