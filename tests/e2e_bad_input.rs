@@ -1231,6 +1231,20 @@ fn credentials_in_database_urls_are_masked_everywhere() {
         text(&out)
     );
     assert!(!text(&out).contains("S3cret"), "{}", text(&out));
+    // A refused mail or source URL is quoted masked too.
+    for (flag, url) in [
+        ("--mail", "smtp://relay:25?password=S3cretM"),
+        ("--source", "s3://u:S3cretB@bucket/x"),
+    ] {
+        let out = case.opnet(&[flag, url, "check"]);
+        assert!(!out.status.success());
+        assert!(
+            text(&out).contains("invalid configuration"),
+            "{}",
+            text(&out)
+        );
+        assert!(!text(&out).contains("S3cret"), "{}", text(&out));
+    }
     // A connection error (a database that does not exist: refused at once).
     let admin = std::env::var("OPNET_TEST_PG")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());

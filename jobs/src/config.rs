@@ -450,7 +450,8 @@ impl Config {
         // One parser for the URL and the [smtp] settings, so what is validated here
         // is exactly what the transport will use.
         match crate::mail::Transport::parse(&self.mail) {
-            Err(e) => p.push(format!("{at}: key mail: {e}")),
+            // The transport's message quotes the URL: mask what it may hold.
+            Err(e) => p.push(format!("{at}: key mail: {}", redacted(&e.to_string()))),
             Ok(t) => {
                 if let Err(e) = t.with_smtp(&self.smtp) {
                     p.push(format!("{at}: key smtp: {e}"));
@@ -463,7 +464,7 @@ impl Config {
             } else if v.starts_with("s3://")
                 && let Err(reason) = crate::store::S3Url::parse(v)
             {
-                p.push(format!("{at}: key {key}: {v}: {reason}"));
+                p.push(redacted(&format!("{at}: key {key}: {v}: {reason}")));
             }
         }
         // The endpoint is not echoed: a URL with user:password@ would show it.
@@ -987,6 +988,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("max_share"), "{e}");
+    }
+
+    /// Issue 9 item 12: a URL that fails validation is quoted with its credentials
+    /// masked, whatever the form.
+    #[test]
+    fn invalid_urls_are_reported_without_credentials() {
+        for text in [
+            "mail = \"smtp://relay:25?password=S3cret\"\n",
+            "mail = \"smtp://u:S3cret@relay:25\"\n",
+            "source = \"s3://u:S3cret@bucket/x\"\n",
+            "lake = \"s3://u:S3cret@bucket/x\"\n",
+            "database = \"host=h password=S3cret\"\n",
+            "database = \"mysql://u@h/db?password=S3cret\"\n",
+        ] {
+            let e = load(text, Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains("key "), "{e}");
+            assert!(!e.contains("S3cret"), "{text}: {e}");
+        }
     }
 
     /// Issue 9 item 12: `Debug` of every config type masks credentials.
