@@ -1127,6 +1127,16 @@ fn jsonl_repeated_key_and_padded_id_reach_nobody() {
     std::fs::remove_file(case.path("source/crm/operators.csv")).unwrap();
     std::fs::write(case.path("source/crm/operators.jsonl"), jsonl).unwrap();
 
+    let out = case.opnet(&["ingest"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(&format!(
+            "crm/operators: 2 of {} rows quarantined",
+            OPERATORS + 1
+        )),
+        "{}",
+        text(&out)
+    );
     case.allow_share(0.2);
     let out = case.opnet(&["close", "--from", FROM, "--through", THROUGH]);
     assert!(out.status.success(), "{}", text(&out));
