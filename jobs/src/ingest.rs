@@ -1909,11 +1909,16 @@ pub fn validate(
             .collect();
         all.filter(&keep).map_err(verr)?
     };
-    // A refused row's warnings are moot: its quarantine lines say why it is out.
+    // A refused row's warnings are moot: its quarantine lines say why it is out; a
+    // collapsed copy's other warnings are its kept twin's.
     let bad = std::mem::take(&mut p.bad);
+    let label = key_label(dataset);
     let warnings: Vec<Problem> = std::mem::take(&mut p.warnings)
         .into_iter()
-        .filter(|w| !bad[w.row as usize])
+        .filter(|w| {
+            let r = w.row as usize;
+            !bad[r] && (!p.collapsed[r] || w.column == label)
+        })
         .collect();
     let quarantine =
         report_frame(dataset, &raw, file, std::mem::take(&mut p.list)).map_err(verr)?;
@@ -2559,7 +2564,9 @@ inv-5,cu-5,GBP,2025-08-02,void,,0,x
              op-3,Cy,bo@x.io,Austin,dental,2024-01-01,\n\
              op-3,Cy,cy@x.io,Austin,dental,2024-01-01,\n\
              op-4,Di,di@x.io,Austin,dental,2024-01-01,\n\
-             op-4,Di,di@x.io,Austin,dental,2024-13-01,\n"
+             op-4,Di,di@x.io,Austin,dental,2024-13-01,\n\
+             op-5,Ed,Ed <ed@x.io>,Austin,dental,2024-01-01,\n\
+             op-5,Ed,Ed <ed@x.io>,Austin,dental,2024-01-01,\n"
         );
         let v = validate(
             &contract::OPERATORS,
@@ -2569,9 +2576,13 @@ inv-5,cu-5,GBP,2025-08-02,void,,0,x
         )?;
         assert_eq!(
             column_strs(&v.ok, "operator_id")?,
-            [Some("op-1".to_string()), Some("op-2".to_string())]
+            [
+                Some("op-1".to_string()),
+                Some("op-2".to_string()),
+                Some("op-5".to_string())
+            ]
         );
-        assert_eq!((v.rows_quarantined, v.rows_collapsed), (5, 1));
+        assert_eq!((v.rows_quarantined, v.rows_collapsed), (5, 2));
         assert_eq!(
             quarantine_lines(&v.quarantine)?,
             [
@@ -2584,19 +2595,26 @@ inv-5,cu-5,GBP,2025-08-02,void,,0,x
                 (8, "joined_on".into(), "not a date: \"2024-13-01\"".into()),
             ]
         );
+        // The email warning is the kept row's only, not repeated for its collapsed copy.
+        let display = "a display-name form (Name <address>), not a bare address: \"Ed <ed@x.io>\"; \
+                       the row is kept (its money is computed) but no mail can go to it";
+        let collapsed = |id: &str, kept: usize| {
+            format!(
+                "duplicate key operator_id \"{id}\": an identical copy of row {kept}, collapsed into it"
+            )
+        };
         assert_eq!(
             quarantine_lines(&v.warnings)?,
-            [(
-                3,
-                "operator_id".into(),
-                "duplicate key operator_id \"op-1\": an identical copy of row 1, collapsed into it"
-                    .into()
-            )]
+            [
+                (3, "operator_id".into(), collapsed("op-1", 1)),
+                (9, "email".into(), display.into()),
+                (10, "operator_id".into(), collapsed("op-5", 9)),
+            ]
         );
         // The original values follow in both files.
         assert_eq!(
-            column_strs(&v.warnings, "email")?,
-            [Some("ann@x.io".to_string())]
+            column_strs(&v.warnings, "email")?[0],
+            Some("ann@x.io".to_string())
         );
         assert_eq!(
             column_strs(&v.quarantine, "email")?[..3],
