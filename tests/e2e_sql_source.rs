@@ -42,6 +42,9 @@ async fn scenario(database: String, url: String, source_url: String) {
             query: "SELECT * FROM crm_operators ORDER BY operator_id;".into(),
         },
     );
+    // One bad row of four on purpose: over the default 1 % bound, which would fail the
+    // ingest (ingest.max_quarantine_share, issue 9).
+    config.ingest.max_quarantine_share = 0.5;
     config.validate().unwrap();
     let app = App::open(config).await.unwrap();
     let label = format!("sql:{source_url}#crm/operators");

@@ -232,8 +232,13 @@ fn init_logging() {
     } else {
         "info"
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("OPNET_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("OPNET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // sqlx warns about a connection parameter it does not know with its value
+    // (`?sslpassword=…`): a credential must never reach a log (issue 9 item 12).
+    if let Ok(quiet) = "sqlx_postgres::options::parse=error".parse() {
+        filter = filter.add_directive(quiet);
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -479,19 +484,36 @@ pub fn table<const N: usize>(header: [&str; N]) -> Table {
 }
 
 pub fn print_ingest(r: &crate::ingest::IngestReport) {
-    let mut t = table(["dataset", "rows in", "ok", "quarantined", "quarantine file"]);
+    let mut t = table([
+        "dataset",
+        "rows in",
+        "ok",
+        "quarantined",
+        "warnings",
+        "quarantine file",
+    ]);
     for d in &r.datasets {
         t.add_row([
             d.dataset.clone(),
             d.rows_in.to_string(),
             d.rows_ok.to_string(),
             d.rows_quarantined.to_string(),
+            d.warnings.to_string(),
             d.quarantine.clone().unwrap_or_default(),
         ]);
     }
     println!("{t}");
+    for d in r.datasets.iter().filter(|d| d.warnings > 0) {
+        println!(
+            "{}: {} warning(s) on rows kept ({} identical repeat(s) collapsed), see {}",
+            d.dataset,
+            d.warnings,
+            d.rows_collapsed,
+            d.warnings_file.as_deref().unwrap_or_default()
+        );
+    }
     println!(
-        "snapshot {}{} — {} rows, {} quarantined",
+        "snapshot {}{} — {} rows, {} quarantined, {} warning(s)",
         r.snapshot,
         if r.reused {
             " (unchanged sources: reused)"
@@ -499,7 +521,8 @@ pub fn print_ingest(r: &crate::ingest::IngestReport) {
             ""
         },
         r.rows_in(),
-        r.rows_quarantined()
+        r.rows_quarantined(),
+        r.warnings()
     );
 }
 

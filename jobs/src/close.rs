@@ -115,8 +115,14 @@ pub async fn run_ingest(app: &App, now: DateTime<Utc>) -> Result<IngestReport> {
             now,
         )
         .await?;
-    match ingest::ingest_with_sources(app.source.as_ref(), &app.lake, now, &app.config.sources)
-        .await
+    match ingest::ingest_with_sources(
+        app.source.as_ref(),
+        &app.lake,
+        now,
+        &app.config.sources,
+        &app.config.ingest,
+    )
+    .await
     {
         Ok(report) => {
             let mut tx = app.db.pool.begin().await.context("begin")?;
@@ -132,7 +138,7 @@ pub async fn run_ingest(app: &App, now: DateTime<Utc>) -> Result<IngestReport> {
             let counts = RunCounts {
                 rows_in: report.rows_in() as i64,
                 rows_quarantined: report.rows_quarantined() as i64,
-                rows_out: (report.rows_in() - report.rows_quarantined()) as i64,
+                rows_out: report.rows_ok() as i64,
             };
             db::finish_run(&mut tx, &run_id, &counts, Utc::now()).await?;
             tx.commit().await.context("commit")?;

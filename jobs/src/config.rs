@@ -17,8 +17,8 @@ pub const DEFAULT_LAKE: &str = "./opnet-data/lake";
 pub const DEFAULT_DATABASE: &str = "sqlite://./opnet-data/opnet.db";
 pub const DEFAULT_MAIL: &str = "file:./opnet-data/outbox";
 
-/// The config file as written (every key optional).
-#[derive(Debug, Default, Deserialize)]
+/// The config file as written (every key optional). `Debug` masks credentials.
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// Source folder (local directory or `s3://bucket/prefix`).
@@ -45,6 +45,46 @@ pub struct FileConfig {
     /// `[s3]`: endpoint, region and addressing of `s3://` sources and lakes.
     #[serde(default)]
     pub s3: S3Config,
+    /// `[ingest]`: how much bad input an ingest tolerates, which dates are plausible.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+}
+
+/// `[ingest]`: the bounds ingest applies beyond the data contract's types (issue 9).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// A dataset with a larger share of its rows quarantined fails the ingest (and
+    /// the close), naming the dataset; 0..=1. Default 0.01 (1 %).
+    pub max_quarantine_share: f64,
+    /// Dates and timestamps before this day are quarantined. Default 1990-01-01.
+    #[serde(deserialize_with = "earliest_date")]
+    pub earliest_date: chrono::NaiveDate,
+    /// Dates and timestamps after the ingest day plus this many calendar months are
+    /// quarantined. Default 12.
+    pub max_months_ahead: u32,
+}
+
+/// `ingest.earliest_date` as `"YYYY-MM-DD"`; the error names the key (toml's own
+/// message for a bad value does not).
+fn earliest_date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<chrono::NaiveDate, D::Error> {
+    let text = String::deserialize(d)?;
+    chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").map_err(|_| {
+        serde::de::Error::custom(format!(
+            "key ingest.earliest_date: expected a date \"YYYY-MM-DD\", got {text:?}"
+        ))
+    })
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        let (y, m, d) = opnet_pipelines::contract::EARLIEST_DATE;
+        Self {
+            max_quarantine_share: 0.01,
+            earliest_date: chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default(),
+            max_months_ahead: opnet_pipelines::contract::MAX_MONTHS_AHEAD,
+        }
+    }
 }
 
 /// `[smtp]` as written. The password itself has no key: it comes from a file (a
@@ -63,7 +103,7 @@ pub struct SmtpFile {
 /// optional; what is unset comes from the standard AWS chain (AWS_REGION,
 /// AWS_ENDPOINT_URL[_S3], the profile, the instance metadata service). Credentials
 /// are never configured here: they come from that chain too.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
     /// Endpoint override for S3-compatible servers (`https://minio.internal:9000`).
@@ -79,7 +119,7 @@ pub struct S3Config {
 /// `postgres://…`, `sqlite:…` or `env:NAME` (the URL is read from that environment
 /// variable at ingest time, so it stays out of the file and the logs); `query` must
 /// yield the contract's columns (any SQL type; each is read as text).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SqlSource {
     pub url: String,
@@ -136,7 +176,8 @@ impl Default for EmailConfig {
 }
 
 /// Values given on the command line or in the environment (clap merges the two).
-#[derive(Clone, Debug, Default)]
+/// `Debug` masks credentials.
+#[derive(Clone, Default)]
 pub struct Overrides {
     pub config: Option<PathBuf>,
     pub source: Option<String>,
@@ -156,8 +197,9 @@ pub struct Overrides {
     pub s3_force_path_style: Option<bool>,
 }
 
-/// The resolved, validated configuration every command runs with.
-#[derive(Clone, Debug)]
+/// The resolved, validated configuration every command runs with. `Debug` masks
+/// credentials (URLs through [`crate::db::redact`]).
+#[derive(Clone)]
 pub struct Config {
     pub source: String,
     pub lake: String,
@@ -177,6 +219,98 @@ pub struct Config {
     pub smtp: crate::mail::SmtpSettings,
     /// How `s3://` source and lake URLs are reached.
     pub s3: S3Config,
+    /// `[ingest]`: quarantine bound and date window.
+    pub ingest: IngestConfig,
+}
+
+// Issue 9 item 12: `Debug` of the config types never prints a credential. Written out
+// by hand because a derived `Debug` prints URLs (and the SMTP password override) as
+// they are; a URL goes through `db::redact`.
+fn redacted(url: &str) -> String {
+    crate::db::redact(url)
+}
+
+fn redacted_opt(url: &Option<String>) -> Option<String> {
+    url.as_deref().map(redacted)
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("source", &redacted(&self.source))
+            .field("lake", &redacted(&self.lake))
+            .field("database", &redacted(&self.database))
+            .field("mail", &redacted(&self.mail))
+            .field("email", &self.email)
+            .field("schedule", &self.schedule)
+            .field("plan", &self.plan)
+            .field("plan_origin", &self.plan_origin)
+            .field("file", &self.file)
+            .field("sources", &self.sources)
+            .field("smtp", &self.smtp)
+            .field("s3", &self.s3)
+            .field("ingest", &self.ingest)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for FileConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileConfig")
+            .field("source", &redacted_opt(&self.source))
+            .field("lake", &redacted_opt(&self.lake))
+            .field("database", &redacted_opt(&self.database))
+            .field("mail", &redacted_opt(&self.mail))
+            .field("plan_file", &self.plan_file)
+            .field("email", &self.email)
+            .field("schedule", &self.schedule)
+            .field("sources", &self.sources)
+            .field("smtp", &self.smtp)
+            .field("s3", &self.s3)
+            .field("ingest", &self.ingest)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Overrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overrides")
+            .field("config", &self.config)
+            .field("source", &redacted_opt(&self.source))
+            .field("lake", &redacted_opt(&self.lake))
+            .field("database", &redacted_opt(&self.database))
+            .field("mail", &redacted_opt(&self.mail))
+            .field("smtp_username", &self.smtp_username)
+            .field(
+                "smtp_password",
+                &self.smtp_password.as_ref().map(|_| "*****"),
+            )
+            .field("smtp_password_file", &self.smtp_password_file)
+            .field("smtp_ca_file", &self.smtp_ca_file)
+            .field("s3_endpoint", &redacted_opt(&self.s3_endpoint))
+            .field("s3_region", &self.s3_region)
+            .field("s3_force_path_style", &self.s3_force_path_style)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &redacted_opt(&self.endpoint))
+            .field("region", &self.region)
+            .field("force_path_style", &self.force_path_style)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SqlSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlSource")
+            .field("url", &self.display_url())
+            .field("query", &self.query)
+            .finish()
+    }
 }
 
 /// Every problem found in the configuration, each naming its file and key.
@@ -270,6 +404,7 @@ impl Config {
             sources: file.sources,
             smtp,
             s3,
+            ingest: file.ingest,
         };
         // Problems of [schedule] are found while resolving it; report them with the rest.
         let mut problems: Vec<String> = schedule
@@ -315,7 +450,8 @@ impl Config {
         // One parser for the URL and the [smtp] settings, so what is validated here
         // is exactly what the transport will use.
         match crate::mail::Transport::parse(&self.mail) {
-            Err(e) => p.push(format!("{at}: key mail: {e}")),
+            // The transport's message quotes the URL: mask what it may hold.
+            Err(e) => p.push(format!("{at}: key mail: {}", redacted(&e.to_string()))),
             Ok(t) => {
                 if let Err(e) = t.with_smtp(&self.smtp) {
                     p.push(format!("{at}: key smtp: {e}"));
@@ -328,7 +464,7 @@ impl Config {
             } else if v.starts_with("s3://")
                 && let Err(reason) = crate::store::S3Url::parse(v)
             {
-                p.push(format!("{at}: key {key}: {v}: {reason}"));
+                p.push(redacted(&format!("{at}: key {key}: {v}: {reason}")));
             }
         }
         // The endpoint is not echoed: a URL with user:password@ would show it.
@@ -401,6 +537,18 @@ impl Config {
             if src.query.trim().trim_end_matches(';').trim().is_empty() {
                 p.push(format!("{key}.query: must not be empty"));
             }
+        }
+        let share = self.ingest.max_quarantine_share;
+        if !(0.0..=1.0).contains(&share) {
+            p.push(format!(
+                "{at}: key ingest.max_quarantine_share: expected a share between 0 and 1 (0.01 = 1 %), got {share}"
+            ));
+        }
+        if self.ingest.max_months_ahead > 1200 {
+            p.push(format!(
+                "{at}: key ingest.max_months_ahead: expected at most 1200 months, got {}",
+                self.ingest.max_months_ahead
+            ));
         }
         if let Err(e) = self.plan.validate() {
             p.push(format!("{}: {e}", self.plan_origin));
@@ -804,6 +952,98 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("force_path_style") || e.contains("bool"), "{e}");
+    }
+
+    #[test]
+    fn ingest_keys_default_parse_and_validate() {
+        let c = load("", Overrides::default()).unwrap();
+        assert_eq!(c.ingest, IngestConfig::default());
+        assert_eq!(c.ingest.max_quarantine_share, 0.01);
+        assert_eq!(c.ingest.earliest_date.to_string(), "1990-01-01");
+        assert_eq!(c.ingest.max_months_ahead, 12);
+        let c = load(
+            "[ingest]\nmax_quarantine_share = 0.05\nearliest_date = \"2000-01-01\"\nmax_months_ahead = 3\n",
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.ingest.max_quarantine_share, 0.05);
+        assert_eq!(c.ingest.earliest_date.to_string(), "2000-01-01");
+        assert_eq!(c.ingest.max_months_ahead, 3);
+        let e = load(
+            "[ingest]\nmax_quarantine_share = 5.0\nmax_months_ahead = 100000\n",
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("key ingest.max_quarantine_share"), "{e}");
+        assert!(e.contains("key ingest.max_months_ahead"), "{e}");
+        let e = load(
+            "[ingest]\nearliest_date = \"1990-13-01\"\n",
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("earliest_date"), "{e}");
+        let e = load("[ingest]\nmax_share = 0.1\n", Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_share"), "{e}");
+    }
+
+    /// Issue 9 item 12: a URL that fails validation is quoted with its credentials
+    /// masked, whatever the form.
+    #[test]
+    fn invalid_urls_are_reported_without_credentials() {
+        for text in [
+            "mail = \"smtp://relay:25?password=S3cret\"\n",
+            "mail = \"smtp://u:S3cret@relay:25\"\n",
+            "source = \"s3://u:S3cret@bucket/x\"\n",
+            "lake = \"s3://u:S3cret@bucket/x\"\n",
+            "database = \"host=h password=S3cret\"\n",
+            "database = \"mysql://u@h/db?password=S3cret\"\n",
+        ] {
+            let e = load(text, Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains("key "), "{e}");
+            assert!(!e.contains("S3cret"), "{text}: {e}");
+        }
+    }
+
+    /// Issue 9 item 12: `Debug` of every config type masks credentials.
+    #[test]
+    fn debug_never_prints_a_secret() {
+        let over = Overrides {
+            database: Some("postgres://u:S3cret1@h/db?password=S3cret2".into()),
+            mail: Some("smtp://u:S3cret3@relay".into()),
+            smtp_password: Some("S3cret4".into()),
+            s3_endpoint: Some("http://k:S3cret5@minio:9000".into()),
+            ..Default::default()
+        };
+        let text = format!("{over:?}");
+        let file = Config::parse_file(
+            "database = \"postgres://u@h/db?sslpassword=S3cret6\"\n\
+             [sources.\"crm/operators\"]\nurl = \"postgres://u:S3cret7@h/crm\"\nquery = \"SELECT 1\"\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        let file_text = format!("{file:?}");
+        let c = load(
+            "database = \"postgres://u@h/db?password=S3cret8\"\n\
+             [sources.\"crm/operators\"]\nurl = \"postgres://u@h/crm?password=S3cret9\"\nquery = \"SELECT 1\"\n",
+            Overrides {
+                smtp_password: Some("S3cret4".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let config_text = format!("{c:?}");
+        for t in [&text, &file_text, &config_text] {
+            assert!(!t.contains("S3cret"), "{t}");
+            assert!(t.contains("*****"), "{t}");
+        }
+        assert!(
+            config_text.contains("postgres://u@h/db?password=*****"),
+            "{config_text}"
+        );
     }
 
     #[test]

@@ -265,18 +265,84 @@ fn sqlite_path(url: &str) -> Option<String> {
     (!path.is_empty() && path != ":memory:").then(|| path.to_string())
 }
 
-/// A URL with its password replaced, safe to log.
+/// A database URL (or a libpq-style `key=value` connection string) with every
+/// credential masked as `*****`, safe to print, log, or store in the lake: the
+/// password of `user:password@`, and the value of every parameter whose name suggests
+/// a secret (`password`, `sslpassword`, `passfile`, `sslkey`, any name containing
+/// pass, pwd, secret, token, key, auth, credential or signature, in any case), in a
+/// query string or as `key=value` words. A password holding characters a URL must
+/// encode (`/`, `?`, `#`, `@`) is masked up to the last `@` of the authority. It may
+/// mask more than the password; it never shows less of one.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}://{}:*****{}", &url[..s], user, &url[at..]),
-                None => url.to_string(),
-            }
+    const MASK: &str = "*****";
+    let secret_name = |name: &str| {
+        let n = name.to_ascii_lowercase();
+        [
+            "pass",
+            "pwd",
+            "secret",
+            "token",
+            "key",
+            "auth",
+            "credential",
+            "signature",
+        ]
+        .iter()
+        .any(|s| n.contains(s))
+    };
+
+    // The password of the authority's `user:password@`.
+    let mut masked = url.to_string();
+    if let Some(s) = url.find("://") {
+        let rest = &url[s + 3..];
+        let query = rest.find(['?', '#']).unwrap_or(rest.len());
+        let at = match rest[..query].rfind('@') {
+            Some(at) => Some(at),
+            // No `@` before the query, but a `user:…` authority without a path: the
+            // password held a `?` or `#`, so its `@` comes later.
+            None if !rest[..query].contains('/') && rest[..query].contains(':') => rest.rfind('@'),
+            None => None,
+        };
+        if let Some(at) = at
+            && let Some((user, _)) = rest[..at].split_once(':')
+        {
+            masked = format!("{}://{user}:{MASK}{}", &url[..s], &rest[at..]);
         }
-        _ => url.to_string(),
     }
+
+    // `name=value` pairs (query strings, libpq words) whose name suggests a secret.
+    let is_name = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
+    let text = masked.as_str();
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while let Some(off) = text[i..].find('=') {
+        let eq = i + off;
+        let mut start = eq;
+        while start > i && is_name(bytes[start - 1]) {
+            start -= 1;
+        }
+        out.push_str(&text[i..=eq]);
+        let value = eq + 1;
+        let end = if bytes.get(value) == Some(&b'\'') {
+            // A quoted libpq value runs to its closing quote.
+            text[value + 1..]
+                .find('\'')
+                .map_or(text.len(), |q| value + 1 + q + 1)
+        } else {
+            text[value..]
+                .find(|c: char| matches!(c, '&' | ';' | '#') || c.is_whitespace())
+                .map_or(text.len(), |e| value + e)
+        };
+        if end > value && secret_name(&text[start..eq]) {
+            out.push_str(MASK);
+        } else {
+            out.push_str(&text[value..end]);
+        }
+        i = end;
+    }
+    out.push_str(&text[i..]);
+    out
 }
 
 /// RFC 3339 UTC with milliseconds (so the ledger orders runs of one close), the text form of every timestamp in the database.
@@ -724,13 +790,66 @@ mod tests {
         assert_eq!(logs.retries(), 0);
     }
 
+    /// Issue 9 item 12: every credential form is masked, and nothing else changes.
     #[test]
     fn redacts_passwords() {
-        assert_eq!(
-            redact("postgres://u:secret@h/db"),
-            "postgres://u:*****@h/db"
-        );
-        assert_eq!(redact("sqlite://./x.db"), "sqlite://./x.db");
+        let cases = [
+            ("postgres://u:secret@h/db", "postgres://u:*****@h/db"),
+            (
+                "postgresql://u:p%40ss@h:5432/db",
+                "postgresql://u:*****@h:5432/db",
+            ),
+            ("mysql://u:secret@h/x", "mysql://u:*****@h/x"),
+            (
+                "postgres://u@h/db?password=secret",
+                "postgres://u@h/db?password=*****",
+            ),
+            (
+                "postgres://u@h/db?PassWord=secret",
+                "postgres://u@h/db?PassWord=*****",
+            ),
+            (
+                "postgres://u@h/db?sslmode=require&sslpassword=secret&application_name=x",
+                "postgres://u@h/db?sslmode=require&sslpassword=*****&application_name=x",
+            ),
+            (
+                "postgres://u:one@h/db?password=two&sslkey=/k.pem",
+                "postgres://u:*****@h/db?password=*****&sslkey=*****",
+            ),
+            (
+                "postgres://h/db?user=u&password=secret#frag",
+                "postgres://h/db?user=u&password=*****#frag",
+            ),
+            // A password with characters a URL must encode.
+            ("postgres://u:se/cret@h/db", "postgres://u:*****@h/db"),
+            ("postgres://u:se?cret@h/db", "postgres://u:*****@h/db"),
+            ("postgres://u:se#cret@h/db", "postgres://u:*****@h/db"),
+            ("postgres://u:se@cret@h/db", "postgres://u:*****@h/db"),
+            // libpq keyword/value strings.
+            (
+                "host=h user=u password=secret dbname=x",
+                "host=h user=u password=***** dbname=x",
+            ),
+            (
+                "host=h password='se cret' dbname=x",
+                "host=h password=***** dbname=x",
+            ),
+            // Nothing secret: unchanged.
+            ("sqlite://./x.db", "sqlite://./x.db"),
+            ("sqlite:x.db?mode=ro", "sqlite:x.db?mode=ro"),
+            ("postgres://u@h:5432/db", "postgres://u@h:5432/db"),
+            (
+                "postgres://h:5432/db?application_name=a@b",
+                "postgres://h:5432/db?application_name=a@b",
+            ),
+            ("postgres://u@h/db?password=", "postgres://u@h/db?password="),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact(url), want, "{url}");
+            for secret in ["secret", "se cret", "cret", "two", "one", "p%40ss"] {
+                assert!(!redact(url).contains(secret), "{url}");
+            }
+        }
     }
 
     /// The same frame round trip on PostgreSQL (floats, nulls, booleans: the types the

@@ -7,6 +7,7 @@
 //! raw/<system>/<name>/ingested=<snapshot>/part-0.parquet      one per dataset and snapshot
 //! raw/_snapshots/<snapshot>.toml                              manifest, written last
 //! quarantine/<system>/<name>/ingested=<snapshot>/part-0.csv   rejected rows (see ingest)
+//! warnings/<system>/<name>/ingested=<snapshot>/part-0.csv     kept rows ingest reports
 //! marts/<table>/period=YYYY-MM/part-0.parquet                 overwritten by a re-run
 //! ```
 //!
@@ -58,14 +59,24 @@ pub struct ManifestDataset {
     pub source: String,
     /// `csv`, `jsonl` or `parquet`.
     pub format: String,
+    /// `rows_in = rows_ok + rows_quarantined + rows_collapsed`.
     pub rows_in: u64,
     pub rows_ok: u64,
     pub rows_quarantined: u64,
+    /// Identical repeats of a keyed row, dropped (each one is also a warning).
+    #[serde(default)]
+    pub rows_collapsed: u64,
+    /// Warning lines (collapsed repeats, bad email addresses): rows kept but reported.
+    #[serde(default)]
+    pub warnings: u64,
     /// Lake key of the Parquet file.
     pub data: String,
     /// Lake key of the quarantine CSV, when rows were rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quarantine: Option<String>,
+    /// Lake key of the warnings CSV, when there were warnings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warnings_file: Option<String>,
 }
 
 /// `raw/_snapshots/<snapshot>.toml`: what a snapshot holds and where it came from.
@@ -175,6 +186,12 @@ impl Lake {
             "quarantine/{}/ingested={snapshot}/part-0.csv",
             dataset.path()
         )
+    }
+
+    /// `warnings/crm/operators/ingested=2025-09-01T020000Z/part-0.csv`: rows ingest
+    /// kept but reports (same columns as the quarantine file).
+    pub fn warnings_key(dataset: &Dataset, snapshot: &str) -> String {
+        format!("warnings/{}/ingested={snapshot}/part-0.csv", dataset.path())
     }
 
     /// `raw/_snapshots/2025-09-01T020000Z.toml`
@@ -377,8 +394,11 @@ mod tests {
                 rows_in: 0,
                 rows_ok: 0,
                 rows_quarantined: 0,
+                rows_collapsed: 0,
+                warnings: 0,
                 data: Lake::snapshot_key(d, id),
                 quarantine: None,
+                warnings_file: None,
             });
         }
         lake.write_manifest(&SnapshotManifest {
@@ -481,6 +501,22 @@ mod tests {
         let m = lake.read_manifest("2025-08-01T020000Z").await?;
         assert_eq!(m.fingerprint, "ccc");
         assert_eq!(m.datasets.len(), ALL.len());
+        Ok(())
+    }
+
+    /// A manifest written before the warning counts existed still reads (zeros).
+    #[test]
+    fn old_manifest_without_warning_counts_reads() -> anyhow::Result<()> {
+        let text = "snapshot = \"s\"\nfingerprint = \"f\"\ncreated_at = \"2025-09-01T02:00:00Z\"\n\
+            [[datasets]]\ndataset = \"crm/operators\"\nsource = \"/src/crm/operators.csv\"\nformat = \"csv\"\n\
+            rows_in = 3\nrows_ok = 2\nrows_quarantined = 1\ndata = \"raw/x\"\nquarantine = \"quarantine/x\"\n";
+        let m: SnapshotManifest = toml::from_str(text)?;
+        let d = &m.datasets[0];
+        assert_eq!(
+            (d.rows_collapsed, d.warnings, d.warnings_file.as_deref()),
+            (0, 0, None)
+        );
+        assert_eq!(d.quarantine.as_deref(), Some("quarantine/x"));
         Ok(())
     }
 

@@ -6,6 +6,12 @@
 //! is atomic by itself), so a reader never sees a half-written object and a crash
 //! leaves either the old object or the new one. `list` has S3 semantics: a plain
 //! string prefix, not a directory.
+//!
+//! A local store reads and writes only regular files and directories below its root:
+//! a symbolic link anywhere below the root (issue 9 item 15: a link in a source folder
+//! pointing at `/etc/…` or another system's files), or a FIFO or device in place of a
+//! file, is refused with an error naming its path. The root itself may be a link (it
+//! is configuration, chosen by the operator).
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +34,13 @@ pub enum StoreError {
     },
     #[error("invalid object key {key:?}: {reason}")]
     InvalidKey { key: String, reason: &'static str },
+    /// A local path below the root that is a symbolic link, or not a regular file
+    /// where a file is read.
+    #[error("refusing {location}: {reason}")]
+    Refused {
+        location: String,
+        reason: &'static str,
+    },
     #[error("{0}")]
     Unsupported(String),
     /// A store that cannot be opened: a malformed URL, no region for S3.
@@ -54,6 +67,7 @@ impl StoreError {
             StoreError::Remote { transient, .. } => *transient,
             StoreError::NotFound { .. }
             | StoreError::InvalidKey { .. }
+            | StoreError::Refused { .. }
             | StoreError::Open { .. }
             | StoreError::Unsupported(_) => false,
         }
@@ -118,6 +132,30 @@ impl LocalDir {
         Ok(self.root.join(rel))
     }
 
+    /// [`LocalDir::path`], refusing a key when any existing part of its path below the
+    /// root is a symbolic link (a link could lead out of the root).
+    fn safe_path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        let path = self.path(key)?;
+        let mut at = self.root.clone();
+        for c in Path::new(key).components() {
+            let Component::Normal(part) = c else { continue };
+            at.push(part);
+            match std::fs::symlink_metadata(&at) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(StoreError::Refused {
+                        location: at.display().to_string(),
+                        reason: "it is a symbolic link; only regular files and directories inside the store's root are read or written",
+                    });
+                }
+                Ok(_) => {}
+                // What does not exist yet cannot be a link; `put` creates it.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) => return Err(self.io(key, e)),
+            }
+        }
+        Ok(path)
+    }
+
     fn io(&self, key: &str, source: std::io::Error) -> StoreError {
         if source.kind() == std::io::ErrorKind::NotFound {
             StoreError::NotFound {
@@ -178,13 +216,23 @@ async fn walk(root: &Path, dir: &str, out: &mut Vec<String>) -> Result<(), Store
 #[async_trait::async_trait]
 impl ObjectStore for LocalDir {
     async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
-        let path = self.path(key)?;
+        let path = self.safe_path(key)?;
+        // A FIFO would block the read forever, a device could be endless.
+        let meta = tokio::fs::symlink_metadata(&path)
+            .await
+            .map_err(|e| self.io(key, e))?;
+        if !meta.is_file() {
+            return Err(StoreError::Refused {
+                location: self.location(key),
+                reason: "not a regular file",
+            });
+        }
         tokio::fs::read(&path).await.map_err(|e| self.io(key, e))
     }
 
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         use tokio::io::AsyncWriteExt;
-        let path = self.path(key)?;
+        let path = self.safe_path(key)?;
         let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
             return Err(StoreError::InvalidKey {
                 key: key.to_string(),
@@ -227,7 +275,7 @@ impl ObjectStore for LocalDir {
             None => "",
         };
         if !dir.is_empty() {
-            self.path(dir)?;
+            self.safe_path(dir)?;
         }
         let mut out = Vec::new();
         walk(&self.root, dir, &mut out).await?;
@@ -237,7 +285,7 @@ impl ObjectStore for LocalDir {
     }
 
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        let path = self.path(key)?;
+        let path = self.safe_path(key)?;
         match tokio::fs::metadata(&path).await {
             Ok(m) => Ok(m.is_file()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -254,7 +302,8 @@ impl ObjectStore for LocalDir {
     }
 
     fn local_path(&self, key: &str) -> Option<PathBuf> {
-        self.path(key).ok()
+        // No direct path through a link: the caller then `get`s, which says why not.
+        self.safe_path(key).ok()
     }
 }
 
@@ -355,6 +404,73 @@ mod tests {
         Ok(())
     }
 
+    /// Issue 9 item 15: a link below the root (to a file or a folder outside it) is
+    /// refused, naming its path; so is a FIFO in place of a file.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn symlinks_and_special_files_are_refused() -> anyhow::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let outside = tempfile::tempdir()?;
+        std::fs::write(outside.path().join("secret.csv"), "operator_id\nx\n")?;
+        let root = tmp.path().join("source");
+        std::fs::create_dir_all(root.join("crm"))?;
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.csv"),
+            root.join("crm/operators.csv"),
+        )?;
+        std::os::unix::fs::symlink(outside.path(), root.join("billing"))?;
+        let s = LocalDir::new(&root);
+        for (key, link) in [
+            ("crm/operators.csv", "crm/operators.csv"),
+            ("billing/secret.csv", "billing"),
+        ] {
+            let err = s
+                .get(key)
+                .await
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert_eq!(
+                err,
+                format!(
+                    "refusing {}: it is a symbolic link; only regular files and directories inside the store's root are read or written",
+                    root.join(link).display()
+                ),
+                "{key}"
+            );
+            assert!(s.local_path(key).is_none(), "{key}");
+        }
+        assert!(matches!(
+            s.put("billing/x.csv", b"x".to_vec()).await,
+            Err(StoreError::Refused { .. })
+        ));
+        assert!(
+            !outside.path().join("x.csv").exists(),
+            "nothing written through the link"
+        );
+        assert!(s.list("billing/").await.is_err());
+        // The root itself may be a link (configuration).
+        let linked_root = tmp.path().join("root-link");
+        std::os::unix::fs::symlink(&root, &linked_root)?;
+        std::fs::write(root.join("crm/ok.csv"), "a\n")?;
+        assert_eq!(LocalDir::new(&linked_root).get("crm/ok.csv").await?, b"a\n");
+        // A FIFO would block a read forever.
+        let fifo = root.join("crm/leads.csv");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status()?;
+        assert!(made.success());
+        let err = s
+            .get("crm/leads.csv")
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            err,
+            format!("refusing {}: not a regular file", fifo.display())
+        );
+        Ok(())
+    }
+
     #[tokio::test]
     async fn open_urls() {
         let none = crate::config::S3Config::default();
@@ -419,6 +535,13 @@ mod tests {
                 false,
             ),
             (StoreError::Unsupported("gs".into()), false),
+            (
+                StoreError::Refused {
+                    location: "/src/crm/operators.csv".into(),
+                    reason: "not a regular file",
+                },
+                false,
+            ),
             (
                 StoreError::Open {
                     url: "s3://".into(),

@@ -2,7 +2,10 @@
 //! its columns, their types and allowed values.
 //!
 //! Ingest validates against these definitions, the generator writes them, and the
-//! pipelines read the lake in exactly these column names and Polars types.
+//! pipelines read the lake in exactly these column names and Polars types. The
+//! sanity bounds ingest applies beyond the contract's types (a dataset's key, money
+//! magnitude, the date window, email addresses) are defined here too, so there is one
+//! definition of each.
 
 use polars::prelude::{DataType, TimeUnit};
 
@@ -54,7 +57,32 @@ pub enum Check {
     Currency,
     /// An integer in `lo..=hi`.
     Range(i64, i64),
+    /// Money in cents (R0.2): at most [`MAX_ABS_CENTS`] in magnitude, and not negative
+    /// when `nonnegative` (an amount given back).
+    Cents {
+        nonnegative: bool,
+    },
+    /// One bare email address (`name@domain`): no list, no display name, no line
+    /// break. A bad address is reported as a warning and the row is kept: the
+    /// operator's money must still be computed; only its mail cannot go out.
+    Email,
 }
+
+/// The largest magnitude of a money value ingest accepts: 10^14 cents (one trillion
+/// in major units, far beyond any real invoice). A value at the bound times a share
+/// in basis points (at most 10 000) is 10^18, below `i64::MAX` (about 9.22 * 10^18),
+/// so no `amount * bp` product of an accepted value can overflow `i64`, and nine such
+/// products still sum without overflow. (10^15 would not do: 10^15 * 10^4 = 10^19.)
+pub const MAX_ABS_CENTS: i64 = 100_000_000_000_000;
+
+/// The default earliest date ingest accepts in any `date` or `ts` column, as
+/// (year, month, day); earlier dates are quarantined. Config key
+/// `ingest.earliest_date`.
+pub const EARLIEST_DATE: (i32, u32, u32) = (1990, 1, 1);
+
+/// The default window ahead of the ingest day: a date later than the ingest day plus
+/// this many calendar months is quarantined. Config key `ingest.max_months_ahead`.
+pub const MAX_MONTHS_AHEAD: u32 = 12;
 
 /// One column of a dataset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +126,13 @@ pub struct Dataset {
     pub system: &'static str,
     pub name: &'static str,
     pub columns: &'static [Column],
+    /// The columns that identify a row: at most one row per key. Ingest collapses
+    /// identical repeats and quarantines every row of a key whose copies differ, so
+    /// file order never decides which copy counts. Empty when ingest enforces no key:
+    /// `billing/invoices` and `billing/invoice_lines`, whose repeated ids are
+    /// reconciliation exceptions (R7 `duplicate_invoice`, `duplicate_line`) that must
+    /// reach the pipelines as they are.
+    pub key: &'static [&'static str],
 }
 
 impl Dataset {
@@ -133,8 +168,14 @@ pub static INVOICES: Dataset = Dataset {
         c("issued_on", Date),
         chk("status", Str, false, Check::OneOf(INVOICE_STATUSES)),
         opt("paid_on", Date),
-        c("total_cents", Int),
+        chk(
+            "total_cents",
+            Int,
+            false,
+            Check::Cents { nonnegative: false },
+        ),
     ],
+    key: &[],
 };
 
 pub static INVOICE_LINES: Dataset = Dataset {
@@ -144,10 +185,16 @@ pub static INVOICE_LINES: Dataset = Dataset {
         c("invoice_id", Str),
         c("line_no", Int),
         chk("revenue_type", Str, false, Check::OneOf(REVENUE_TYPES)),
-        c("amount_cents", Int),
+        chk(
+            "amount_cents",
+            Int,
+            false,
+            Check::Cents { nonnegative: false },
+        ),
         c("service_start", Date),
         c("service_end", Date),
     ],
+    key: &[],
 };
 
 pub static REFUNDS: Dataset = Dataset {
@@ -158,8 +205,14 @@ pub static REFUNDS: Dataset = Dataset {
         c("invoice_id", Str),
         c("line_no", Int),
         c("refunded_on", Date),
-        chk("amount_cents", Int, false, Check::Range(0, i64::MAX)),
+        chk(
+            "amount_cents",
+            Int,
+            false,
+            Check::Cents { nonnegative: true },
+        ),
     ],
+    key: &["refund_id"],
 };
 
 pub static OPERATORS: Dataset = Dataset {
@@ -168,12 +221,13 @@ pub static OPERATORS: Dataset = Dataset {
     columns: &[
         c("operator_id", Str),
         c("name", Str),
-        c("email", Str),
+        chk("email", Str, false, Check::Email),
         c("metro", Str),
         c("verticals", Str),
         c("joined_on", Date),
         opt("terminated_on", Date),
     ],
+    key: &["operator_id"],
 };
 
 pub static TERRITORIES: Dataset = Dataset {
@@ -186,6 +240,7 @@ pub static TERRITORIES: Dataset = Dataset {
         opt("exclusive_operator_id", Str),
         opt("exclusive_since", Date),
     ],
+    key: &["territory_id"],
 };
 
 pub static CUSTOMERS: Dataset = Dataset {
@@ -201,6 +256,7 @@ pub static CUSTOMERS: Dataset = Dataset {
         opt("go_live_on", Date),
         opt("churned_on", Date),
     ],
+    key: &["customer_id"],
 };
 
 pub static LEADS: Dataset = Dataset {
@@ -216,6 +272,7 @@ pub static LEADS: Dataset = Dataset {
         opt("first_contact_at", Ts),
         opt("converted_customer_id", Str),
     ],
+    key: &["lead_id"],
 };
 
 pub static TRAINING: Dataset = Dataset {
@@ -227,6 +284,7 @@ pub static TRAINING: Dataset = Dataset {
         c("required", Bool),
         opt("completed_on", Date),
     ],
+    key: &["operator_id", "module_id"],
 };
 
 pub static SURVEY_RESPONSES: Dataset = Dataset {
@@ -240,6 +298,7 @@ pub static SURVEY_RESPONSES: Dataset = Dataset {
         chk("nps_score", Int, true, Check::Range(0, 10)),
         chk("csat_score", Int, true, Check::Range(1, 5)),
     ],
+    key: &["response_id"],
 };
 
 /// Every input dataset, in ingest order.
@@ -288,5 +347,42 @@ mod tests {
             ISO_4217.windows(2).all(|w| w[0] < w[1]),
             "sorted for binary search"
         );
+    }
+
+    /// A key is made of required text columns of its own dataset; only the two
+    /// billing datasets whose repeats are R7 exceptions have none.
+    #[test]
+    fn keys_are_required_text_columns() {
+        for d in ALL {
+            for k in d.key {
+                let c = d.column(k);
+                assert!(
+                    c.is_some_and(|c| !c.nullable && c.ty == ColType::Str),
+                    "{}: key column {k}",
+                    d.path()
+                );
+            }
+            let unkeyed = [INVOICES.path(), INVOICE_LINES.path()].contains(&d.path());
+            assert_eq!(d.key.is_empty(), unkeyed, "{}", d.path());
+        }
+    }
+
+    /// R0.2: an accepted amount times a share in basis points cannot overflow i64.
+    #[test]
+    fn money_bound_leaves_room_for_basis_points() {
+        assert!(MAX_ABS_CENTS.checked_mul(10_000).is_some());
+        assert!((MAX_ABS_CENTS * 10_000).checked_mul(9).is_some());
+        for d in ALL {
+            for c in d.columns {
+                if c.name.ends_with("_cents") {
+                    assert!(
+                        matches!(c.check, Check::Cents { .. }),
+                        "{}.{}",
+                        d.path(),
+                        c.name
+                    );
+                }
+            }
+        }
     }
 }
