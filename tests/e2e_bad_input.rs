@@ -71,10 +71,15 @@ impl Case {
         .unwrap();
     }
 
-    /// Lets `share` of a dataset be quarantined (the default 1 % refuses one bad row
-    /// of a dataset under 100 rows), to follow the rows' money downstream.
+    /// Lets `share` of a dataset be quarantined, to follow the rows' money downstream.
     fn allow_share(&self, share: f64) {
         self.config(&format!("[ingest]\nmax_quarantine_share = {share}\n"));
+    }
+
+    /// The 1 % bound without the allowance of 10 rows: one bad row of a dataset under
+    /// 100 rows fails the ingest.
+    fn strict(&self) {
+        self.config("[ingest]\nquarantine_allowance_rows = 0\n");
     }
 
     fn opnet(&self, args: &[&str]) -> Output {
@@ -453,8 +458,8 @@ fn email_of(case: &Case, op: &str) -> String {
 }
 
 /// Issue 9 items 1 and 10: a second `crm/operators` row for A, with B's address and
-/// placed first. The default bound refuses the ingest (2 of 17 rows), naming the
-/// dataset, the count and the bound. With a looser bound both rows are quarantined
+/// placed first. The strict bound (no allowance) refuses the ingest (2 of 17 rows),
+/// naming the dataset, the count and the bound. Within the bound both rows are quarantined
 /// naming each other: A's money is held (`customer_without_operator`), every other
 /// statement is the clean run's, and no mail reaches B about A (the issue saw A's
 /// statement, lines CSV and alerts go to the other operator's address).
@@ -475,6 +480,7 @@ fn duplicate_operator_with_another_address_holds_its_money_and_mails_nobody_else
     lines.insert(1, impostor.join(","));
     case.write_lines("crm/operators.csv", &lines);
 
+    case.strict();
     let out = case.opnet(&["ingest"]);
     assert!(!out.status.success());
     let msg = text(&out);
@@ -618,7 +624,8 @@ fn conflicting_customer_row_moves_no_money() {
     let n_customers = lines.len() - 1;
     case.write_lines("crm/customers.csv", &lines);
 
-    // Two of the customers are over 1 %: the default bound refuses.
+    // Two of the customers are over 1 %: the strict bound refuses.
+    case.strict();
     let out = case.opnet(&["ingest"]);
     assert!(!out.status.success());
     assert!(
@@ -674,8 +681,8 @@ fn conflicting_customer_row_moves_no_money() {
 
 /// Issue 9 items 1 and 6: an identical repeat of a refund row (the issue saw it
 /// crash the close on the payout_lines unique index) collapses: the close succeeds
-/// with the clean run's results. A repeat with another amount fails the ingest by
-/// the bound (refunds are few), naming billing/refunds.
+/// with the clean run's results. A repeat with another amount quarantines both copies
+/// and holds the refund.
 #[test]
 fn repeated_refund_rows() {
     let base = baseline();
@@ -698,12 +705,17 @@ fn repeated_refund_rows() {
     assert_eq!(got.lines, base.results.lines);
     assert_eq!(got.statements, base.results.statements);
 
+    // A repeat with another amount: both copies are quarantined naming each other (the
+    // strict bound, without the allowance, refuses the ingest instead), and the close
+    // goes on without that refund — it is not clawed back until the source is fixed.
     let case = Case::new();
     let mut lines = case.lines("billing/refunds.csv");
     let mut other: Vec<String> = first.split(',').map(str::to_string).collect();
+    let refund_id = other[0].clone();
     other[4] = "1".into();
     lines.push(other.join(","));
     case.write_lines("billing/refunds.csv", &lines);
+    case.strict();
     let out = case.opnet(&["close", "--from", FROM, "--through", THROUGH]);
     assert!(!out.status.success());
     assert!(
@@ -711,6 +723,13 @@ fn repeated_refund_rows() {
         "{}",
         text(&out)
     );
+    assert!(
+        case.results().statements.is_empty(),
+        "a failed close writes nothing"
+    );
+    case.config("");
+    let out = case.opnet(&["close", "--from", FROM, "--through", THROUGH]);
+    assert!(out.status.success(), "{}", text(&out));
     let q = case.quarantine("billing/refunds");
     assert_eq!(q.iter().map(|r| r.row).collect::<Vec<_>>(), [1, n + 1]);
     assert!(
@@ -718,10 +737,19 @@ fn repeated_refund_rows() {
         "{}",
         q[0].reason
     );
+    let got = case.results();
+    let held: BTreeSet<Line> = base
+        .results
+        .lines
+        .iter()
+        .filter(|l| l.refund_id.as_deref() != Some(refund_id.as_str()))
+        .cloned()
+        .collect();
     assert!(
-        case.results().statements.is_empty(),
-        "a failed close writes nothing"
+        held.len() < base.results.lines.len(),
+        "the refund was clawed back in the clean run"
     );
+    assert_eq!(got.lines, held);
 }
 
 /// Issue 9 item 5 (ingest half): an operator email that is a list, a display name or
@@ -978,6 +1006,7 @@ fn csv_rows_with_the_wrong_shape_are_quarantined_with_their_row() {
     bytes[name_at] = 0xE9;
     std::fs::write(&path, &bytes).unwrap();
 
+    case.strict();
     let out = case.opnet(&[
         "close",
         "--from",
@@ -987,7 +1016,8 @@ fn csv_rows_with_the_wrong_shape_are_quarantined_with_their_row() {
         "--job",
         "payouts",
     ]);
-    // Three of ~170 customers: over 1 %, refused, naming the file.
+    // Three of ~170 customers: over 1 % and, without the allowance, refused, naming
+    // the file.
     assert!(!out.status.success());
     assert!(text(&out).contains("crm/customers: 3 of"), "{}", text(&out));
     let mut q: Vec<(usize, String, String)> = case
@@ -1127,6 +1157,7 @@ fn jsonl_repeated_key_and_padded_id_reach_nobody() {
     std::fs::remove_file(case.path("source/crm/operators.csv")).unwrap();
     std::fs::write(case.path("source/crm/operators.jsonl"), jsonl).unwrap();
 
+    case.strict();
     let out = case.opnet(&["ingest"]);
     assert!(!out.status.success());
     assert!(
@@ -1274,10 +1305,10 @@ fn credentials_in_database_urls_are_masked_everywhere() {
 
     // A SQL source on PostgreSQL (trust auth ignores the password).
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let Some(url) = rt.block_on(common::pg_database("bad_input_creds")) else {
+    let Some(db) = rt.block_on(common::pg_database("bad_input_creds")) else {
         return;
     };
-    let _drop = DropDatabase(url.clone());
+    let url = db.url.clone();
     rt.block_on(async {
         sqlx::any::install_default_drivers();
         let pool = sqlx::AnyPool::connect(&url).await.unwrap();
@@ -1334,28 +1365,6 @@ fn credentials_in_database_urls_are_masked_everywhere() {
             "{} holds the password",
             entry.display()
         );
-    }
-}
-
-/// Drops the test's PostgreSQL database at the end, also when the test fails.
-struct DropDatabase(String);
-
-impl Drop for DropDatabase {
-    fn drop(&mut self) {
-        let Some((base, name)) = self.0.rsplit_once('/') else {
-            return;
-        };
-        let admin = std::env::var("OPNET_TEST_PG").unwrap_or_else(|_| format!("{base}/postgres"));
-        let Ok(rt) = tokio::runtime::Runtime::new() else {
-            return;
-        };
-        rt.block_on(async {
-            if let Ok(mut c) = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut c)
-                    .await;
-            }
-        });
     }
 }
 

@@ -57,6 +57,10 @@ pub struct IngestConfig {
     /// A dataset with a larger share of its rows quarantined fails the ingest (and
     /// the close), naming the dataset; 0..=1. Default 0.01 (1 %).
     pub max_quarantine_share: f64,
+    /// Up to this many quarantined rows of a dataset never fail the ingest on the
+    /// share alone, so a few bad rows of a small dataset are quarantined and reported
+    /// rather than stopping the month. Default 10.
+    pub quarantine_allowance_rows: usize,
     /// Dates and timestamps before this day are quarantined. Default 1990-01-01.
     #[serde(deserialize_with = "earliest_date")]
     pub earliest_date: chrono::NaiveDate,
@@ -81,6 +85,7 @@ impl Default for IngestConfig {
         let (y, m, d) = opnet_pipelines::contract::EARLIEST_DATE;
         Self {
             max_quarantine_share: 0.01,
+            quarantine_allowance_rows: 10,
             earliest_date: chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default(),
             max_months_ahead: opnet_pipelines::contract::MAX_MONTHS_AHEAD,
         }

@@ -1177,7 +1177,8 @@ impl Network {
 
         let n_surveys = self.surveys.len();
         // Two broken rows (one per kind) need 200 responses to stay within 1 %, the
-        // default `ingest.max_quarantine_share`: more would fail the demo's ingest.
+        // default `ingest.max_quarantine_share`, so the demo's data never leans on the
+        // allowance of `ingest.quarantine_allowance_rows`.
         if n_surveys >= 2 * MIN_ROWS_FOR_ANOMALIES {
             let per_kind = (n_surveys / ANOMALY_EVERY).max(1);
             let mut touched = vec![false; n_surveys];

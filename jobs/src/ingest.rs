@@ -42,7 +42,8 @@
 //!
 //! Warnings (rows kept but reported) go to `warnings/<system>/<name>/ingested=<id>/
 //! part-0.csv` with the quarantine file's columns. When a dataset's quarantined share
-//! exceeds `ingest.max_quarantine_share` (default 1 %) the ingest fails naming the
+//! exceeds `ingest.max_quarantine_share` (default 1 %) and its quarantined rows
+//! exceed `ingest.quarantine_allowance_rows` (default 10) the ingest fails naming the
 //! dataset, the count and the bound; its quarantine files are written, but no
 //! snapshot (neither data nor manifest), so nothing can be closed from it.
 //!
@@ -129,11 +130,13 @@ pub enum IngestError {
     #[error("{file} has {rows} rows, more than ingest can index")]
     TooManyRows { file: String, rows: usize },
     /// Issue 9 item 10: datasets whose quarantined share is over the bound.
-    #[error("{}", share_message(breaches, *bound))]
+    #[error("{}", share_message(breaches, *bound, *allowance))]
     TooManyQuarantined {
         breaches: Vec<ShareBreach>,
         /// `ingest.max_quarantine_share`
         bound: f64,
+        /// `ingest.quarantine_allowance_rows`
+        allowance: usize,
     },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -175,7 +178,7 @@ fn percent(share: f64) -> String {
     format!("{text} %")
 }
 
-fn share_message(breaches: &[ShareBreach], bound: f64) -> String {
+fn share_message(breaches: &[ShareBreach], bound: f64, allowance: usize) -> String {
     let each: Vec<String> = breaches
         .iter()
         .map(|b| {
@@ -193,7 +196,8 @@ fn share_message(breaches: &[ShareBreach], bound: f64) -> String {
         })
         .collect();
     format!(
-        "too many rows quarantined, more than ingest.max_quarantine_share = {bound} ({}) allows: {}. \
+        "too many rows quarantined, more than ingest.max_quarantine_share = {bound} ({}) and \
+         ingest.quarantine_allowance_rows = {allowance} allow: {}. \
          Nothing was ingested: correct the source (each quarantine line says why its row was refused) \
          or raise the bound, then ingest again",
         percent(bound),
@@ -253,10 +257,19 @@ impl IngestReport {
 }
 
 /// Issue 9 item 10: fail when a dataset's quarantined share is over `bound`.
-fn check_quarantine_share(reports: &[DatasetReport], bound: f64) -> Result<(), IngestError> {
+/// A dataset fails when more of its rows are quarantined than the share allows and
+/// than the allowance: a whole column of the wrong type fails the month, a few bad
+/// rows of a small dataset are quarantined and reported.
+fn check_quarantine_share(
+    reports: &[DatasetReport],
+    bound: f64,
+    allowance: usize,
+) -> Result<(), IngestError> {
     let breaches: Vec<ShareBreach> = reports
         .iter()
-        .filter(|r| r.rows_quarantined as f64 > bound * r.rows_in as f64)
+        .filter(|r| {
+            r.rows_quarantined > allowance && r.rows_quarantined as f64 > bound * r.rows_in as f64
+        })
         .map(|r| ShareBreach {
             dataset: r.dataset.clone(),
             rows_quarantined: r.rows_quarantined,
@@ -267,7 +280,11 @@ fn check_quarantine_share(reports: &[DatasetReport], bound: f64) -> Result<(), I
     if breaches.is_empty() {
         Ok(())
     } else {
-        Err(IngestError::TooManyQuarantined { breaches, bound })
+        Err(IngestError::TooManyQuarantined {
+            breaches,
+            bound,
+            allowance,
+        })
     }
 }
 
@@ -450,7 +467,11 @@ pub async fn ingest_with_sources(
             })
             .collect();
         // A bound lowered since: the snapshot is no more acceptable than a new one.
-        check_quarantine_share(&datasets, opts.max_quarantine_share)?;
+        check_quarantine_share(
+            &datasets,
+            opts.max_quarantine_share,
+            opts.quarantine_allowance_rows,
+        )?;
         info!(snapshot = %snapshot, fingerprint = %fingerprint, "sources unchanged: reusing snapshot");
         return Ok(IngestReport {
             snapshot,
@@ -547,7 +568,11 @@ pub async fn ingest_with_sources(
     // Issue 9 item 10: too much quarantined fails before any snapshot data is written
     // (the quarantine files above are, so that ops can see why).
     let reports: Vec<DatasetReport> = checked.iter().map(|c| c.report.clone()).collect();
-    check_quarantine_share(&reports, opts.max_quarantine_share)?;
+    check_quarantine_share(
+        &reports,
+        opts.max_quarantine_share,
+        opts.quarantine_allowance_rows,
+    )?;
 
     let mut entries = Vec::with_capacity(checked.len());
     for mut c in checked {
@@ -2485,7 +2510,19 @@ inv-5,cu-5,GBP,2025-08-02,void,,0,x
         let again = ingest(&source, &lake, at(3, 0, 0)).await?;
         assert!(again.reused);
         // Issue 9 item 10: the bound holds on reuse too (checked on the recorded counts).
-        let strict = super::ingest(&source, &lake, at(3, 0, 0)).await.err();
+        let strict_config = IngestConfig {
+            quarantine_allowance_rows: 0,
+            ..IngestConfig::default()
+        };
+        let strict = ingest_with_sources(
+            &source,
+            &lake,
+            at(3, 0, 0),
+            &BTreeMap::new(),
+            &strict_config,
+        )
+        .await
+        .err();
         assert!(
             matches!(&strict, Some(IngestError::TooManyQuarantined { breaches, .. })
                 if breaches[0].dataset == "billing/invoices" && breaches[0].rows_quarantined == 3),
@@ -3094,8 +3131,8 @@ inv-5,cu-5,GBP,2025-08-02,void,,0,x
 
     /// Issue 9 items 10 and 17: `refunds.amount_cents` typed as a float in Parquet is
     /// quarantined row by row ("not an integer"), never cast to a silent null or a
-    /// rounded number; the whole dataset quarantined then fails the ingest, naming it,
-    /// the count and the bound, and no snapshot is recorded.
+    /// rounded number; the whole dataset quarantined, beyond the allowance, then fails
+    /// the ingest, naming it, the count and the bound, and no snapshot is recorded.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn quarantined_share_over_the_bound_fails_the_ingest() -> anyhow::Result<()> {
         let src = tempfile::tempdir()?;
@@ -3111,14 +3148,29 @@ inv-5,cu-5,GBP,2025-08-02,void,,0,x
         ParquetWriter::new(&mut buf).finish(&mut refunds)?;
         write(src.path(), "billing/refunds.parquet", &buf)?;
         let source = LocalDir::new(src.path());
-        let err = ingest(&source, &lake, at(2, 0, 0)).await.err();
+        // Two bad rows are within the default allowance of 10: quarantined, reported,
+        // and the month goes on.
+        let few = ingest(&source, &lake, at(1, 0, 0)).await?;
+        let refunds = few.datasets.iter().find(|d| d.dataset == "billing/refunds");
+        assert_eq!(refunds.map(|d| d.rows_quarantined), Some(2));
+        // Without the allowance, the whole dataset quarantined fails the ingest.
+        let strict = IngestConfig {
+            quarantine_allowance_rows: 0,
+            ..IngestConfig::default()
+        };
+        let lake_dir = tempfile::tempdir()?;
+        let lake = Lake::new(Arc::new(LocalDir::new(lake_dir.path())));
+        let err = ingest_with_sources(&source, &lake, at(2, 0, 0), &BTreeMap::new(), &strict)
+            .await
+            .err();
         let qfile = lake_dir
             .path()
             .join("quarantine/billing/refunds/ingested=2025-09-01T020000Z/part-0.csv");
         assert_eq!(
             err.map(|e| e.to_string()).unwrap_or_default(),
             format!(
-                "too many rows quarantined, more than ingest.max_quarantine_share = 0.01 (1 %) allows: \
+                "too many rows quarantined, more than ingest.max_quarantine_share = 0.01 (1 %) and \
+                 ingest.quarantine_allowance_rows = 0 allow: \
                  billing/refunds: 2 of 2 rows quarantined (100 %), see {}. Nothing was ingested: correct \
                  the source (each quarantine line says why its row was refused) or raise the bound, then ingest again",
                 qfile.display()
@@ -3162,8 +3214,15 @@ inv-5,cu-5,GBP,2025-08-02,void,,0,x
             quarantine: None,
             warnings_file: None,
         }];
-        assert!(check_quarantine_share(&reports, 0.01).is_ok());
-        assert!(check_quarantine_share(&reports, 0.009).is_err());
+        assert!(check_quarantine_share(&reports, 0.01, 0).is_ok());
+        assert!(check_quarantine_share(&reports, 0.009, 0).is_err());
+        // Within the allowance the share alone never fails.
+        assert!(check_quarantine_share(&reports, 0.009, 1).is_ok());
+        let mut many = reports.clone();
+        many[0].rows_quarantined = 11;
+        many[0].rows_ok = 89;
+        assert!(check_quarantine_share(&many, 0.01, 10).is_err());
+        assert!(check_quarantine_share(&many, 0.2, 10).is_ok());
         Ok(())
     }
 
