@@ -119,7 +119,7 @@ impl Site {
         let database = common::pg_database(tag).await?;
         let dir = tempfile::tempdir().unwrap();
         let smtp = SmtpCapture::start(dir.path())?;
-        let end = opnet::close::last_complete_period(Utc::now());
+        let end = opnet::close::last_complete_period(Utc::now(), chrono_tz::Tz::UTC);
         generate::generate(&GenerateOptions {
             out: dir.path().join("source"),
             operators: 10,

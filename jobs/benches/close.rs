@@ -55,6 +55,7 @@ fn config(dir: &std::path::Path, database: String, tag: &str) -> Config {
         sources: Default::default(),
         smtp: Default::default(),
         s3: Default::default(),
+        close: Default::default(),
     }
 }
 

@@ -45,6 +45,26 @@ pub struct FileConfig {
     /// `[s3]`: endpoint, region and addressing of `s3://` sources and lakes.
     #[serde(default)]
     pub s3: S3Config,
+    /// `[close]`: guards of `opnet close` and the scheduler's close.
+    #[serde(default)]
+    pub close: CloseConfig,
+}
+
+/// `[close]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CloseConfig {
+    /// A close whose `--from` is derived (the first month with billing activity) may
+    /// run at most this many periods; more needs an explicit `--from` (issue 9).
+    pub max_backfill_months: u32,
+}
+
+impl Default for CloseConfig {
+    fn default() -> Self {
+        CloseConfig {
+            max_backfill_months: 36,
+        }
+    }
 }
 
 /// `[smtp]` as written. The password itself has no key: it comes from a file (a
@@ -121,6 +141,11 @@ pub struct EmailConfig {
     pub partner_success: Vec<String>,
     /// Operations: failed runs.
     pub ops: Vec<String>,
+    /// Operator mail of a close (tier changes, alerts, exclusivity notices) is sent for
+    /// the latest this-many complete months only; older periods' operator mail — and
+    /// their per-period internal mail, which one backfill summary replaces — is
+    /// recorded `suppressed` (issue 9). Default 1: the latest complete month.
+    pub operator_mail_max_age_months: u32,
 }
 
 impl Default for EmailConfig {
@@ -131,6 +156,7 @@ impl Default for EmailConfig {
             leadership: vec!["leadership@candlefish.example".into()],
             partner_success: vec!["partner-success@candlefish.example".into()],
             ops: vec!["ops@candlefish.example".into()],
+            operator_mail_max_age_months: 1,
         }
     }
 }
@@ -177,6 +203,8 @@ pub struct Config {
     pub smtp: crate::mail::SmtpSettings,
     /// How `s3://` source and lake URLs are reached.
     pub s3: S3Config,
+    /// `[close]` guards.
+    pub close: CloseConfig,
 }
 
 /// Every problem found in the configuration, each naming its file and key.
@@ -270,6 +298,7 @@ impl Config {
             sources: file.sources,
             smtp,
             s3,
+            close: file.close,
         };
         // Problems of [schedule] are found while resolving it; report them with the rest.
         let mut problems: Vec<String> = schedule
@@ -354,6 +383,17 @@ impl Config {
             }
         };
         addr("from", &self.email.from, &mut p);
+        if self.email.operator_mail_max_age_months == 0 {
+            p.push(format!(
+                "{at}: key email.operator_mail_max_age_months: must be at least 1 (the latest complete month); \
+                 use `close --mail none` for a close without mail"
+            ));
+        }
+        if self.close.max_backfill_months == 0 {
+            p.push(format!(
+                "{at}: key close.max_backfill_months: must be at least 1"
+            ));
+        }
         for (key, list) in [
             ("finance", &self.email.finance),
             ("leadership", &self.email.leadership),

@@ -254,7 +254,7 @@ impl Db {
             let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE")
                 .await
                 .map_err(DbError::query("migration lock (BEGIN IMMEDIATE)"))?;
-            let applied = self.migrate_locked(&mut *tx, false).await?;
+            let applied = self.migrate_locked(&mut tx, false).await?;
             tx.commit().await.map_err(|source| DbError::Migrate {
                 version: applied.join(", "),
                 source,

@@ -184,5 +184,6 @@ pub fn config(dir: &Path, database: String, mail: String) -> opnet::config::Conf
         sources: Default::default(),
         smtp: Default::default(),
         s3: Default::default(),
+        close: Default::default(),
     }
 }

@@ -775,6 +775,19 @@ pub async fn release_claims_of_others(
     release_claims(&mut conn, Some(holder), None).await
 }
 
+/// How many mails are `failed` that were queued or tried at or after `since` — the
+/// mail a command that started then left failed (its exit code says so).
+pub async fn failed_since(pool: &sqlx::AnyPool, since: DateTime<Utc>) -> Result<i64, MailError> {
+    let since = timestamp(since);
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM email_outbox WHERE status = 'failed' AND (queued_at >= $1 OR claimed_at >= $1)",
+    )
+    .bind(since)
+    .fetch_one(pool)
+    .await
+    .map_err(db_err("counting failed emails"))
+}
+
 /// Sends one stored message. A transport error says whether it is transient.
 async fn send_one(
     sender: &Sender,
