@@ -423,7 +423,16 @@ fn emails_for(
             .map_err(mail_err)?,
         );
     }
-    let view = finance_view(&p, close).map_err(pl_err(period))?;
+    let mut view = finance_view(&p, close).map_err(pl_err(period))?;
+    view.quarantine = ctx
+        .datasets
+        .iter()
+        .map(|d| mail::QuarantineView {
+            dataset: d.dataset.clone(),
+            rows_in: d.rows_in,
+            rows_quarantined: d.rows_quarantined,
+        })
+        .collect();
     let statements_csv = frame_csv(&close.statements).map_err(pl_err(period))?;
     let exceptions_csv = frame_csv(&close.exceptions).map_err(pl_err(period))?;
     for to in &ctx.config.email.finance {
@@ -584,6 +593,7 @@ fn finance_view(
         exceptions,
         // built only after check_control_totals passed
         control_ok: true,
+        quarantine: Vec::new(),
     })
 }
 

@@ -33,8 +33,8 @@ pub use outbox::{
 };
 pub use render::{
     AlertView, CurrencyTotalsView, ExceptionView, ExclusivityView, FinanceSummaryView,
-    MetricBreachView, StatementLineView, StatementView, TierChangeView, alert_email,
-    escalation_email, exceptions_csv, exclusivity_breach_email, finance_summary_email,
+    MetricBreachView, QuarantineView, StatementLineView, StatementView, TierChangeView,
+    alert_email, escalation_email, exceptions_csv, exclusivity_breach_email, finance_summary_email,
     format_cents, html_report_email, run_failed_email, statement_email, statement_lines_csv,
     tier_change_email,
 };
@@ -603,6 +603,60 @@ mod tests {
         assert!(a.text.contains("alert 3, finance_summary 1"), "{}", a.text);
         assert!(a.subject.contains("4 email(s) not sent"), "{}", a.subject);
         build_message("payouts@candlefish.example", &a, Utc::now()).expect("builds");
+    }
+
+    /// Issue 9 item 10: the finance summary always shows the snapshot's quarantine
+    /// counts per dataset, also when nothing was quarantined.
+    #[test]
+    fn finance_summary_shows_quarantine_counts() {
+        let mut v = FinanceSummaryView {
+            period: "2025-08".into(),
+            recipient: "finance@candlefish.example".into(),
+            currencies: Vec::new(),
+            statements: 0,
+            operators_payable: 0,
+            exceptions: Vec::new(),
+            control_ok: true,
+            quarantine: vec![
+                QuarantineView {
+                    dataset: "billing/invoices".into(),
+                    rows_in: 120,
+                    rows_quarantined: 0,
+                },
+                QuarantineView {
+                    dataset: "billing/refunds".into(),
+                    rows_in: 29,
+                    rows_quarantined: 29,
+                },
+            ],
+        };
+        let email = finance_summary_email(&v, Vec::new(), Vec::new()).expect("render");
+        assert!(
+            email
+                .text
+                .contains("Ingest quarantine of the run's snapshot (29 row(s) left out)"),
+            "{}",
+            email.text
+        );
+        assert!(
+            email
+                .text
+                .contains("billing/refunds: 29 of 29 row(s) quarantined")
+        );
+        assert!(
+            email
+                .text
+                .contains("billing/invoices: 0 of 120 row(s) quarantined")
+        );
+        let html = email.html.clone().expect("html");
+        assert!(
+            html.contains("billing&#x2f;refunds") && html.contains("font-weight:bold;\">29<"),
+            "{html}"
+        );
+        // Other counts, another summary (not deduplicated away).
+        v.quarantine[1].rows_quarantined = 0;
+        let other = finance_summary_email(&v, Vec::new(), Vec::new()).expect("render");
+        assert_ne!(other.dedup_key, email.dedup_key);
     }
 
     #[test]
