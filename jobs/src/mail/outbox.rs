@@ -1249,34 +1249,16 @@ mod tests {
         );
     }
 
-    /// The same queue-and-deliver cycle on PostgreSQL, run when
-    /// `OPNET_TEST_POSTGRES_URL` names a server (skipped otherwise). It works in a
-    /// throw-away schema, so any database the URL points at is left as it was.
-    #[tokio::test]
+    /// The same queue-and-deliver cycle on PostgreSQL (a database of its own,
+    /// migrated like production).
+    #[tokio::test(flavor = "multi_thread")]
     async fn postgres_enqueue_deliver_and_fail() {
-        let Ok(base) = std::env::var("OPNET_TEST_POSTGRES_URL") else {
-            eprintln!("OPNET_TEST_POSTGRES_URL not set: PostgreSQL outbox test skipped");
+        let Some(pg) = crate::db::testing::pg_database("outbox").await else {
             return;
         };
-        sqlx::any::install_default_drivers();
-        let schema = format!("opnet_mail_test_{}", std::process::id());
-        let mut admin = sqlx::AnyConnection::connect(&base).await.expect("connect");
-        let reset = format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}");
-        sqlx::raw_sql(&reset)
-            .execute(&mut admin)
-            .await
-            .expect("schema");
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
-        let pool = sqlx::any::AnyPoolOptions::new()
-            .max_connections(2)
-            .connect(&url)
-            .await
-            .expect("pool");
-        sqlx::raw_sql(include_str!("../../../sql/postgres/0001_init.sql"))
-            .execute(&pool)
-            .await
-            .expect("tables");
+        let db = crate::db::Db::connect(&pg.url).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        let pool = db.pool.clone();
 
         let a = email("alert:2025-08:OP-0001:abc", "ops@acme.example");
         assert_eq!(queue(&pool, &[a.clone(), a.clone()], None).await, 1);
@@ -1284,14 +1266,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let files = Transport::File(dir.path().to_owned());
         let report = deliver_queued(&pool, &files, now()).await.expect("deliver");
-        assert_eq!(
-            report,
-            DeliveryReport {
-                sent: 1,
-                failed: 0,
-                ..Default::default()
-            }
-        );
+        assert_eq!(report.sent, 1);
         assert_eq!(
             deliver_queued(&pool, &files, now()).await.expect("again"),
             DeliveryReport::default()
@@ -1303,23 +1278,391 @@ mod tests {
         let report = deliver_queued_with(&pool, &smtp, now(), &FAST)
             .await
             .expect("deliver");
-        assert_eq!(
-            report,
-            DeliveryReport {
-                sent: 0,
-                failed: 1,
-                ..Default::default()
-            }
-        );
+        assert_eq!((report.sent, report.failed), (0, 1));
         let rows = statuses(&pool).await;
         assert_eq!(rows[0].1, "sent");
         assert_eq!((rows[1].1.as_str(), rows[1].2), ("failed", 1));
         assert!(rows[1].3.is_some());
-
         pool.close().await;
-        sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
-            .execute(&mut admin)
+    }
+
+    /// Issue 9 item 5: a recipient that is not one valid address fails that one mail
+    /// with its reason at enqueue — not the call, not the other mails — and no
+    /// delivery tries it.
+    #[tokio::test]
+    async fn an_invalid_recipient_fails_only_its_own_mail() {
+        let (dir, pool) = db().await;
+        let emails = [
+            email("alert:2025-08:OP-0001:a", "ops@acme.example"),
+            email("alert:2025-08:OP-0002:b", "a@x.example, b@y.example"),
+            email(
+                "alert:2025-08:OP-0003:c",
+                "c@x.example\r\nBcc: evil@y.example",
+            ),
+            email("alert:2025-08:OP-0004:d", ""),
+        ];
+        let mut conn = pool.acquire().await.expect("acquire");
+        let report = enqueue_all(&mut conn, SENDER, &emails, None, now(), &Disposition::Queue)
             .await
-            .expect("drop schema");
+            .expect("one bad address does not fail the call");
+        drop(conn);
+        assert_eq!((report.queued, report.failed), (1, 3));
+        let rows = statuses(&pool).await;
+        assert_eq!(rows[0].1, "queued");
+        for (key, status, attempts, error) in &rows[1..] {
+            assert_eq!(
+                (status.as_str(), *attempts),
+                ("failed", MAX_ATTEMPTS),
+                "{key}"
+            );
+            assert!(
+                error
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("invalid recipient address"),
+                "{key}: {error:?}"
+            );
+        }
+        assert!(
+            rows[1]
+                .3
+                .as_deref()
+                .unwrap_or("")
+                .contains("list of addresses")
+        );
+        assert!(rows[2].3.as_deref().unwrap_or("").contains("line break"));
+        let out = Transport::File(dir.path().join("out"));
+        let d = deliver_queued(&pool, &out, now()).await.expect("deliver");
+        assert_eq!(
+            (d.sent, d.failed),
+            (1, 0),
+            "only the good one is sent, the bad ones are not retried"
+        );
+        let files = std::fs::read_dir(dir.path().join("out"))
+            .expect("dir")
+            .count();
+        assert_eq!(files, 1);
+    }
+
+    /// Issue 9 item 16: a suppressed mail is never sent and keeps its key, so a re-run
+    /// does not queue it; only `Requeue` (`close --mail all`) releases it.
+    #[tokio::test]
+    async fn suppressed_mail_is_kept_and_only_released_on_request() {
+        let (dir, pool) = db().await;
+        let a = email("alert:2024-01:OP-0001:a", "ops@acme.example");
+        let mut conn = pool.acquire().await.expect("acquire");
+        let suppress = Disposition::Suppress {
+            reason: "suppressed: backfill".into(),
+            summarize: true,
+        };
+        assert_eq!(
+            enqueue_one(&mut conn, SENDER, &a, None, now(), &suppress)
+                .await
+                .expect("enqueue"),
+            Enqueued::Suppressed
+        );
+        assert_eq!(
+            enqueue_one(&mut conn, SENDER, &a, None, now(), &Disposition::Queue)
+                .await
+                .expect("again"),
+            Enqueued::AlreadyThere("suppressed".into())
+        );
+        drop(conn);
+        let out = Transport::File(dir.path().join("out"));
+        assert_eq!(
+            deliver_queued(&pool, &out, now()).await.expect("deliver"),
+            DeliveryReport::default()
+        );
+        let mut conn = pool.acquire().await.expect("acquire");
+        assert_eq!(
+            enqueue_one(&mut conn, SENDER, &a, None, now(), &Disposition::Requeue)
+                .await
+                .expect("requeue"),
+            Enqueued::Queued
+        );
+        drop(conn);
+        assert_eq!(
+            deliver_queued(&pool, &out, now())
+                .await
+                .expect("deliver")
+                .sent,
+            1
+        );
+        // A sent mail is not requeued by anything.
+        let mut conn = pool.acquire().await.expect("acquire");
+        assert_eq!(
+            enqueue_one(&mut conn, SENDER, &a, None, now(), &Disposition::Requeue)
+                .await
+                .expect("requeue"),
+            Enqueued::AlreadyThere("sent".into())
+        );
+    }
+
+    /// Issue 9 item 2: a claim whose deliverer died is released — by age, or at once
+    /// by a process that took the lease over — and the mail is sent again; a live
+    /// claim is left alone.
+    #[tokio::test]
+    async fn dead_claims_are_released_and_sent_live_ones_are_not() {
+        let (dir, pool) = db().await;
+        queue(
+            &pool,
+            &[
+                email("alert:2025-08:OP-0001:a", "ops@acme.example"),
+                email("alert:2025-08:OP-0002:b", "ops@beta.example"),
+            ],
+            None,
+        )
+        .await;
+        let old = timestamp(Utc::now() - chrono::TimeDelta::hours(1));
+        let fresh = timestamp(Utc::now());
+        for (key, holder, at) in [
+            ("alert:2025-08:OP-0001:a", "host:1:dead", old.as_str()),
+            ("alert:2025-08:OP-0002:b", "host:2:alive", fresh.as_str()),
+        ] {
+            sqlx::query("UPDATE email_outbox SET status = 'sending', attempts = 1, claimed_by = $1, claimed_at = $2 WHERE dedup_key = $3")
+                .bind(holder)
+                .bind(at)
+                .bind(key)
+                .execute(&pool)
+                .await
+                .expect("claim");
+        }
+        let out = Transport::File(dir.path().join("out"));
+        let d = deliver_queued(&pool, &out, now()).await.expect("deliver");
+        assert_eq!(
+            d.sent, 1,
+            "the stale claim is released and sent; the live one is not touched"
+        );
+        let rows = statuses(&pool).await;
+        assert_eq!((rows[0].1.as_str(), rows[0].2), ("sent", 2));
+        assert_eq!(rows[1].1, "sending");
+        // The process that takes the lease over releases every other holder's claim.
+        release_claims_of_others(&pool, "host:3:new")
+            .await
+            .expect("release");
+        let rows = statuses(&pool).await;
+        assert_eq!(rows[1].1, "failed");
+        assert!(
+            rows[1]
+                .3
+                .as_deref()
+                .unwrap_or("")
+                .contains("interrupted while sending (claimed by host:2:alive"),
+            "{rows:?}"
+        );
+        let d = deliver_queued(&pool, &out, now()).await.expect("deliver");
+        assert_eq!(d.sent, 1);
+    }
+
+    /// Issue 9 item 2: deliverers on separate pools (separate connections, as separate
+    /// processes) share the queue without sending a row twice: every row ends `sent`
+    /// after exactly one attempt (a second claim would count a second attempt).
+    async fn concurrent_deliverers_claim_each_row_once(url: &str) {
+        let db = crate::db::Db::connect(url).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        let emails: Vec<OutgoingEmail> = (0..120)
+            .map(|i| email(&format!("alert:2025-08:OP-{i:04}:x"), "ops@acme.example"))
+            .collect();
+        queue(&db.pool, &emails, None).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = Transport::File(dir.path().to_owned());
+        let mut pools = Vec::new();
+        for _ in 0..4 {
+            pools.push(crate::db::Db::connect(url).await.expect("connect").pool);
+        }
+        let tasks: Vec<_> = pools
+            .iter()
+            .map(|p| {
+                let (p, out) = (p.clone(), out.clone());
+                tokio::spawn(async move { deliver_queued(&p, &out, now()).await })
+            })
+            .collect();
+        let mut sent = 0;
+        let mut each = Vec::new();
+        for t in tasks {
+            let r = t.await.expect("join").expect("deliver");
+            sent += r.sent;
+            each.push(r.sent);
+        }
+        assert_eq!(sent, 120, "{each:?}");
+        let attempts: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, attempts FROM email_outbox")
+                .fetch_all(&db.pool)
+                .await
+                .expect("rows");
+        assert!(
+            attempts.iter().all(|(s, a)| s == "sent" && *a == 1),
+            "{attempts:?}"
+        );
+        for p in pools {
+            p.close().await;
+        }
+        db.pool.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sqlite_concurrent_deliverers_claim_each_row_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        concurrent_deliverers_claim_each_row_once(&format!(
+            "sqlite://{}/opnet.db",
+            dir.path().display()
+        ))
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn postgres_concurrent_deliverers_claim_each_row_once() {
+        let Some(pg) = crate::db::testing::pg_database("outbox_claims").await else {
+            return;
+        };
+        concurrent_deliverers_claim_each_row_once(&pg.url).await;
+    }
+
+    /// Issue 9 item 3: a statement's status follows its mail — `failed` with the
+    /// reason while the relay is down, then `sent` — and its payouts runs are marked
+    /// for re-publishing the marts.
+    #[tokio::test]
+    async fn a_statement_follows_its_mail() {
+        let (dir, pool) = db().await;
+        let mut st = email("statement:2025-08:OP-0001:USD:r1", "ops@acme.example");
+        st.kind = kind::STATEMENT.into();
+        let id = message_id(&st.dedup_key);
+        queue(&pool, &[st], None).await;
+        for sql in [
+            "INSERT INTO job_runs (run_id, job, period, started_at, finished_at, status, published_at) \
+             VALUES ('r1', 'payouts', '2025-08', 'a', 'b', 'succeeded', 'c')",
+            "INSERT INTO payout_statements (period, operator_id, currency, phase, tier, software_cents, implementation_cents, \
+             support_cents, operator_share_cents, candlefish_share_cents, clawback_cents, carried_in_cents, payable_cents, \
+             carried_out_cents, statement_on, due_on, status, revision, plan_version, run_id, message_id) \
+             VALUES ('2025-08', 'OP-0001', 'USD', 'p', 'none', 1, 0, 0, 1, 0, 0, 0, 1, 0, '2025-09-01', '2025-10-01', 'queued', 1, 'v', 'r1', $1)",
+        ] {
+            sqlx::query(sql)
+                .bind(&id)
+                .execute(&pool)
+                .await
+                .expect("seed");
+        }
+        let state = || async {
+            sqlx::query_as::<_, (String, Option<String>, Option<String>)>(
+                "SELECT status, sent_at, mail_error FROM payout_statements",
+            )
+            .fetch_one(&pool)
+            .await
+            .expect("statement")
+        };
+        let published = || async {
+            sqlx::query_scalar::<_, Option<String>>("SELECT published_at FROM job_runs")
+                .fetch_one(&pool)
+                .await
+                .expect("run")
+        };
+        let down = Transport::Smtp(Relay::plain("127.0.0.1", closed_port()));
+        let d = deliver_queued_with(&pool, &down, now(), &FAST)
+            .await
+            .expect("deliver");
+        assert_eq!(d.failed, 1);
+        assert_eq!(d.statement_periods.iter().collect::<Vec<_>>(), ["2025-08"]);
+        let (status, sent_at, error) = state().await;
+        assert_eq!((status.as_str(), sent_at), ("failed", None));
+        assert!(error.unwrap_or_default().starts_with("smtp"));
+        assert_eq!(published().await, None, "marked for re-publishing");
+
+        sqlx::query("UPDATE job_runs SET published_at = 'c'")
+            .execute(&pool)
+            .await
+            .expect("reset");
+        let up = Transport::File(dir.path().join("out"));
+        let d = deliver_queued(&pool, &up, now()).await.expect("deliver");
+        assert_eq!(d.sent, 1);
+        assert_eq!(
+            state().await,
+            ("sent".into(), Some("2025-09-01T06:00:00.000Z".into()), None)
+        );
+        assert_eq!(published().await, None);
+    }
+
+    /// Issue 9 item 17: one SMTP send is bounded as a whole. A relay that accepts the
+    /// connection and then never answers is cut off after the timeout; a timeout is
+    /// transient (retried in-process, then the row is `failed` and retried later).
+    #[tokio::test]
+    async fn an_smtp_send_that_hangs_times_out_as_transient() {
+        let (_dir, pool) = db().await;
+        queue(
+            &pool,
+            &[email("alert:2025-08:OP-0001:a", "ops@acme.example")],
+            None,
+        )
+        .await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        // Accepts and sends a greeting, then stays silent for ever.
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                use tokio::io::AsyncWriteExt;
+                let _ = s.write_all(b"220 slow.example ESMTP\r\n").await;
+                held.push(s);
+            }
+        });
+        let (_guard, logs) = retry::capture::start();
+        let opts = DeliverOptions {
+            holder: None,
+            smtp_retry: FAST,
+            send_timeout: Duration::from_millis(300),
+        };
+        let started = std::time::Instant::now();
+        let d = deliver(
+            &pool,
+            &Transport::Smtp(Relay::plain("127.0.0.1", port)),
+            now(),
+            &opts,
+        )
+        .await
+        .expect("deliver");
+        assert_eq!((d.sent, d.failed), (0, 1));
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            logs.retries(),
+            (FAST.max_attempts - 1) as usize,
+            "transient: retried"
+        );
+        let rows = statuses(&pool).await;
+        assert!(
+            rows[0]
+                .3
+                .as_deref()
+                .unwrap_or("")
+                .contains("no final reply"),
+            "{rows:?}"
+        );
+        server.abort();
+    }
+
+    /// Issue 9 item 17: the `.eml` is written through a synced temporary file and
+    /// renamed; no temporary file is left behind.
+    #[tokio::test]
+    async fn eml_files_are_complete_and_no_temporary_file_is_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_eml(dir.path(), "<abc@opnet>", b"Subject: x\r\n\r\nbody")
+            .await
+            .expect("write");
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["abc@opnet.eml"]);
+        assert_eq!(
+            std::fs::read(dir.path().join("abc@opnet.eml")).expect("read"),
+            b"Subject: x\r\n\r\nbody"
+        );
     }
 }
