@@ -153,8 +153,9 @@ pub enum Command {
         /// email.operator_mail_max_age_months complete months (older periods' mail is
         /// recorded `suppressed`, the internal lists get one backfill summary); `all`
         /// sends everything, also mail an earlier close suppressed; `none` sends nothing.
-        #[arg(long, value_enum, value_name = "WHICH", default_value_t = close::MailPolicy::Recent)]
-        mail: close::MailPolicy,
+        /// (Not `--mail`: that is the global mail transport.)
+        #[arg(long = "send-mail", value_enum, value_name = "WHICH", default_value_t = close::MailPolicy::Recent)]
+        send_mail: close::MailPolicy,
     },
     /// Recent runs from the ledger.
     Runs {
@@ -413,7 +414,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             revise,
             snapshot,
             only,
-            mail,
+            send_mail,
         } => {
             let mut command = "opnet close".to_string();
             for (flag, v) in [
@@ -438,7 +439,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
                 revise,
                 snapshot,
                 only,
-                mail,
+                mail: send_mail,
                 defer_backfill_summary: false,
             };
             let r = crate::schedule::with_command_lease(&app, &holder, &command, wait, async {

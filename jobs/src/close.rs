@@ -18,7 +18,7 @@
 //! latest `email.operator_mail_max_age_months` complete months is recorded
 //! `suppressed`, and so are the per-period internal mails (finance summary, leadership
 //! report, escalations), which one backfill summary per close replaces
-//! ([`queue_backfill_summary`]); `close --mail all|recent|none` overrides
+//! ([`queue_backfill_summary`]); `close --send-mail all|recent|none` overrides
 //! ([`MailPolicy`]).
 
 use crate::config::Config;
@@ -111,7 +111,7 @@ impl App {
     }
 }
 
-/// Which mails of a close are sent (`close --mail`).
+/// Which mails of a close are sent (`close --send-mail`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum MailPolicy {
     /// Every mail of every period, also one recorded `suppressed` by an earlier close.
@@ -330,7 +330,7 @@ fn disposition(
     match policy {
         MailPolicy::All => Disposition::Requeue,
         MailPolicy::None => Disposition::Suppress {
-            reason: "suppressed: close --mail none".into(),
+            reason: "suppressed: close --send-mail none".into(),
             summarize: false,
         },
         MailPolicy::Recent

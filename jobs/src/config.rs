@@ -386,7 +386,7 @@ impl Config {
         if self.email.operator_mail_max_age_months == 0 {
             p.push(format!(
                 "{at}: key email.operator_mail_max_age_months: must be at least 1 (the latest complete month); \
-                 use `close --mail none` for a close without mail"
+                 use `close --send-mail none` for a close without mail"
             ));
         }
         if self.close.max_backfill_months == 0 {

@@ -415,7 +415,7 @@ pub fn backfill_summary_email(v: &BackfillSummaryView, recipient: &str) -> Outgo
          Details of a period: `opnet payouts show --period YYYY-MM`, `opnet report --period\n\
          YYYY-MM --out FILE`, the marts in the lake. To send a period's mail after all:\n\
          \n\
-         \x20   opnet close --from YYYY-MM --through YYYY-MM --mail all\n\
+         \x20   opnet close --from YYYY-MM --through YYYY-MM --send-mail all\n\
          \n\
          — opnet\n",
         n = v.periods.len(),

@@ -66,7 +66,7 @@ pub enum Disposition {
     /// Queue it for delivery (a key already in the outbox is left as it is).
     Queue,
     /// Queue it, and also re-queue a `suppressed` or `failed` row with the same key
-    /// (`close --mail all`, `payouts send` of a statement whose mail failed): the new
+    /// (`close --send-mail all`, `payouts send` of a statement whose mail failed): the new
     /// message replaces the stored one, under the same `Message-ID`.
     Requeue,
     /// Record it as `suppressed`: never sent, its key kept so a re-run does not send
@@ -256,7 +256,7 @@ pub async fn enqueue_one(
 }
 
 /// `summary_id` of a suppressed row that no backfill summary is to list (`close
-/// --mail none`).
+/// --send-mail none`).
 pub const NOT_SUMMARIZED: &str = "-";
 
 /// Where [`deliver_queued`] sends messages.
@@ -1345,7 +1345,7 @@ mod tests {
     }
 
     /// Issue 9 item 16: a suppressed mail is never sent and keeps its key, so a re-run
-    /// does not queue it; only `Requeue` (`close --mail all`) releases it.
+    /// does not queue it; only `Requeue` (`close --send-mail all`) releases it.
     #[tokio::test]
     async fn suppressed_mail_is_kept_and_only_released_on_request() {
         let (dir, pool) = db().await;
