@@ -993,6 +993,34 @@ mod tests {
         assert_eq!(first_billing_period(&inputs).unwrap(), None);
     }
 
+    /// Issue 9 item 14: a job run that hits "database is locked" is run again (a
+    /// transient failure), not failed for good with a failure mail.
+    #[tokio::test]
+    async fn a_locked_sqlite_database_fails_a_run_transiently() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let db = Db::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        let mut other = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        sqlx::query("PRAGMA busy_timeout = 0")
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let _writer = db.begin_write().await.unwrap();
+        let busy = sqlx::query("INSERT INTO job_leases (name, holder, acquired_at, expires_at) VALUES ('x', 'h', 'a', 'b')")
+            .execute(&mut other)
+            .await
+            .expect_err("locked");
+        let e = anyhow!(db::DbError::Write {
+            table: "payout_lines".into(),
+            source: busy,
+        })
+        .context("payouts 2025-08");
+        assert!(is_transient(&e), "{e:#}");
+    }
+
     /// Issue 10 item 6: one "last complete month", in the business timezone.
     #[test]
     fn last_complete_period_is_in_the_business_timezone() {
