@@ -124,7 +124,7 @@ pub struct ScheduleFile {
     /// Seconds a lease lasts without renewal (a crashed holder's is taken over after).
     pub lease_ttl_secs: Option<u64>,
     /// First period the daemon closes; default: the earliest in the ledger, else the
-    /// first month with billing data.
+    /// first month with billing activity (paid or refunded).
     pub first_period: Option<String>,
     /// The schedules; default: ingest daily at 02:00, close on the 1st at 06:00.
     pub jobs: Option<Vec<ScheduleJobFile>>,
@@ -1288,7 +1288,7 @@ pub struct LastRun {
 pub enum Due {
     Periods(Vec<Period>),
     /// Nothing in the ledger and no `schedule.first_period`: every month from the
-    /// first one with billing data.
+    /// first one with billing activity.
     FromFirstBilling,
 }
 
@@ -1459,7 +1459,7 @@ impl fmt::Display for Status {
             )?,
             Due::FromFirstBilling => writeln!(
                 f,
-                "close: due every period from the first billing month through {} (nothing closed yet)",
+                "close: due every period from the first month with billing activity through {} (nothing closed yet)",
                 self.through
             )?,
         }

@@ -900,7 +900,7 @@ mod tests {
     use super::*;
     use crate::mail::{Attachment, kind};
     use chrono::TimeZone;
-    use sqlx::{AnyPool, Connection};
+    use sqlx::AnyPool;
     use std::time::Duration;
 
     const SENDER: &str = "Candlefish Payouts <payouts@candlefish.example>";
