@@ -5,7 +5,8 @@
 //! otherwise (cron, CI, containers) logs are structured `tracing` lines at info.
 //!
 //! Exit codes: 0 done; 1 failed (the error is on stderr); 2 usage error; 3 the work
-//! was done but mail it queued or sent is left `failed` ([`EXIT_MAIL_FAILED`]); 75
+//! was done but mail it queued or sent is left `failed` ([`EXIT_MAIL_FAILED`]; the
+//! commands that send mail: close, deliver, payouts send, schedule --once, demo); 75
 //! another process holds the lease and nothing was done ([`EXIT_LEASE_BUSY`]).
 
 use crate::close::{self, App, CloseOptions};
@@ -398,6 +399,15 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     }
     let wait = Duration::from_secs(cli.global.lease_wait);
     let holder = app.lease_holder.clone().unwrap_or_default();
+    // The commands that queue or send mail answer for it in their exit code; a
+    // read-only command (or the daemon, which runs until stopped) does not.
+    let sends_mail = matches!(
+        cli.command,
+        Command::Close { .. }
+            | Command::Deliver
+            | Command::Payouts(PayoutsCommand::Send { .. })
+            | Command::Schedule { once: true }
+    );
     match cli.command {
         Command::Ingest => {
             app.invocation = close::Invocation::Command("opnet ingest".into());
@@ -543,6 +553,9 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Generate { .. } | Command::Demo { .. } | Command::Check => {
             unreachable!("handled above")
         }
+    }
+    if !sends_mail {
+        return Ok(Outcome::default());
     }
     Ok(Outcome {
         mail_failed: crate::mail::outbox::failed_since(&app.db.pool, started).await?,
