@@ -194,6 +194,29 @@ async fn a_backfill_sends_recent_mail_and_one_summary() {
         assert!(summary.contains(&p.to_string()), "{p} listed: {summary}");
     }
 
+    // Issue 9 item 10: the finance summary shows the snapshot's quarantine counts.
+    let finance: String = sqlx::query_scalar(&format!(
+        "SELECT body FROM email_outbox WHERE kind = 'finance_summary' AND period = '{last}'"
+    ))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let finance = MessageParser::default()
+        .parse(finance.as_bytes())
+        .and_then(|m| m.body_text(0).map(|t| t.to_string()))
+        .unwrap();
+    assert!(
+        finance.contains("Ingest quarantine of the run's snapshot"),
+        "{finance}"
+    );
+    for dataset in [
+        "billing/invoices:",
+        "crm/operators:",
+        "survey/survey_responses:",
+    ] {
+        assert!(finance.contains(dataset), "{dataset} in {finance}");
+    }
+
     // What the capture server received is exactly what the outbox says was sent.
     let sent = count(
         &pool,
