@@ -56,6 +56,7 @@ fn config(dir: &std::path::Path, database: String, tag: &str) -> Config {
         smtp: Default::default(),
         s3: Default::default(),
         ingest: Default::default(),
+        close: Default::default(),
     }
 }
 

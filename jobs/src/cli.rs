@@ -3,6 +3,11 @@
 //!
 //! On a terminal, long steps show a progress bar and logs are quiet (warnings);
 //! otherwise (cron, CI, containers) logs are structured `tracing` lines at info.
+//!
+//! Exit codes: 0 done; 1 failed (the error is on stderr); 2 usage error; 3 the work
+//! was done but mail it queued or sent is left `failed` ([`EXIT_MAIL_FAILED`]; the
+//! commands that send mail: close, deliver, payouts send, schedule --once, demo); 75
+//! another process holds the lease and nothing was done ([`EXIT_LEASE_BUSY`]).
 
 use crate::close::{self, App, CloseOptions};
 use crate::config::{Config, Overrides};
@@ -16,6 +21,12 @@ use opnet_pipelines::Period;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+/// The command did its work, but mail it queued or tried to send is `failed`.
+pub const EXIT_MAIL_FAILED: u8 = 3;
+/// Another opnet process holds the lease; the command did nothing (EX_TEMPFAIL).
+pub const EXIT_LEASE_BUSY: u8 = 75;
 
 /// opnet — the batch back office of the Candlefish Operator Network.
 ///
@@ -83,6 +94,14 @@ pub struct Global {
         help_heading = "S3 (for s3:// source and lake)"
     )]
     pub s3_force_path_style: Option<bool>,
+    /// Email `email.ops` when a run fails (the scheduler always does; a command at a
+    /// terminal reports on stderr only).
+    #[arg(long, global = true, env = "OPNET_NOTIFY")]
+    pub notify: bool,
+    /// Seconds to wait for another opnet process working on the database (the lease)
+    /// before giving up with exit code 75 [default: 0, give up at once].
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 0)]
+    pub lease_wait: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,6 +159,13 @@ pub enum Command {
         /// Run only this job (repeatable): payouts, exclusivity, alerts, network_health.
         #[arg(long = "job", value_name = "NAME")]
         only: Vec<String>,
+        /// Which mails go out: `recent` sends only mail of the latest
+        /// email.operator_mail_max_age_months complete months (older periods' mail is
+        /// recorded `suppressed`, the internal lists get one backfill summary); `all`
+        /// sends everything, also mail an earlier close suppressed; `none` sends nothing.
+        /// (Not `--mail`: that is the global mail transport.)
+        #[arg(long = "send-mail", value_enum, value_name = "WHICH", default_value_t = close::MailPolicy::Recent)]
+        send_mail: close::MailPolicy,
     },
     /// Recent runs from the ledger.
     Runs {
@@ -214,12 +240,37 @@ pub fn main() -> ExitCode {
         }
     };
     match rt.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome { mail_failed: 0 }) => ExitCode::SUCCESS,
+        Ok(Outcome { mail_failed }) => {
+            eprintln!(
+                "error: {mail_failed} email(s) of this command are failed (see `opnet status`, and \
+                 email_outbox.last_error for why: docs/operations.md, \"Recover a failed mail\"); \
+                 `opnet deliver` tries them again"
+            );
+            ExitCode::from(EXIT_MAIL_FAILED)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            let busy = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<crate::schedule::ScheduleError>(),
+                    Some(crate::schedule::ScheduleError::LeaseBusy { .. })
+                )
+            });
+            if busy {
+                ExitCode::from(EXIT_LEASE_BUSY)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// How a command that did its work ended.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Mails this command queued or tried to send that are now `failed`.
+    pub mail_failed: i64,
 }
 
 /// Logs go to stderr: at info (a line per run and per delivery batch; per-mail lines
@@ -277,7 +328,7 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-pub async fn run(cli: Cli) -> Result<()> {
+pub async fn run(cli: Cli) -> Result<Outcome> {
     // Generating data needs no config, database or lake.
     if let Command::Generate {
         out,
@@ -288,7 +339,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         end,
     } = &cli.command
     {
-        let end = end.unwrap_or_else(|| close::last_complete_period(Utc::now()));
+        // No config here: the generator's calendar is UTC.
+        let end =
+            end.unwrap_or_else(|| close::last_complete_period(Utc::now(), chrono_tz::Tz::UTC));
         let started = std::time::Instant::now();
         let summary = generate::generate(&GenerateOptions {
             out: out.clone(),
@@ -310,7 +363,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             summary.out.display(),
             started.elapsed().as_secs_f64()
         );
-        return Ok(());
+        return Ok(Outcome::default());
     }
     let config = Config::load(&overrides(&cli.global))?;
     if let Command::Check = cli.command {
@@ -353,24 +406,49 @@ pub async fn run(cli: Cli) -> Result<()> {
             config.plan.versions.len()
         );
         println!("configuration is valid");
-        return Ok(());
+        return Ok(Outcome::default());
     }
+    let started = Utc::now();
     if let Command::Demo {
         operators,
         months,
         seed,
     } = cli.command
     {
-        return crate::demo::run(config, operators, months, seed).await;
+        let database = config.database.clone();
+        crate::demo::run(config, operators, months, seed).await?;
+        let db = crate::db::Db::connect(&database).await?;
+        return Ok(Outcome {
+            mail_failed: crate::mail::outbox::failed_since(&db.pool, started).await?,
+        });
     }
     let mut app = App::open(config).await?;
+    // Recorded on the runs and mail claims of this process (crash recovery, fencing).
+    app.lease_holder = Some(crate::schedule::holder_id());
+    app.notify = cli.global.notify;
     if matches!(cli.command, Command::Schedule { .. }) {
-        // Recorded on the runs the scheduler starts (crash recovery, fencing).
-        app.lease_holder = Some(crate::schedule::holder_id());
+        app.notify = true;
+        app.invocation = close::Invocation::Scheduled;
     }
+    let wait = Duration::from_secs(cli.global.lease_wait);
+    let holder = app.lease_holder.clone().unwrap_or_default();
+    // The commands that queue or send mail answer for it in their exit code; a
+    // read-only command (or the daemon, which runs until stopped) does not.
+    let sends_mail = matches!(
+        cli.command,
+        Command::Close { .. }
+            | Command::Deliver
+            | Command::Payouts(PayoutsCommand::Send { .. })
+            | Command::Schedule { once: true }
+    );
     match cli.command {
         Command::Ingest => {
-            let r = close::run_ingest(&app, Utc::now()).await?;
+            app.invocation = close::Invocation::Command("opnet ingest".into());
+            let r =
+                crate::schedule::with_command_lease(&app, &holder, "opnet ingest", wait, async {
+                    close::run_ingest(&app, Utc::now()).await
+                })
+                .await?;
             print_ingest(&r);
         }
         Command::Close {
@@ -379,22 +457,49 @@ pub async fn run(cli: Cli) -> Result<()> {
             revise,
             snapshot,
             only,
+            send_mail,
         } => {
+            let mut command = "opnet close".to_string();
+            for (flag, v) in [
+                ("--from", from.map(|p| p.to_string())),
+                ("--through", through.map(|p| p.to_string())),
+                ("--snapshot", snapshot.clone()),
+            ] {
+                if let Some(v) = v {
+                    command.push_str(&format!(" {flag} {v}"));
+                }
+            }
+            for j in &only {
+                command.push_str(&format!(" --job {j}"));
+            }
+            if revise {
+                command.push_str(" --revise");
+            }
+            app.invocation = close::Invocation::Command(command.clone());
             let opts = CloseOptions {
                 from,
                 through,
                 revise,
                 snapshot,
                 only,
+                mail: send_mail,
+                defer_backfill_summary: false,
             };
-            let r = close::close(&app, &opts, Utc::now()).await?;
+            let r = crate::schedule::with_command_lease(&app, &holder, &command, wait, async {
+                close::close(&app, &opts, Utc::now()).await
+            })
+            .await?;
             if let Some(i) = &r.ingest {
                 print_ingest(i);
             }
             print_close(&r);
         }
         Command::Deliver => {
-            let r = crate::mail::deliver_queued(&app.db.pool, &app.transport, Utc::now()).await?;
+            let r =
+                crate::schedule::with_command_lease(&app, &holder, "opnet deliver", wait, async {
+                    close::deliver(&app).await
+                })
+                .await?;
             println!(
                 "delivered {} email(s), {} failed, via {}",
                 r.sent, r.failed, app.transport
@@ -434,11 +539,20 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Payouts(PayoutsCommand::Approve { period, operator }) => {
-            let n = payouts::approve(&app, period, operator.as_deref(), Utc::now()).await?;
-            println!("approved {n} statement(s) of {period}");
+            let command = format!("opnet payouts approve --period {period}");
+            let a = crate::schedule::with_command_lease(&app, &holder, &command, wait, async {
+                payouts::approve_explained(&app, period, operator.as_deref(), Utc::now()).await
+            })
+            .await?;
+            println!("{}", a.message);
         }
         Command::Payouts(PayoutsCommand::Send { period }) => {
-            let (queued, delivery) = payouts::send(&app, period, Utc::now()).await?;
+            let command = format!("opnet payouts send --period {period}");
+            let (queued, delivery) =
+                crate::schedule::with_command_lease(&app, &holder, &command, wait, async {
+                    payouts::send(&app, period, Utc::now()).await
+                })
+                .await?;
             println!(
                 "{queued} statement email(s) queued for {period}; delivered {} (failed {}) via {}",
                 delivery.sent, delivery.failed, app.config.mail
@@ -473,7 +587,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             unreachable!("handled above")
         }
     }
-    Ok(())
+    if !sends_mail {
+        return Ok(Outcome::default());
+    }
+    Ok(Outcome {
+        mail_failed: crate::mail::outbox::failed_since(&app.db.pool, started).await?,
+    })
 }
 
 pub fn table<const N: usize>(header: [&str; N]) -> Table {
@@ -541,6 +660,12 @@ pub fn print_close(r: &close::CloseReport) {
         "emails delivered: {} (failed: {})",
         r.delivery.sent, r.delivery.failed
     );
+    if r.mail.suppressed > 0 || r.mail.failed > 0 {
+        println!(
+            "emails not sent: {} suppressed (backfill; see `opnet status`), {} undeliverable",
+            r.mail.suppressed, r.mail.failed
+        );
+    }
 }
 
 #[cfg(test)]

@@ -1,24 +1,53 @@
 //! The monthly close: ingest a snapshot, then run every job of the registry for each
-//! period in order, each in its own transaction with its ledger row, then deliver the
-//! queued emails.
+//! period in order, each in its own transaction with its ledger row, publish the
+//! committed results to the lake, then deliver the queued emails.
 //!
 //! Periods run oldest first because a period reads the one before it (carried
 //! balances, clawbacks of earlier collections). A failed run rolls back, leaves its
-//! `failed` ledger row, and stops the close: later periods would build on a gap.
+//! `failed` ledger row, and stops the close: later periods would build on a gap. A
+//! refused run (payouts of an approved period without `--revise`) is recorded
+//! `refused` and the close goes on.
+//!
+//! Marts are published only after the commit, from the rows the database then holds,
+//! and the ledger records it (`job_runs.published_at`); a run whose marts are not
+//! published yet — a crash between commit and publish, or statements whose status
+//! changed since — is published again by [`publish_pending`], which runs at the start
+//! of every close and every scheduler wake-up (issue 9 item 13).
+//!
+//! Mail of a backfill (issue 9 item 16): operator mail of periods older than the
+//! latest `email.operator_mail_max_age_months` complete months is recorded
+//! `suppressed`, and so are the per-period internal mails (finance summary, leadership
+//! report, escalations), which one backfill summary per close replaces
+//! ([`queue_backfill_summary`]); `close --send-mail all|recent|none` overrides
+//! ([`MailPolicy`]).
 
 use crate::config::Config;
-use crate::db::{self, Db, RunCounts, RunStart, Value};
+use crate::db::{self, Db, RunCounts, RunStart};
 use crate::ingest::{self, IngestReport};
-use crate::jobs::{self, JobContext, JobOutput, Replace};
+use crate::jobs::{self, DatasetCounts, JobContext, JobOutput, Refusal, Replace};
 use crate::lake::Lake;
-use crate::mail::{self, DeliveryReport, Transport};
+use crate::mail::{self, DeliverOptions, DeliveryReport, Disposition, EnqueueReport, Transport};
 use crate::retry;
 use crate::store::{self, ObjectStore};
 use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use opnet_pipelines::{Inputs, Period};
 use polars::prelude::*;
+use sqlx::Row;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+/// How the command running the close was started, for the re-run hint of failure
+/// mails.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invocation {
+    /// The scheduler (`opnet schedule`, `schedule --once`).
+    Scheduled,
+    /// A command at a terminal or in a script, as it can be typed again (no secrets:
+    /// built from the parsed options, never from the raw command line).
+    Command(String),
+}
 
 /// Everything a command needs, built once from the validated config.
 pub struct App {
@@ -27,10 +56,16 @@ pub struct App {
     pub source: Arc<dyn ObjectStore>,
     pub lake: Lake,
     pub transport: Transport,
-    /// The scheduler's lease holder id, recorded on the runs it starts (`None` for
-    /// manual commands), so a scheduler taking the lease over knows which `running`
-    /// rows belong to a dead holder.
+    /// The lease holder id of this process, recorded on the runs it starts and the
+    /// mails it claims, so a process taking the lease over knows which `running` rows
+    /// and `sending` claims belong to a dead holder. Set by the scheduler and by the
+    /// CLI commands that take the lease; `None` for library callers.
     pub lease_holder: Option<String>,
+    /// Unattended (the scheduler) or `--notify`: a failed run emails `email.ops`. A
+    /// command at a terminal reports its failure there and mails nobody (issue 14).
+    pub notify: bool,
+    /// What to name in the failure mail's re-run hint.
+    pub invocation: Invocation,
 }
 
 impl App {
@@ -65,8 +100,29 @@ impl App {
             lake,
             transport,
             lease_holder: None,
+            notify: false,
+            invocation: Invocation::Command("opnet close".into()),
         })
     }
+
+    /// The last complete month at `now` on the business calendar.
+    pub fn last_complete_period(&self, now: DateTime<Utc>) -> Period {
+        last_complete_period(now, self.config.schedule.timezone)
+    }
+}
+
+/// Which mails of a close are sent (`close --send-mail`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum MailPolicy {
+    /// Every mail of every period, also one recorded `suppressed` by an earlier close.
+    All,
+    /// Mail of the latest `email.operator_mail_max_age_months` complete months; for
+    /// older periods operator and per-period internal mail is suppressed and one
+    /// backfill summary goes to the internal lists.
+    #[default]
+    Recent,
+    /// No mail of the close's runs at all (recorded `suppressed`, no summary).
+    None,
 }
 
 /// `opnet close` options.
@@ -80,6 +136,11 @@ pub struct CloseOptions {
     pub snapshot: Option<String>,
     /// Run only these jobs (by name); all when empty.
     pub only: Vec<String>,
+    /// Which mails go out.
+    pub mail: MailPolicy,
+    /// The caller queues the backfill summary itself, once for several closes (the
+    /// scheduler closes one job and period at a time).
+    pub defer_backfill_summary: bool,
 }
 
 /// One job run of the close, for the summary.
@@ -87,11 +148,17 @@ pub struct CloseOptions {
 pub struct RunSummary {
     pub period: Period,
     pub job: &'static str,
+    /// `None` when the run was refused (then `refusal` says why).
     pub run_id: Option<String>,
     pub rows_out: i64,
     /// Wall time of the run, for summaries and the benchmark.
     pub elapsed_ms: u128,
     pub notes: Vec<String>,
+    /// Why the job did not run for the period (recorded `refused` in `job_runs`),
+    /// e.g. payouts of a period whose statements are approved: `approved_revision`
+    /// says which revision stays, so a summary can say "already approved (revision
+    /// N), nothing changed".
+    pub refusal: Option<Refusal>,
 }
 
 #[derive(Debug)]
@@ -99,6 +166,9 @@ pub struct CloseReport {
     pub ingest: Option<IngestReport>,
     pub snapshot: String,
     pub runs: Vec<RunSummary>,
+    /// What the runs' mails became in the outbox (queued, suppressed, failed at once
+    /// for a bad address, already there from an earlier run).
+    pub mail: EnqueueReport,
     pub delivery: DeliveryReport,
 }
 
@@ -125,7 +195,7 @@ pub async fn run_ingest(app: &App, now: DateTime<Utc>) -> Result<IngestReport> {
     .await
     {
         Ok(report) => {
-            let mut tx = app.db.pool.begin().await.context("begin")?;
+            let mut tx = app.db.begin_write().await?;
             sqlx::query(
                 "UPDATE job_runs SET input_fingerprint = $1, snapshot = $2 WHERE run_id = $3",
             )
@@ -147,32 +217,149 @@ pub async fn run_ingest(app: &App, now: DateTime<Utc>) -> Result<IngestReport> {
         Err(e) => {
             let msg = e.to_string();
             app.db.fail_run(&run_id, &msg, Utc::now()).await?;
-            queue_failure_notice(app, "ingest", None, &run_id, &msg, "opnet ingest").await;
+            let rerun = match &app.invocation {
+                Invocation::Scheduled => SCHEDULED_RERUN.to_string(),
+                Invocation::Command(c) => c.clone(),
+            };
+            queue_failure_notice(app, "ingest", None, &run_id, &msg, &rerun).await;
             Err(anyhow!(e)).context("ingest failed")
         }
     }
 }
 
-/// The first month with billing data (`--from`'s default): the earliest `issued_on`.
+/// The re-run hint of a failure mail when the scheduler ran the failed run.
+const SCHEDULED_RERUN: &str =
+    "opnet schedule --once   (the scheduler retries what is due at its next wake-up anyway)";
+
+/// The first month with billing activity (`--from`'s default): the earliest `paid_on`
+/// of an invoice or `refunded_on` of a refund — the dates that move money (R1). An
+/// invoice that was issued but never paid (one open invoice dated 2000-01) does not
+/// pull the close back to its month.
 pub fn first_billing_period(inputs: &Inputs) -> Result<Option<Period>> {
-    let df = inputs
-        .invoices
-        .clone()
-        .select([col("issued_on").min().alias("first")])
-        .collect()
-        .map_err(anyhow::Error::from)
-        .context("reading the first billing month")?;
-    let first = df.column("first")?.cast(&DataType::Int32)?.i32()?.get(0);
-    Ok(first.map(|d| Period::of_date(opnet_pipelines::period::days_to_date(d))))
+    let first = |lf: &LazyFrame, column: &str| -> Result<Option<i32>> {
+        let df = lf
+            .clone()
+            .select([col(column).min().alias("first")])
+            .collect()
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("reading the earliest {column}"))?;
+        Ok(df.column("first")?.cast(&DataType::Int32)?.i32()?.get(0))
+    };
+    let paid = first(&inputs.invoices, "paid_on")?;
+    let refunded = first(&inputs.refunds, "refunded_on")?;
+    let day = match (paid, refunded) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(day.map(|d| Period::of_date(opnet_pipelines::period::days_to_date(d))))
 }
 
-/// The last complete month before `now` (the default `--through`).
-pub fn last_complete_period(now: DateTime<Utc>) -> Period {
-    Period::of_date(now.date_naive()).prev()
+/// The last complete month at `now` on the business calendar (`[schedule] timezone`):
+/// the default `--through` of a close, what the scheduler closes through, what
+/// `opnet status` and the demo use. The one definition (issue 10 item 6).
+pub fn last_complete_period(now: DateTime<Utc>, tz: Tz) -> Period {
+    Period::of_date(now.with_timezone(&tz).date_naive()).prev()
+}
+
+/// The periods a close runs, `--from` (or the first billing activity) through
+/// `--through` (or the last complete month). Without an explicit `--from`, more than
+/// `close.max_backfill_months` periods are refused, with what to do instead.
+pub fn close_range(
+    app: &App,
+    opts: &CloseOptions,
+    inputs: &Inputs,
+    now: DateTime<Utc>,
+) -> Result<(Period, Period)> {
+    let through = opts
+        .through
+        .unwrap_or_else(|| app.last_complete_period(now));
+    let from = match opts.from {
+        Some(p) => p,
+        None => {
+            let from = first_billing_period(inputs)?.ok_or_else(|| {
+                anyhow!(
+                    "no billing activity: no invoice has a paid_on date and there are no refunds; \
+                     pass --from YYYY-MM to close periods anyway"
+                )
+            })?;
+            check_backfill(from, through, app.config.close.max_backfill_months)?;
+            from
+        }
+    };
+    Ok((from, through))
+}
+
+/// Refuses a default range of more than `max` periods (issue 9 item 9): one stray old
+/// date must not make a close run hundreds of periods and send their mail.
+pub fn check_backfill(from: Period, through: Period, max: u32) -> Result<()> {
+    let n = from.through(through).count();
+    if n > max as usize {
+        let suggested = through.add_months(1 - max as i32);
+        return Err(anyhow!(
+            "refusing to close {n} periods ({from} .. {through}): the first billing activity is {from}, \
+             more than close.max_backfill_months = {max} months back. Check the billing data for stray \
+             old dates; to close them anyway pass --from explicitly (e.g. --from {from}), or close only \
+             the last {max} with --from {suggested}, or raise close.max_backfill_months \
+             (for the scheduler: set schedule.first_period)"
+        ));
+    }
+    Ok(())
+}
+
+/// The quarantine counts of a snapshot, from its manifest.
+async fn dataset_counts(app: &App, snapshot: &str) -> Result<(String, Vec<DatasetCounts>)> {
+    let manifest = app
+        .lake
+        .read_manifest(snapshot)
+        .await
+        .with_context(|| format!("reading snapshot {snapshot}"))?;
+    let counts = manifest
+        .datasets
+        .iter()
+        .map(|d| DatasetCounts {
+            dataset: d.dataset.clone(),
+            rows_in: d.rows_in,
+            rows_quarantined: d.rows_quarantined,
+        })
+        .collect();
+    Ok((manifest.fingerprint, counts))
+}
+
+/// What to do with the mails of period `period`'s runs under `policy`.
+fn disposition(
+    policy: MailPolicy,
+    kind: &str,
+    period: Period,
+    recent_from: Period,
+    max_age: u32,
+) -> Disposition {
+    match policy {
+        MailPolicy::All => Disposition::Requeue,
+        MailPolicy::None => Disposition::Suppress {
+            reason: "suppressed: close --send-mail none".into(),
+            summarize: false,
+        },
+        MailPolicy::Recent
+            if period < recent_from
+                && (mail::kind::is_operator_facing(kind)
+                    || mail::kind::is_periodic_internal(kind)) =>
+        {
+            Disposition::Suppress {
+                reason: format!(
+                    "suppressed: backfill — {period} is older than the latest {max_age} complete month(s) \
+                     (email.operator_mail_max_age_months)"
+                ),
+                summarize: true,
+            }
+        }
+        MailPolicy::Recent => Disposition::Queue,
+    }
 }
 
 /// Run the close for every period of the options, in order.
 pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result<CloseReport> {
+    // Marts of runs committed by a process that died before publishing them.
+    publish_pending(app).await?;
     let (ingest_report, snapshot) = match &opts.snapshot {
         Some(s) => (None, s.clone()),
         None => {
@@ -182,27 +369,16 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
         }
     };
     // A re-run against a recorded snapshot records that snapshot's fingerprint too.
-    let fingerprint = match &ingest_report {
-        Some(r) => Some(r.fingerprint.clone()),
-        None => Some(
-            app.lake
-                .read_manifest(&snapshot)
-                .await
-                .with_context(|| format!("reading snapshot {snapshot}"))?
-                .fingerprint,
-        ),
-    };
+    let (fingerprint, datasets) = dataset_counts(app, &snapshot).await?;
+    let fingerprint = Some(fingerprint);
     let inputs = app
         .lake
         .read_snapshot(&snapshot)
         .await
         .with_context(|| format!("reading snapshot {snapshot}"))?;
-    let through = opts.through.unwrap_or_else(|| last_complete_period(now));
-    let from = match opts.from {
-        Some(p) => p,
-        None => first_billing_period(&inputs)?
-            .ok_or_else(|| anyhow!("no billing data: billing/invoices is empty"))?,
-    };
+    let (from, through) = close_range(app, opts, &inputs, now)?;
+    let max_age = app.config.email.operator_mail_max_age_months;
+    let recent_from = app.last_complete_period(now).add_months(1 - max_age as i32);
     let registry = jobs::registry();
     for name in &opts.only {
         if !registry.iter().any(|j| j.name() == name) {
@@ -217,6 +393,7 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
         }
     }
     let mut runs = Vec::new();
+    let mut enqueued = EnqueueReport::default();
     let progress = progress_bar((from.through(through).count() * registry.len()) as u64);
     for period in from.through(through) {
         let plan = app.config.plan.for_period(period)?;
@@ -234,56 +411,78 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
                 run_id: "",
                 now,
                 revise: opts.revise,
+                datasets: &datasets,
             };
-            {
+            let start = RunStart {
+                job: job.name(),
+                period: Some(period.to_string()),
+                plan_version: Some(plan.version.clone()),
+                input_fingerprint: fingerprint.clone(),
+                snapshot: Some(snapshot.clone()),
+                lease_holder: app.lease_holder.clone(),
+            };
+            let refusal = {
                 let mut conn = app.db.pool.acquire().await.context("acquire")?;
-                if let Some(reason) = job.refuse(&ctx, &mut conn).await? {
-                    tracing::warn!(job = job.name(), %period, %reason, "Run refused");
-                    runs.push(RunSummary {
-                        period,
-                        job: job.name(),
-                        run_id: None,
-                        rows_out: 0,
-                        elapsed_ms: 0,
-                        notes: vec![reason],
-                    });
-                    continue;
-                }
+                job.refuse(&ctx, &mut conn).await?
+            };
+            if let Some(refusal) = refusal {
+                tracing::warn!(job = job.name(), %period, reason = %refusal.reason, "Run refused");
+                app.db
+                    .refuse_run(&start, &refusal.reason, Utc::now())
+                    .await?;
+                runs.push(RunSummary {
+                    period,
+                    job: job.name(),
+                    run_id: None,
+                    rows_out: 0,
+                    elapsed_ms: 0,
+                    notes: vec![refusal.reason.clone()],
+                    refusal: Some(refusal),
+                });
+                continue;
             }
-            // A run that fails transiently (a dropped database connection) is tried
-            // again as a new run, up to `retry::JOB_RUN.max_attempts` runs in all;
-            // each failed one has rolled back and keeps its `failed` ledger row.
+            let dispose = |kind: &str| disposition(opts.mail, kind, period, recent_from, max_age);
+            // A run that fails transiently (a dropped database connection, a locked
+            // SQLite file) is tried again as a new run, up to
+            // `retry::JOB_RUN.max_attempts` runs in all; each failed one has rolled
+            // back and keeps its `failed` ledger row.
             let mut attempt = 1u32;
             loop {
-                let run_id = app
-                    .db
-                    .start_run(
-                        &RunStart {
-                            job: job.name(),
-                            period: Some(period.to_string()),
-                            plan_version: Some(plan.version.clone()),
-                            input_fingerprint: fingerprint.clone(),
-                            snapshot: Some(snapshot.clone()),
-                            lease_holder: app.lease_holder.clone(),
-                        },
-                        Utc::now(),
-                    )
-                    .await?;
+                let run_id = app.db.start_run(&start, Utc::now()).await?;
                 let ctx = JobContext {
                     run_id: &run_id,
                     ..ctx
                 };
                 let started = std::time::Instant::now();
-                let mut tx = app.db.pool.begin().await.context("begin")?;
-                let result = run_in_tx(app, job.as_ref(), &ctx, &mut tx).await;
+                let result = match app.db.begin_write().await {
+                    Ok(mut tx) => match run_in_tx(app, job.as_ref(), &ctx, &mut tx, &dispose).await
+                    {
+                        Ok(done) => {
+                            crate::failpoint::point(crate::failpoint::JOB_BEFORE_COMMIT);
+                            tx.commit()
+                                .await
+                                .with_context(|| format!("commit {} {period}", job.name()))
+                                .map(|()| done)
+                        }
+                        Err(e) => {
+                            let _ = tx.rollback().await;
+                            Err(e)
+                        }
+                    },
+                    Err(e) => Err(anyhow!(e)),
+                };
                 match result {
-                    Ok((out, rows_out)) => {
-                        crate::failpoint::point(crate::failpoint::JOB_BEFORE_COMMIT);
-                        tx.commit()
-                            .await
-                            .with_context(|| format!("commit {} {period}", job.name()))?;
+                    Ok((out, rows_out, mail)) => {
                         crate::failpoint::point(crate::failpoint::JOB_AFTER_COMMIT);
                         tracing::info!(job = job.name(), %period, run_id = %run_id, rows_out, "Run succeeded");
+                        enqueued.queued += mail.queued;
+                        enqueued.suppressed += mail.suppressed;
+                        enqueued.failed += mail.failed;
+                        enqueued.already_there += mail.already_there;
+                        // Published from the committed rows; a crash before this is
+                        // healed by the next `publish_pending`.
+                        publish_period(app, job.name(), &period.to_string(), Some(&out.files))
+                            .await?;
                         runs.push(RunSummary {
                             period,
                             job: job.name(),
@@ -291,11 +490,11 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
                             rows_out,
                             elapsed_ms: started.elapsed().as_millis(),
                             notes: out.summary,
+                            refusal: None,
                         });
                         break;
                     }
                     Err(e) => {
-                        let _ = tx.rollback().await;
                         let msg = format!("{e:#}");
                         app.db.fail_run(&run_id, &msg, Utc::now()).await?;
                         let transient = is_transient(&e);
@@ -315,7 +514,13 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
                         } else {
                             msg
                         };
-                        let rerun = format!("opnet close --from {period} --through {period}");
+                        let rerun = match &app.invocation {
+                            Invocation::Scheduled => SCHEDULED_RERUN.to_string(),
+                            Invocation::Command(_) => format!(
+                                "opnet close --from {period} --through {period}{}",
+                                if opts.revise { " --revise" } else { "" }
+                            ),
+                        };
                         queue_failure_notice(
                             app,
                             job.name(),
@@ -335,13 +540,29 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
         }
     }
     progress.finish_and_clear();
-    let delivery = mail::deliver_queued(&app.db.pool, &app.transport, Utc::now()).await?;
+    if !opts.defer_backfill_summary && opts.mail == MailPolicy::Recent {
+        queue_backfill_summary(app, now).await?;
+    }
+    let delivery = deliver(app).await?;
     Ok(CloseReport {
         ingest: ingest_report,
         snapshot,
         runs,
+        mail: enqueued,
         delivery,
     })
+}
+
+/// Deliver what is queued as this process (its lease holder id on the claims), then
+/// publish the statement marts whose status changed with their mail.
+pub async fn deliver(app: &App) -> Result<DeliveryReport> {
+    let opts = DeliverOptions {
+        holder: app.lease_holder.clone(),
+        ..DeliverOptions::default()
+    };
+    let report = mail::deliver(&app.db.pool, &app.transport, Utc::now(), &opts).await?;
+    publish_pending(app).await?;
+    Ok(report)
 }
 
 /// Whether a failed run is worth running again: the first error in the chain that
@@ -363,10 +584,7 @@ fn is_transient(e: &anyhow::Error) -> bool {
             return e.is_transient();
         }
         if let Some(e) = cause.downcast_ref::<sqlx::Error>() {
-            return matches!(
-                e,
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-            );
+            return db::is_transient_sqlx(e);
         }
     }
     false
@@ -387,15 +605,15 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
     bar
 }
 
-/// Write a job's output and its ledger row in the run's transaction, then publish
-/// its marts.
+/// Write a job's output, its mails and its ledger row in the run's transaction.
 async fn run_in_tx(
     app: &App,
     job: &dyn jobs::Job,
     ctx: &JobContext<'_>,
     tx: &mut sqlx::AnyConnection,
-) -> Result<(JobOutput, i64)> {
-    let out = job.run(ctx, tx).await?;
+    dispose: &(dyn Fn(&str) -> Disposition + Sync),
+) -> Result<(JobOutput, i64, EnqueueReport)> {
+    let mut out = job.run(ctx, tx).await?;
     let period = ctx.period.to_string();
     let mut rows_out = 0i64;
     for w in &out.writes {
@@ -410,53 +628,242 @@ async fn run_in_tx(
             tx,
             w.table,
             &w.frame,
-            &[("run_id", Value::Text(ctx.run_id.to_string()))],
+            &[("run_id", db::Value::Text(ctx.run_id.to_string()))],
         )
         .await? as i64;
     }
-    mail::enqueue(
-        tx,
-        &app.config.email.from,
-        &out.emails,
-        Some(ctx.run_id),
-        ctx.now,
-    )
-    .await?;
+    let mut report = EnqueueReport::default();
+    for email in &mut out.emails {
+        // Every mail of a period's run carries the period (issue 10 item 7).
+        email.period.get_or_insert_with(|| period.clone());
+        let how = dispose(&email.kind);
+        match mail::enqueue_one(
+            tx,
+            &app.config.email.from,
+            email,
+            Some(ctx.run_id),
+            ctx.now,
+            &how,
+        )
+        .await?
+        {
+            mail::Enqueued::Queued => report.queued += 1,
+            mail::Enqueued::Suppressed => report.suppressed += 1,
+            mail::Enqueued::Failed(_) => report.failed += 1,
+            mail::Enqueued::AlreadyThere(_) => report.already_there += 1,
+        }
+    }
     let counts = RunCounts {
         rows_in: out.rows_in,
         rows_quarantined: 0,
         rows_out,
     };
     db::finish_run(tx, ctx.run_id, &counts, Utc::now()).await?;
-    // Marts last, before the caller commits: a committed run always has its marts,
-    // even after a crash right after the commit. Marts of a run that then fails to
-    // commit are overwritten by the re-run of its period, which is due because
-    // nothing of it committed.
-    publish(app, job.name(), ctx.period, &out).await?;
-    Ok((out, rows_out))
+    Ok((out, rows_out, report))
 }
 
-/// Just before the commit: the Parquet marts and files in the lake. A re-run
-/// overwrites them, so they match the committed tables once the run commits.
-async fn publish(app: &App, job: &str, period: Period, out: &JobOutput) -> Result<()> {
-    for w in out.writes.iter().filter(|w| w.publish) {
-        let mut frame = w.frame.clone();
+/// Publish the marts (and report files) of `job` for `period` from the rows the
+/// database holds, and record it on the period's succeeded runs of the job
+/// (`published_at`). `files`: the files the run produced; `None` (healing a run
+/// published by nobody) regenerates them from the database.
+///
+/// The ledger rows are claimed first, in the transaction that reads the rows: a
+/// status change committed meanwhile (which sets `published_at` back to NULL) either
+/// is in what is read, or waits for this commit and marks the period again.
+pub async fn publish_period(
+    app: &App,
+    job: &str,
+    period: &str,
+    files: Option<&[(String, Vec<u8>)]>,
+) -> Result<()> {
+    let registry = jobs::registry();
+    let Some(j) = registry.iter().find(|j| j.name() == job) else {
+        return Ok(());
+    };
+    let p = Period::parse(period).map_err(|e| anyhow!("job_runs period {period:?}: {e}"))?;
+    let mut tx = app.db.begin_write().await?;
+    sqlx::query(
+        "UPDATE job_runs SET published_at = $1 WHERE job = $2 AND period = $3 AND status = 'succeeded' \
+         AND published_at IS NULL",
+    )
+    .bind(db::timestamp(Utc::now()))
+    .bind(job)
+    .bind(period)
+    .execute(&mut *tx)
+    .await
+    .with_context(|| format!("recording the publication of {job} {period}"))?;
+    for table in j.outputs() {
+        let mut frame = db::period_frame(&mut tx, table, period).await?;
         app.lake
-            .write_mart(w.table, period, &mut frame)
+            .write_mart(table, p, &mut frame)
             .await
-            .with_context(|| format!("{job} {period}: publishing mart {}", w.table))?;
+            .with_context(|| format!("{job} {period}: publishing mart {table}"))?;
     }
-    for (key, bytes) in &out.files {
-        app.lake
-            .put_file(key, bytes.clone())
-            .await
-            .with_context(|| format!("{job} {period}: writing {key}"))?;
+    match files {
+        Some(files) => {
+            for (key, bytes) in files {
+                app.lake
+                    .put_file(key, bytes.clone())
+                    .await
+                    .with_context(|| format!("{job} {period}: writing {key}"))?;
+            }
+        }
+        None if job == "network_health" => {
+            // The key network_health.rs writes the report to.
+            let report = jobs::network_health::report_for(app, p).await?;
+            let key = format!("reports/network_health/period={period}/report.html");
+            app.lake
+                .put_file(&key, report.html.into_bytes())
+                .await
+                .with_context(|| format!("{job} {period}: writing {key}"))?;
+        }
+        None => {}
     }
+    tx.commit()
+        .await
+        .with_context(|| format!("recording the publication of {job} {period}"))?;
     Ok(())
 }
 
-/// A failed run tells the ops list (best effort: the failure itself is already in
-/// the ledger and on stderr).
+/// Publish the marts of every succeeded run whose `published_at` is NULL: runs
+/// committed by a process that died before publishing, and payouts periods whose
+/// statements changed status (approve, send, delivery) since. Returns how many
+/// (job, period) were published.
+pub async fn publish_pending(app: &App) -> Result<usize> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT job, period FROM job_runs WHERE status = 'succeeded' AND published_at IS NULL \
+         AND period IS NOT NULL ORDER BY period, job",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .context("reading runs to publish")?;
+    let mut n = 0;
+    for r in &rows {
+        let job: String = r.try_get(0)?;
+        let period: String = r.try_get(1)?;
+        publish_period(app, &job, &period, None).await?;
+        tracing::info!(%job, %period, "Published marts");
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The internal addresses a backfill summary goes to: finance, leadership, ops and
+/// partner success, each once.
+fn internal_recipients(config: &Config) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    let e = &config.email;
+    e.finance
+        .iter()
+        .chain(&e.leadership)
+        .chain(&e.ops)
+        .chain(&e.partner_success)
+        .filter(|a| seen.insert(a.trim().to_ascii_lowercase()))
+        .cloned()
+        .collect()
+}
+
+/// Queue one backfill summary per internal address for every suppressed mail that no
+/// summary has listed yet (a crash before this leaves them unlisted, so the next
+/// close lists them), and mark them listed — in one transaction. Returns how many
+/// summaries were queued.
+pub async fn queue_backfill_summary(app: &App, now: DateTime<Utc>) -> Result<usize> {
+    let mut tx = app.db.begin_write().await?;
+    let rows = sqlx::query(
+        "SELECT period, kind, COUNT(*) FROM email_outbox WHERE status = 'suppressed' AND summary_id IS NULL \
+         AND period IS NOT NULL GROUP BY period, kind ORDER BY period, kind",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .context("reading suppressed mail")?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut by_period: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
+    for r in &rows {
+        by_period
+            .entry(r.try_get(0)?)
+            .or_default()
+            .push((r.try_get(1)?, r.try_get(2)?));
+    }
+    let mut periods = Vec::new();
+    for (period, suppressed) in by_period {
+        let payable = sqlx::query(
+            "SELECT s.currency, COUNT(*), CAST(SUM(s.payable_cents) AS BIGINT) FROM payout_statements s \
+             WHERE s.period = $1 AND s.revision = (SELECT MAX(t.revision) FROM payout_statements t \
+             WHERE t.period = s.period AND t.operator_id = s.operator_id AND t.currency = s.currency) \
+             GROUP BY s.currency ORDER BY s.currency",
+        )
+        .bind(&period)
+        .fetch_all(&mut *tx)
+        .await
+        .context("reading statements for the backfill summary")?;
+        let mut statements = 0;
+        let mut per_currency = Vec::new();
+        for r in &payable {
+            statements += r.try_get::<i64, _>(1)?;
+            per_currency.push((r.try_get(0)?, r.try_get(2)?));
+        }
+        let exceptions: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM reconciliation_exceptions WHERE period = $1")
+                .bind(&period)
+                .fetch_one(&mut *tx)
+                .await?;
+        let off_target: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM (SELECT {} FROM network_health WHERE period = $1) h WHERE h.on_target = 0",
+            db::bool_as_int("on_target")
+        ))
+        .bind(&period)
+        .fetch_one(&mut *tx)
+        .await?;
+        periods.push(mail::BackfillPeriodView {
+            period,
+            statements,
+            payable: per_currency,
+            exceptions,
+            off_target,
+            suppressed,
+        });
+    }
+    let view = mail::BackfillSummaryView {
+        periods,
+        max_age_months: app.config.email.operator_mail_max_age_months,
+    };
+    let mut queued = 0;
+    let mut summary_id = mail::outbox::NOT_SUMMARIZED.to_string();
+    for to in internal_recipients(&app.config) {
+        let email = mail::backfill_summary_email(&view, &to);
+        if summary_id == mail::outbox::NOT_SUMMARIZED {
+            summary_id = mail::message_id(&email.dedup_key);
+        }
+        if let mail::Enqueued::Queued = mail::enqueue_one(
+            &mut tx,
+            &app.config.email.from,
+            &email,
+            None,
+            now,
+            &Disposition::Queue,
+        )
+        .await?
+        {
+            queued += 1;
+        }
+    }
+    sqlx::query(
+        "UPDATE email_outbox SET summary_id = $1 WHERE status = 'suppressed' AND summary_id IS NULL",
+    )
+    .bind(&summary_id)
+    .execute(&mut *tx)
+    .await
+    .context("marking suppressed mail as summarised")?;
+    tx.commit().await.context("commit the backfill summary")?;
+    Ok(queued)
+}
+
+/// A failed run tells the ops list — only when the command is unattended (the
+/// scheduler) or asked to (`--notify`): at a terminal the error is on stderr and in
+/// the ledger, and a typo must not email anyone. Best effort: the failure itself is
+/// already recorded.
 async fn queue_failure_notice(
     app: &App,
     job: &str,
@@ -465,6 +872,9 @@ async fn queue_failure_notice(
     error: &str,
     rerun: &str,
 ) {
+    if !app.notify {
+        return;
+    }
     let period = period.map(|p| p.to_string());
     for to in &app.config.email.ops {
         let email = mail::run_failed_email(job, period.as_deref(), run_id, error, rerun, to);
@@ -479,12 +889,156 @@ async fn queue_failure_notice(
             .await;
         }
     }
-    let _ = mail::deliver_queued(&app.db.pool, &app.transport, Utc::now()).await;
+    let _ = deliver(app).await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn p(s: &str) -> Period {
+        Period::parse(s).unwrap()
+    }
+
+    /// Issue 9 item 16: under the default policy only mail of the latest
+    /// `max_age` complete months goes out; older operator and per-period internal mail
+    /// is suppressed (and summarised); failure notices never are.
+    #[test]
+    fn mail_of_a_backfill_is_suppressed_by_kind_and_age() {
+        let recent_from = p("2026-10");
+        let d =
+            |policy, kind: &str, period: &str| disposition(policy, kind, p(period), recent_from, 1);
+        use mail::kind::*;
+        for kind in [
+            TIER_CHANGE,
+            ALERT,
+            EXCLUSIVITY_BREACH,
+            FINANCE_SUMMARY,
+            NETWORK_HEALTH,
+            ESCALATION,
+        ] {
+            assert_eq!(
+                d(MailPolicy::Recent, kind, "2026-10"),
+                Disposition::Queue,
+                "{kind}"
+            );
+            assert_eq!(
+                d(MailPolicy::Recent, kind, "2026-11"),
+                Disposition::Queue,
+                "{kind}"
+            );
+            assert!(
+                matches!(
+                    d(MailPolicy::Recent, kind, "2026-09"),
+                    Disposition::Suppress {
+                        summarize: true,
+                        ..
+                    }
+                ),
+                "{kind}"
+            );
+            assert_eq!(d(MailPolicy::All, kind, "2020-01"), Disposition::Requeue);
+            assert!(matches!(
+                d(MailPolicy::None, kind, "2026-10"),
+                Disposition::Suppress {
+                    summarize: false,
+                    ..
+                }
+            ));
+        }
+        assert_eq!(
+            d(MailPolicy::Recent, RUN_FAILED, "2020-01"),
+            Disposition::Queue
+        );
+    }
+
+    /// Issue 9 item 9: more than `close.max_backfill_months` periods without an
+    /// explicit --from are refused with what to do instead.
+    #[test]
+    fn a_default_range_beyond_max_backfill_is_refused() {
+        assert!(check_backfill(p("2023-11"), p("2026-10"), 36).is_ok());
+        let err = check_backfill(p("2000-01"), p("2026-10"), 36)
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "322 periods",
+            "2000-01 .. 2026-10",
+            "close.max_backfill_months = 36",
+            "--from 2000-01",
+            "--from 2023-11",
+        ] {
+            assert!(err.contains(needle), "{needle:?} in {err}");
+        }
+    }
+
+    /// Issue 9 item 9: the default --from is the first month that moved money (paid or
+    /// refunded), not the earliest issued invoice.
+    #[test]
+    fn first_billing_period_comes_from_paid_and_refunded_dates() {
+        let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let mut inputs = Inputs::empty();
+        inputs.invoices = df!(
+            "issued_on" => [d("2000-01-15"), d("2025-03-02"), d("2025-04-01")],
+            "paid_on" => [None, Some(d("2025-03-20")), Some(d("2025-04-03"))],
+        )
+        .unwrap()
+        .lazy();
+        inputs.refunds = df!("refunded_on" => [d("2025-05-01")]).unwrap().lazy();
+        assert_eq!(first_billing_period(&inputs).unwrap(), Some(p("2025-03")));
+        inputs.refunds = df!("refunded_on" => [d("2025-02-27")]).unwrap().lazy();
+        assert_eq!(first_billing_period(&inputs).unwrap(), Some(p("2025-02")));
+        inputs.invoices = df!(
+            "issued_on" => [d("2000-01-15")],
+            "paid_on" => [None::<chrono::NaiveDate>],
+        )
+        .unwrap()
+        .lazy();
+        inputs.refunds = df!("refunded_on" => Vec::<chrono::NaiveDate>::new())
+            .unwrap()
+            .lazy();
+        assert_eq!(first_billing_period(&inputs).unwrap(), None);
+    }
+
+    /// Issue 9 item 14: a job run that hits "database is locked" is run again (a
+    /// transient failure), not failed for good with a failure mail.
+    #[tokio::test]
+    async fn a_locked_sqlite_database_fails_a_run_transiently() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let db = Db::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        let mut other = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        sqlx::query("PRAGMA busy_timeout = 0")
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let _writer = db.begin_write().await.unwrap();
+        let busy = sqlx::query("INSERT INTO job_leases (name, holder, acquired_at, expires_at) VALUES ('x', 'h', 'a', 'b')")
+            .execute(&mut other)
+            .await
+            .expect_err("locked");
+        let e = anyhow!(db::DbError::Write {
+            table: "payout_lines".into(),
+            source: busy,
+        })
+        .context("payouts 2025-08");
+        assert!(is_transient(&e), "{e:#}");
+    }
+
+    /// Issue 10 item 6: one "last complete month", in the business timezone.
+    #[test]
+    fn last_complete_period_is_in_the_business_timezone() {
+        let now = DateTime::parse_from_rfc3339("2025-07-31T23:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(last_complete_period(now, Tz::UTC), p("2025-06"));
+        assert_eq!(
+            last_complete_period(now, chrono_tz::Europe::Berlin),
+            p("2025-07")
+        );
+    }
 
     #[test]
     fn run_errors_are_classified_through_their_context() {

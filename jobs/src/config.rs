@@ -48,6 +48,9 @@ pub struct FileConfig {
     /// `[ingest]`: how much bad input an ingest tolerates, which dates are plausible.
     #[serde(default)]
     pub ingest: IngestConfig,
+    /// `[close]`: guards of `opnet close` and the scheduler's close.
+    #[serde(default)]
+    pub close: CloseConfig,
 }
 
 /// `[ingest]`: the bounds ingest applies beyond the data contract's types (issue 9).
@@ -88,6 +91,23 @@ impl Default for IngestConfig {
             quarantine_allowance_rows: 10,
             earliest_date: chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default(),
             max_months_ahead: opnet_pipelines::contract::MAX_MONTHS_AHEAD,
+        }
+    }
+}
+
+/// `[close]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CloseConfig {
+    /// A close whose `--from` is derived (the first month with billing activity) may
+    /// run at most this many periods; more needs an explicit `--from` (issue 9).
+    pub max_backfill_months: u32,
+}
+
+impl Default for CloseConfig {
+    fn default() -> Self {
+        CloseConfig {
+            max_backfill_months: 36,
         }
     }
 }
@@ -166,6 +186,11 @@ pub struct EmailConfig {
     pub partner_success: Vec<String>,
     /// Operations: failed runs.
     pub ops: Vec<String>,
+    /// Operator mail of a close (tier changes, alerts, exclusivity notices) is sent for
+    /// the latest this-many complete months only; older periods' operator mail — and
+    /// their per-period internal mail, which one backfill summary replaces — is
+    /// recorded `suppressed` (issue 9). Default 1: the latest complete month.
+    pub operator_mail_max_age_months: u32,
 }
 
 impl Default for EmailConfig {
@@ -176,6 +201,7 @@ impl Default for EmailConfig {
             leadership: vec!["leadership@candlefish.example".into()],
             partner_success: vec!["partner-success@candlefish.example".into()],
             ops: vec!["ops@candlefish.example".into()],
+            operator_mail_max_age_months: 1,
         }
     }
 }
@@ -226,6 +252,8 @@ pub struct Config {
     pub s3: S3Config,
     /// `[ingest]`: quarantine bound and date window.
     pub ingest: IngestConfig,
+    /// `[close]` guards.
+    pub close: CloseConfig,
 }
 
 // Issue 9 item 12: `Debug` of the config types never prints a credential. Written out
@@ -255,6 +283,7 @@ impl std::fmt::Debug for Config {
             .field("smtp", &self.smtp)
             .field("s3", &self.s3)
             .field("ingest", &self.ingest)
+            .field("close", &self.close)
             .finish_non_exhaustive()
     }
 }
@@ -273,6 +302,7 @@ impl std::fmt::Debug for FileConfig {
             .field("smtp", &self.smtp)
             .field("s3", &self.s3)
             .field("ingest", &self.ingest)
+            .field("close", &self.close)
             .finish_non_exhaustive()
     }
 }
@@ -410,6 +440,7 @@ impl Config {
             smtp,
             s3,
             ingest: file.ingest,
+            close: file.close,
         };
         // Problems of [schedule] are found while resolving it; report them with the rest.
         let mut problems: Vec<String> = schedule
@@ -495,6 +526,17 @@ impl Config {
             }
         };
         addr("from", &self.email.from, &mut p);
+        if self.email.operator_mail_max_age_months == 0 {
+            p.push(format!(
+                "{at}: key email.operator_mail_max_age_months: must be at least 1 (the latest complete month); \
+                 use `close --send-mail none` for a close without mail"
+            ));
+        }
+        if self.close.max_backfill_months == 0 {
+            p.push(format!(
+                "{at}: key close.max_backfill_months: must be at least 1"
+            ));
+        }
         for (key, list) in [
             ("finance", &self.email.finance),
             ("leadership", &self.email.leadership),

@@ -5,6 +5,13 @@
 //! binary), the run ledger (`job_runs`) and a bulk writer that turns a Polars
 //! `DataFrame` into multi-row `INSERT`s, so a job's results go in with few round trips
 //! inside the same transaction as its ledger row.
+//!
+//! SQLite is made safe for several processes on one file (issue 9, item 14): every
+//! connection runs in WAL mode with a busy timeout (set when it connects: the URL
+//! cannot carry either), writers open their transactions with `BEGIN IMMEDIATE`
+//! ([`Db::begin_write`]) so a read-then-write transaction never fails on a lock
+//! upgrade, migrations run under the write lock, and "database is locked" counts as
+//! transient ([`is_transient_sqlx`]), never as a failed run.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use polars::prelude::*;
@@ -18,6 +25,11 @@ use crate::retry::{self, Backoff};
 /// How long the pool waits for a connection (sqlx's default, kept for every later
 /// `acquire` too); while connecting, refused connections are retried within it.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long an SQLite connection waits for another process's write lock before it
+/// reports "database is locked" (which is then retried as transient). Longer than any
+/// single write transaction of a close on the embedded database.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Which database a URL points at; the few dialect differences key off this.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,19 +79,41 @@ impl DbError {
         move |source| DbError::Query { context, source }
     }
 
-    /// Connection-level failures are worth a retry; constraint or syntax errors are not.
+    /// Connection-level failures and lock contention are worth a retry; constraint or
+    /// syntax errors are not (see [`is_transient_sqlx`]).
     pub fn is_transient(&self) -> bool {
-        let e = match self {
+        match self {
             DbError::Connect { source, .. }
             | DbError::Write { source, .. }
             | DbError::Query { source, .. }
-            | DbError::Migrate { source, .. } => source,
-            _ => return false,
-        };
-        matches!(
-            e,
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-        )
+            | DbError::Migrate { source, .. } => is_transient_sqlx(source),
+            _ => false,
+        }
+    }
+}
+
+/// Whether a database error goes away by itself: the connection (I/O, pool timeout
+/// or closed), lock contention — SQLite `SQLITE_BUSY`/`SQLITE_LOCKED` ("database is
+/// locked", any extended code), PostgreSQL serialization failures, deadlocks and
+/// lock timeouts — and a PostgreSQL server that is shutting down or starting. The one
+/// definition every layer asks (db, outbox, the close's run retry).
+pub fn is_transient_sqlx(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or("");
+            // SQLite reports its (extended) result code as a number: the low byte is
+            // the primary code, 5 = BUSY, 6 = LOCKED.
+            if let Ok(n) = code.parse::<i64>() {
+                return matches!(n & 0xff, 5 | 6);
+            }
+            matches!(
+                code,
+                "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03"
+            ) || db.message().contains("database is locked")
+        }
+        _ => false,
     }
 }
 
@@ -99,6 +133,11 @@ const MIGRATIONS: &[(&str, &str, &str)] = &[
         "0003_run_holder",
         include_str!("../../sql/postgres/0003_run_holder.sql"),
         include_str!("../../sql/sqlite/0003_run_holder.sql"),
+    ),
+    (
+        "0004_mail_states",
+        include_str!("../../sql/postgres/0004_mail_states.sql"),
+        include_str!("../../sql/sqlite/0004_mail_states.sql"),
     ),
 ];
 
@@ -158,6 +197,14 @@ impl Db {
                 AnyPoolOptions::new()
                     .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
                     .acquire_timeout(acquire_timeout)
+                    .after_connect(move |conn, _meta| {
+                        Box::pin(async move {
+                            if backend == Backend::Sqlite {
+                                sqlite_session(conn).await?;
+                            }
+                            Ok(())
+                        })
+                    })
                     .connect_with(options.clone())
                     .await
                     .map_err(|source| DbError::Connect {
@@ -170,22 +217,57 @@ impl Db {
         Ok(Db { pool, backend })
     }
 
+    /// A transaction for a writer. On SQLite it is `BEGIN IMMEDIATE`: the write lock
+    /// is taken (waiting up to [`SQLITE_BUSY_TIMEOUT`]) before the first read, so a
+    /// transaction that reads and then writes cannot fail on the lock upgrade, which
+    /// SQLite refuses without waiting when another writer committed in between.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, DbError> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+        .map_err(DbError::query("begin a write transaction"))
+    }
+
     /// Apply the embedded migrations that are not applied yet; returns their versions.
     ///
-    /// On PostgreSQL an advisory lock serialises replicas that start at once.
+    /// On PostgreSQL an advisory lock serialises replicas that start at once; on
+    /// SQLite the migrations run in one `BEGIN IMMEDIATE` transaction, so two
+    /// processes opening a new file at once apply them once (the second waits, then
+    /// finds them applied).
     pub async fn migrate(&self) -> Result<Vec<String>, DbError> {
         let mut conn = self
             .pool
             .acquire()
             .await
             .map_err(DbError::query("acquire connection"))?;
+        if self.backend == Backend::Sqlite {
+            // Up to date (every start-up but the first): no write lock needed, so a
+            // command starting while another process writes does not wait for it.
+            let applied: Result<i64, sqlx::Error> =
+                sqlx::query_scalar("SELECT COUNT(*) FROM opnet_migrations")
+                    .fetch_one(&mut *conn)
+                    .await;
+            if applied.is_ok_and(|n| n as usize == MIGRATIONS.len()) {
+                return Ok(Vec::new());
+            }
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE")
+                .await
+                .map_err(DbError::query("migration lock (BEGIN IMMEDIATE)"))?;
+            let applied = self.migrate_locked(&mut tx, false).await?;
+            tx.commit().await.map_err(|source| DbError::Migrate {
+                version: applied.join(", "),
+                source,
+            })?;
+            return Ok(applied);
+        }
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_lock(7262730)")
                 .execute(&mut *conn)
                 .await
                 .map_err(DbError::query("migration lock"))?;
         }
-        let result = self.migrate_locked(&mut conn).await;
+        let result = self.migrate_locked(&mut conn, true).await;
         if self.backend == Backend::Postgres {
             let _ = sqlx::query("SELECT pg_advisory_unlock(7262730)")
                 .execute(&mut *conn)
@@ -194,7 +276,13 @@ impl Db {
         result
     }
 
-    async fn migrate_locked(&self, conn: &mut AnyConnection) -> Result<Vec<String>, DbError> {
+    /// Apply what is missing; `own_transactions`: each migration in a transaction of
+    /// its own (PostgreSQL), else in the caller's (SQLite, already holding the lock).
+    async fn migrate_locked(
+        &self,
+        conn: &mut AnyConnection,
+        own_transactions: bool,
+    ) -> Result<Vec<String>, DbError> {
         sqlx::query("CREATE TABLE IF NOT EXISTS opnet_migrations (version TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
             .execute(&mut *conn)
             .await
@@ -215,35 +303,78 @@ impl Db {
             } else {
                 lite
             };
-            let mut tx = sqlx::Connection::begin(&mut *conn)
-                .await
-                .map_err(|source| DbError::Migrate {
-                    version: version.to_string(),
-                    source,
-                })?;
-            sqlx::raw_sql(script)
-                .execute(&mut *tx)
-                .await
-                .map_err(|source| DbError::Migrate {
-                    version: version.to_string(),
-                    source,
-                })?;
-            sqlx::query("INSERT INTO opnet_migrations (version, applied_at) VALUES ($1, $2)")
-                .bind(*version)
-                .bind(timestamp(Utc::now()))
-                .execute(&mut *tx)
-                .await
-                .map_err(|source| DbError::Migrate {
-                    version: version.to_string(),
-                    source,
-                })?;
-            tx.commit().await.map_err(|source| DbError::Migrate {
-                version: version.to_string(),
-                source,
-            })?;
+            let version = version.to_string();
+            if own_transactions {
+                let mut tx = sqlx::Connection::begin(&mut *conn)
+                    .await
+                    .map_err(migrate_error(&version))?;
+                apply_migration(&mut tx, &version, script)
+                    .await
+                    .map_err(migrate_error(&version))?;
+                tx.commit().await.map_err(migrate_error(&version))?;
+            } else {
+                apply_migration(&mut *conn, &version, script)
+                    .await
+                    .map_err(migrate_error(&version))?;
+            }
             applied.push(version.to_string());
         }
         Ok(applied)
+    }
+}
+
+fn migrate_error(version: &str) -> impl FnOnce(sqlx::Error) -> DbError + use<> {
+    let version = version.to_string();
+    move |source| DbError::Migrate { version, source }
+}
+
+async fn apply_migration(
+    conn: &mut AnyConnection,
+    version: &str,
+    script: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(script).execute(&mut *conn).await?;
+    sqlx::query("INSERT INTO opnet_migrations (version, applied_at) VALUES ($1, $2)")
+        .bind(version)
+        .bind(timestamp(Utc::now()))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Session settings of every SQLite connection: the busy timeout, and WAL mode, in
+/// which readers never block the writer nor it them (so `opnet status` or a
+/// deliverer can read while a close writes).
+async fn sqlite_session(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "PRAGMA busy_timeout = {}",
+        SQLITE_BUSY_TIMEOUT.as_millis()
+    ))
+    .execute(&mut *conn)
+    .await?;
+    // WAL is a property of the file, kept once set, so only the first connection to
+    // a new file switches it. Switching needs an exclusive lock that SQLite's busy
+    // handler does not wait for: two processes opening a new file at once may be
+    // told "busy" here, which is retried.
+    let mut attempt = 0u32;
+    loop {
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await?;
+        if matches!(mode.to_ascii_lowercase().as_str(), "wal" | "memory") {
+            return Ok(());
+        }
+        match sqlx::query_scalar::<_, String>("PRAGMA journal_mode = WAL")
+            .fetch_one(&mut *conn)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_transient_sqlx(&e) && attempt < 200 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -596,6 +727,15 @@ pub struct RunCounts {
     pub rows_out: i64,
 }
 
+fn new_run_id(start: &RunStart<'_>) -> String {
+    format!(
+        "{}-{}-{}",
+        start.job,
+        start.period.as_deref().unwrap_or("all"),
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
 impl Db {
     /// Record a `running` run, committed at once so a crash leaves it visible.
     pub async fn start_run(
@@ -603,12 +743,7 @@ impl Db {
         start: &RunStart<'_>,
         now: DateTime<Utc>,
     ) -> Result<String, DbError> {
-        let run_id = format!(
-            "{}-{}-{}",
-            start.job,
-            start.period.as_deref().unwrap_or("all"),
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        );
+        let run_id = new_run_id(start);
         sqlx::query(
             "INSERT INTO job_runs (run_id, job, period, started_at, status, plan_version, input_fingerprint, snapshot, host, lease_holder) \
              VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9)",
@@ -625,6 +760,37 @@ impl Db {
         .execute(&self.pool)
         .await
         .map_err(DbError::query("insert job_runs"))?;
+        Ok(run_id)
+    }
+
+    /// Record a run that was refused before it started (issue 14: e.g. payouts of an
+    /// approved period without `--revise`): status `refused`, the reason in `error`,
+    /// started and finished `now`. For the due-period logic a refused run counts as
+    /// done: what it would have changed is deliberately kept.
+    pub async fn refuse_run(
+        &self,
+        start: &RunStart<'_>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, DbError> {
+        let run_id = new_run_id(start);
+        sqlx::query(
+            "INSERT INTO job_runs (run_id, job, period, started_at, finished_at, status, plan_version, input_fingerprint, \
+             snapshot, host, lease_holder, error) VALUES ($1, $2, $3, $4, $4, 'refused', $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&run_id)
+        .bind(start.job)
+        .bind(start.period.clone())
+        .bind(timestamp(now))
+        .bind(start.plan_version.clone())
+        .bind(start.input_fingerprint.clone())
+        .bind(start.snapshot.clone())
+        .bind(hostname())
+        .bind(start.lease_holder.clone())
+        .bind(reason)
+        .execute(&self.pool)
+        .await
+        .map_err(DbError::query("insert refused job_runs"))?;
         Ok(run_id)
     }
 
@@ -710,6 +876,203 @@ pub async fn finish_run(
     Ok(())
 }
 
+/// A result table's columns as its Parquet mart has them, in order, with the
+/// Polars type of each (text dates become `Date`, `integer` basis points `Int32`,
+/// booleans are read through [`bool_as_int`]), and the order its rows are written in.
+pub struct MartTable {
+    pub table: &'static str,
+    pub columns: &'static [(&'static str, DataType)],
+    pub order_by: &'static str,
+}
+
+use DataType::{Boolean as B, Date as D, Float64 as F, Int32 as I32, Int64 as I, String as S};
+
+/// Every result table published as a mart (`marts/<table>/period=…`): the schema of
+/// `sql/*/0001_init.sql` plus the columns of later migrations.
+pub const MART_TABLES: &[MartTable] = &[
+    MartTable {
+        table: "payout_statements",
+        columns: &[
+            ("period", S),
+            ("operator_id", S),
+            ("currency", S),
+            ("phase", S),
+            ("tier", S),
+            ("software_cents", I),
+            ("implementation_cents", I),
+            ("support_cents", I),
+            ("operator_share_cents", I),
+            ("candlefish_share_cents", I),
+            ("clawback_cents", I),
+            ("carried_in_cents", I),
+            ("payable_cents", I),
+            ("carried_out_cents", I),
+            ("statement_on", D),
+            ("due_on", D),
+            ("status", S),
+            ("revision", I),
+            ("plan_version", S),
+            ("approved_at", S),
+            ("queued_at", S),
+            ("sent_at", S),
+            ("message_id", S),
+            ("mail_error", S),
+            ("run_id", S),
+        ],
+        order_by: "operator_id, currency, revision",
+    },
+    MartTable {
+        table: "payout_lines",
+        columns: &[
+            ("period", S),
+            ("operator_id", S),
+            ("currency", S),
+            ("invoice_id", S),
+            ("line_no", I),
+            ("refund_id", S),
+            ("revenue_type", S),
+            ("kind", S),
+            ("amount_cents", I),
+            ("operator_bp", I32),
+            ("operator_cents", I),
+            ("candlefish_cents", I),
+            ("collected_period", S),
+            ("revision", I),
+            ("run_id", S),
+        ],
+        order_by: "operator_id, currency, invoice_id, line_no, kind, refund_id",
+    },
+    MartTable {
+        table: "reconciliation_exceptions",
+        columns: &[
+            ("period", S),
+            ("kind", S),
+            ("invoice_id", S),
+            ("line_no", I),
+            ("customer_id", S),
+            ("refund_id", S),
+            ("detail", S),
+            ("run_id", S),
+        ],
+        order_by: "kind, invoice_id, line_no, refund_id, detail",
+    },
+    MartTable {
+        table: "operator_tiers",
+        columns: &[
+            ("period", S),
+            ("operator_id", S),
+            ("active_customers", I),
+            ("tier", S),
+            ("previous_tier", S),
+            ("change", S),
+            ("run_id", S),
+        ],
+        order_by: "operator_id",
+    },
+    MartTable {
+        table: "exclusivity_checks",
+        columns: &[
+            ("period", S),
+            ("operator_id", S),
+            ("territory_id", S),
+            ("currency", S),
+            ("mrr_cents", I),
+            ("active_customers", I),
+            ("qoq_growth", F),
+            ("csat_share", F),
+            ("csat_responses", I),
+            ("satisfaction", S),
+            ("compliant", B),
+            ("failed_criteria", S),
+            ("consecutive_breaches", I),
+            ("escalated", B),
+            ("run_id", S),
+        ],
+        order_by: "operator_id, territory_id",
+    },
+    MartTable {
+        table: "operator_metrics",
+        columns: &[
+            ("period", S),
+            ("operator_id", S),
+            ("metric", S),
+            ("value", F),
+            ("threshold", F),
+            ("breached", B),
+            ("run_id", S),
+        ],
+        order_by: "operator_id, metric",
+    },
+    MartTable {
+        table: "network_health",
+        columns: &[
+            ("period", S),
+            ("metric", S),
+            ("dimension", S),
+            ("value", F),
+            ("value_cents", I),
+            ("target", F),
+            ("on_target", B),
+            ("run_id", S),
+        ],
+        order_by: "metric, dimension",
+    },
+];
+
+/// The rows of result table `table` for `period`, as its mart: exactly what the
+/// database holds (issue 9 item 13: a mart is published from committed rows only).
+pub async fn period_frame(
+    conn: &mut AnyConnection,
+    table: &str,
+    period: &str,
+) -> Result<DataFrame, DbError> {
+    let Some(spec) = MART_TABLES.iter().find(|t| t.table == table) else {
+        return Err(DbError::Unsupported {
+            table: table.to_string(),
+            column: String::new(),
+            dtype: "not a published result table".into(),
+        });
+    };
+    let select: Vec<String> = spec
+        .columns
+        .iter()
+        .map(|(c, t)| match t {
+            DataType::Boolean => bool_as_int(c),
+            _ => c.to_string(),
+        })
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM {} WHERE period = $1 ORDER BY {}",
+        select.join(", "),
+        spec.table,
+        spec.order_by
+    );
+    // Read as the database types (dates are text, integers 64-bit), then cast.
+    let read: Vec<(&str, DataType)> = spec
+        .columns
+        .iter()
+        .map(|(c, t)| {
+            let t = match t {
+                DataType::Date => DataType::String,
+                DataType::Int32 => DataType::Int64,
+                other => other.clone(),
+            };
+            (*c, t)
+        })
+        .collect();
+    let df = query_frame(conn, &sql, &[Value::Text(period.to_string())], &read).await?;
+    let frame_err = |source| DbError::Frame {
+        table: table.to_string(),
+        source,
+    };
+    let casts: Vec<Expr> = spec
+        .columns
+        .iter()
+        .map(|(c, t)| col(*c).strict_cast(t.clone()))
+        .collect();
+    df.lazy().select(casts).collect().map_err(frame_err)
+}
+
 fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
@@ -719,6 +1082,77 @@ fn hostname() -> String {
                 .map(|s| s.trim().to_string())
         })
         .unwrap_or_default()
+}
+
+/// Databases of the unit tests (PostgreSQL): one per test, dropped when the guard
+/// goes, also when the test fails.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// A PostgreSQL database of one test; dropped (`WITH (FORCE)`) on drop.
+    pub struct PgDatabase {
+        pub url: String,
+        admin: String,
+        name: String,
+    }
+
+    impl Drop for PgDatabase {
+        fn drop(&mut self) {
+            let (admin, name) = (self.admin.clone(), self.name.clone());
+            // Drop runs inside the test's runtime: use a thread with its own.
+            let _ = std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async {
+                    if let Ok(mut c) =
+                        <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await
+                    {
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(&mut c)
+                                .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+
+    /// A new empty database `opnet_<tag>_<pid>` on `OPNET_TEST_PG`; `None` (the test
+    /// skips) when PostgreSQL is not reachable, unless `OPNET_REQUIRE_SERVICES` is set.
+    pub async fn pg_database(tag: &str) -> Option<PgDatabase> {
+        let admin = std::env::var("OPNET_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        sqlx::any::install_default_drivers();
+        let Ok(mut c) = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await else {
+            assert!(
+                std::env::var("OPNET_REQUIRE_SERVICES").is_err(),
+                "PostgreSQL required"
+            );
+            eprintln!("SKIPPED: PostgreSQL unavailable");
+            return None;
+        };
+        let name = format!("opnet_{tag}_{}", std::process::id());
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut c)
+            .await;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut c)
+            .await
+            .expect("create database");
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .unwrap_or(admin.clone());
+        Some(PgDatabase {
+            url: format!("{base}/{name}"),
+            admin,
+            name,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -856,28 +1290,277 @@ mod tests {
     /// Any driver maps differently per backend).
     #[tokio::test(flavor = "multi_thread")]
     async fn postgres_writes_and_reads_every_column_type() {
-        let admin = std::env::var("OPNET_TEST_PG")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        sqlx::any::install_default_drivers();
-        let Ok(mut c) = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await else {
-            assert!(
-                std::env::var("OPNET_REQUIRE_SERVICES").is_err(),
-                "PostgreSQL required"
-            );
+        let Some(pg) = testing::pg_database("db").await else {
             return;
         };
-        let name = format!("opnet_db_{}", std::process::id());
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-            .execute(&mut c)
-            .await;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut c)
-            .await
-            .unwrap();
-        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-        let db = Db::connect(&url).await.unwrap();
+        let db = Db::connect(&pg.url).await.unwrap();
         db.migrate().await.unwrap();
         roundtrip(&db).await;
+        db.pool.close().await;
+    }
+
+    /// Issue 9 item 14: "database is locked" is transient. A real SQLITE_BUSY: one
+    /// connection holds the write lock, another (without a busy timeout) asks for it.
+    #[tokio::test]
+    async fn sqlite_busy_is_transient() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let db = Db::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        let mut other = <AnyConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        sqlx::query("PRAGMA busy_timeout = 0")
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let holder = db.begin_write().await.unwrap();
+        let err = sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .expect_err("the write lock is held");
+        assert!(err.to_string().contains("database is locked"), "{err}");
+        assert!(is_transient_sqlx(&err), "{err}");
+        assert!(DbError::query("begin")(err).is_transient());
+        drop(holder);
+        // …and a constraint error is not.
+        let dup = sqlx::query(
+            "INSERT INTO opnet_migrations (version, applied_at) VALUES ('0001_init', 'x')",
+        )
+        .execute(&db.pool)
+        .await
+        .expect_err("duplicate version");
+        assert!(!is_transient_sqlx(&dup), "{dup}");
+    }
+
+    /// Every SQLite connection runs in WAL mode with the busy timeout (set when it
+    /// connects: the URL cannot carry them).
+    #[tokio::test]
+    async fn sqlite_connections_use_wal_and_a_busy_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/t.db", dir.path().display()))
+            .await
+            .unwrap();
+        let mut conns = Vec::new();
+        for _ in 0..3 {
+            let mut c = db.pool.acquire().await.unwrap();
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&mut *c)
+                .await
+                .unwrap();
+            let timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+                .fetch_one(&mut *c)
+                .await
+                .unwrap();
+            assert_eq!(mode, "wal");
+            assert_eq!(timeout, SQLITE_BUSY_TIMEOUT.as_millis() as i64);
+            conns.push(c);
+        }
+    }
+
+    /// Issue 9 item 14: a fresh SQLite file opened by several processes at once (here
+    /// separate pools, i.e. separate SQLite connections) is migrated exactly once;
+    /// before, one of them failed with `table job_runs already exists`.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sqlite_migration_race_on_a_fresh_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/race.db", dir.path().display());
+        // A thread and a runtime each, as separate processes would be.
+        let start = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let (url, start) = (url.clone(), start.clone());
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async {
+                        let db = Db::connect(&url).await?;
+                        start.wait();
+                        db.migrate().await
+                    })
+                })
+            })
+            .collect();
+        let mut applied = Vec::new();
+        for t in threads {
+            applied.push(
+                t.join()
+                    .unwrap()
+                    .expect("every opener migrates or finds it done"),
+            );
+        }
+        assert_eq!(
+            applied.iter().filter(|a| !a.is_empty()).count(),
+            1,
+            "one opener applied the migrations: {applied:?}"
+        );
+        let db = Db::connect(&url).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM opnet_migrations")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(n as usize, MIGRATIONS.len());
+    }
+
+    /// Issue 9 item 14: a read-then-write transaction. With a plain (deferred) BEGIN,
+    /// the second writer fails at once when the first committed after its read
+    /// (SQLITE_BUSY_SNAPSHOT: no busy timeout helps); `begin_write` (BEGIN IMMEDIATE)
+    /// makes it wait instead, and both commit.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sqlite_read_then_write_transactions_wait_instead_of_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/t.db", dir.path().display()))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        async fn insert(tx: &mut AnyConnection, v: &str) -> Result<(), sqlx::Error> {
+            sqlx::query(
+                "INSERT INTO job_leases (name, holder, acquired_at, expires_at) VALUES ($1, 'h', 'a', 'b')",
+            )
+            .bind(v.to_string())
+            .execute(tx)
+            .await
+            .map(|_| ())
+        }
+        let count = "SELECT COUNT(*) FROM job_leases";
+
+        // Deferred: B reads, A writes and commits, B's write is refused.
+        let mut a = db.pool.begin().await.unwrap();
+        let mut b = db.pool.begin().await.unwrap();
+        let _: i64 = sqlx::query_scalar(count).fetch_one(&mut *b).await.unwrap();
+        let _: i64 = sqlx::query_scalar(count).fetch_one(&mut *a).await.unwrap();
+        insert(&mut a, "a1").await.unwrap();
+        a.commit().await.unwrap();
+        let err = insert(&mut b, "b1").await.expect_err("stale snapshot");
+        assert!(is_transient_sqlx(&err), "{err}");
+        drop(b);
+
+        // IMMEDIATE: B waits for A's commit, then reads what A wrote, then writes.
+        let a = db.begin_write().await.unwrap();
+        let db2 = db.clone();
+        let b = tokio::spawn(async move {
+            let mut b = db2.begin_write().await.unwrap();
+            let n: i64 = sqlx::query_scalar(count).fetch_one(&mut *b).await?;
+            insert(&mut b, "b2").await?;
+            b.commit().await?;
+            Ok::<i64, sqlx::Error>(n)
+        });
+        let mut a = a;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _: i64 = sqlx::query_scalar(count).fetch_one(&mut *a).await.unwrap();
+        insert(&mut a, "a2").await.unwrap();
+        a.commit().await.unwrap();
+        let seen_by_b = b.await.unwrap().expect("B waited and committed");
+        assert_eq!(seen_by_b, 2, "B read after A's commit");
+    }
+
+    /// The data of a database written by the previous version survives migration
+    /// 0004 (on SQLite its three tables are rebuilt): rows, statuses, and the
+    /// conversions (outbox seconds → milliseconds, the report's missing period).
+    async fn migration_0004_keeps_and_converts(url: &str, backend: Backend) {
+        let db = Db::connect(url).await.unwrap();
+        let mut conn = db.pool.acquire().await.unwrap();
+        sqlx::query(
+            "CREATE TABLE opnet_migrations (version TEXT PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        for (version, pg, lite) in &MIGRATIONS[..3] {
+            let script = if backend == Backend::Postgres {
+                pg
+            } else {
+                lite
+            };
+            apply_migration(&mut conn, version, script).await.unwrap();
+        }
+        for sql in [
+            "INSERT INTO job_runs (run_id, job, period, started_at, finished_at, status) VALUES ('r1', 'payouts', '2025-01', '2025-02-01T06:00:00.000Z', '2025-02-01T06:01:00.000Z', 'succeeded')",
+            "INSERT INTO job_runs (run_id, job, period, started_at, status) VALUES ('r2', 'payouts', '2025-02', '2025-03-01T06:00:00.000Z', 'failed')",
+            "INSERT INTO payout_statements (period, operator_id, currency, phase, tier, software_cents, implementation_cents, support_cents, \
+             operator_share_cents, candlefish_share_cents, clawback_cents, carried_in_cents, payable_cents, carried_out_cents, statement_on, due_on, \
+             status, revision, plan_version, run_id) VALUES ('2025-01', 'OP-1', 'USD', 'p', 'none', 1, 2, 3, 4, 5, 0, 0, 4, 0, '2025-02-01', '2025-03-03', 'sent', 1, 'v', 'r1')",
+            "INSERT INTO email_outbox (message_id, dedup_key, kind, period, recipient, sender, subject, status, attempts, sent_at, queued_at, body) \
+             VALUES ('<a@opnet>', 'network_health:2025-01:l@x:abc', 'network_health', NULL, 'l@x', 's@x', 's', 'sent', 1, '2025-02-01T06:02:00Z', '2025-02-01T06:01:00Z', 'b')",
+        ] {
+            sqlx::query(sql).execute(&mut *conn).await.unwrap();
+        }
+        drop(conn);
+        assert_eq!(db.migrate().await.unwrap(), ["0004_mail_states"]);
+        let run: (String, Option<String>) =
+            sqlx::query_as("SELECT status, published_at FROM job_runs WHERE run_id = 'r1'")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            run,
+            ("succeeded".into(), Some("2025-02-01T06:01:00.000Z".into()))
+        );
+        let failed: Option<String> =
+            sqlx::query_scalar("SELECT published_at FROM job_runs WHERE run_id = 'r2'")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        assert_eq!(failed, None);
+        let st: (String, i64) =
+            sqlx::query_as("SELECT status, payable_cents FROM payout_statements")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        assert_eq!(st, ("sent".into(), 4));
+        let mail: (Option<String>, String, Option<String>) =
+            sqlx::query_as("SELECT period, queued_at, sent_at FROM email_outbox")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            mail,
+            (
+                Some("2025-01".into()),
+                "2025-02-01T06:01:00.000Z".into(),
+                Some("2025-02-01T06:02:00.000Z".into())
+            )
+        );
+        // The new states are accepted, unknown ones still refused.
+        sqlx::query("UPDATE email_outbox SET status = 'suppressed'")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE payout_statements SET status = 'queued'")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE job_runs SET status = 'refused' WHERE run_id = 'r2'")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        assert!(
+            sqlx::query("UPDATE email_outbox SET status = 'lost'")
+                .execute(&db.pool)
+                .await
+                .is_err()
+        );
+        db.pool.close().await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_migration_0004_keeps_and_converts() {
+        let dir = tempfile::tempdir().unwrap();
+        migration_0004_keeps_and_converts(
+            &format!("sqlite://{}/t.db", dir.path().display()),
+            Backend::Sqlite,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn postgres_migration_0004_keeps_and_converts() {
+        let Some(pg) = testing::pg_database("db_m4").await else {
+            return;
+        };
+        migration_0004_keeps_and_converts(&pg.url, Backend::Postgres).await;
     }
 
     async fn roundtrip(db: &Db) {
@@ -947,7 +1630,12 @@ mod tests {
         let db = Db::connect(&url).await.unwrap();
         assert_eq!(
             db.migrate().await.unwrap(),
-            ["0001_init", "0002_leases", "0003_run_holder"]
+            [
+                "0001_init",
+                "0002_leases",
+                "0003_run_holder",
+                "0004_mail_states"
+            ]
         );
         assert!(db.migrate().await.unwrap().is_empty(), "idempotent");
         let df = df!(

@@ -31,7 +31,7 @@ pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Re
     let now = Utc::now();
     let source =
         local_dir(&config.source).context("the demo writes its data to a local source folder")?;
-    let end = close::last_complete_period(now);
+    let end = close::last_complete_period(now, config.schedule.timezone);
     let generated = generate::generate(&GenerateOptions {
         out: source.clone(),
         operators,

@@ -79,6 +79,19 @@ pub enum ScheduleError {
     },
     #[error("lease {name:?} was lost (expired or taken over): the run was abandoned")]
     LeaseLost { name: String },
+    /// A manual command found the lease held by another process (and waited, if
+    /// asked to, without getting it): it did nothing.
+    #[error(
+        "another opnet process is working on this database: lease {name:?} is held by {holder} ({command}) \
+         until {expires_at} (renewed while it works). Nothing was done; run the command again when it has \
+         finished (`opnet status` shows the lease), or pass --lease-wait SECS to wait for it"
+    )]
+    LeaseBusy {
+        name: String,
+        holder: String,
+        command: String,
+        expires_at: String,
+    },
     #[error("timer: {0:?}")]
     Timer(tokio_cron_scheduler::JobSchedulerError),
     #[error("{what}: {message}")]
@@ -111,7 +124,7 @@ pub struct ScheduleFile {
     /// Seconds a lease lasts without renewal (a crashed holder's is taken over after).
     pub lease_ttl_secs: Option<u64>,
     /// First period the daemon closes; default: the earliest in the ledger, else the
-    /// first month with billing data.
+    /// first month with billing activity (paid or refunded).
     pub first_period: Option<String>,
     /// The schedules; default: ingest daily at 02:00, close on the 1st at 06:00.
     pub jobs: Option<Vec<ScheduleJobFile>>,
@@ -401,10 +414,9 @@ pub fn next_fires(
     CronSchedule::parse(cron)?.next_fires(tz, after, n)
 }
 
-/// The last complete month at `now` on the business calendar.
-pub fn last_complete_period(now: DateTime<Utc>, tz: Tz) -> Period {
-    Period::of_date(now.with_timezone(&tz).date_naive()).prev()
-}
+/// The last complete month on the business calendar: the one definition, in
+/// `close` (issue 10 item 6).
+pub use crate::close::last_complete_period;
 
 // ---------------------------------------------------------------------------------
 // The ledger
@@ -425,7 +437,9 @@ fn in_list(first_placeholder: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// (job, period) pairs with a succeeded run, for `jobs` and periods in first..=through.
+/// (job, period) pairs that are done — a succeeded run, or a refused one (payouts of
+/// an approved period: deliberately kept as it is) — for `jobs` and periods in
+/// first..=through.
 async fn succeeded_runs(
     db: &Db,
     jobs: &[String],
@@ -433,7 +447,7 @@ async fn succeeded_runs(
     through: Period,
 ) -> Result<BTreeSet<(String, Period)>, ScheduleError> {
     let sql = format!(
-        "SELECT DISTINCT job, period FROM job_runs WHERE status = 'succeeded' AND period >= $1 AND period <= $2 \
+        "SELECT DISTINCT job, period FROM job_runs WHERE status IN ('succeeded', 'refused') AND period >= $1 AND period <= $2 \
          AND job IN ({})",
         in_list(3, jobs.len())
     );
@@ -457,8 +471,9 @@ async fn succeeded_runs(
     Ok(out)
 }
 
-/// Every period in first..=through without a succeeded run of `job`, oldest first.
-/// For [`CLOSE`] a period counts as done only when every registry job succeeded for it.
+/// Every period in first..=through without a succeeded (or refused) run of `job`,
+/// oldest first. For [`CLOSE`] a period counts as done only when every registry job
+/// is done for it.
 pub async fn due_periods(
     db: &Db,
     job: &str,
@@ -545,18 +560,32 @@ pub async fn try_lease(
     ttl: Duration,
     now: DateTime<Utc>,
 ) -> Result<bool, ScheduleError> {
+    try_lease_for(db, name, holder, "opnet schedule", ttl, now).await
+}
+
+/// [`try_lease`], recording what the holder is doing (`opnet close`, …) for the
+/// message another command gets while it holds the lease.
+pub async fn try_lease_for(
+    db: &Db,
+    name: &str,
+    holder: &str,
+    command: &str,
+    ttl: Duration,
+    now: DateTime<Utc>,
+) -> Result<bool, ScheduleError> {
     // One statement, so two replicas cannot both see "free": the row lock of the
     // upsert serialises them, and the loser's WHERE sees the winner's fresh expiry.
     sqlx::query(
-        "INSERT INTO job_leases (name, holder, acquired_at, expires_at) VALUES ($1, $2, $3, $4) \
+        "INSERT INTO job_leases (name, holder, acquired_at, expires_at, command) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at, \
-         expires_at = excluded.expires_at \
+         expires_at = excluded.expires_at, command = excluded.command \
          WHERE job_leases.expires_at < excluded.acquired_at OR job_leases.holder = excluded.holder",
     )
     .bind(name)
     .bind(holder)
     .bind(db::timestamp(now))
     .bind(db::timestamp(now + delta(ttl)))
+    .bind(command)
     .execute(&db.pool)
     .await
     .map_err(DbError::query(format!("take lease {name}")))?;
@@ -634,11 +663,27 @@ async fn with_lease<T>(
             break;
         }
         if !waited {
-            info!(lease = LEASE, "Lease held by another scheduler; waiting");
+            info!(lease = LEASE, "Lease held by another process; waiting");
             waited = true;
         }
         tokio::time::sleep(LEASE_POLL).await;
     }
+    holding(db, holder, ttl, work, || ScheduleError::LeaseLost {
+        name: LEASE.into(),
+    })
+    .await
+    .map(Some)
+}
+
+/// Run `work` with the lease already taken: renew it every ttl/3, abandon the work
+/// (`lost()`) if the lease is lost, release it after.
+async fn holding<T, E>(
+    db: &Db,
+    holder: &str,
+    ttl: Duration,
+    work: impl Future<Output = Result<T, E>>,
+    lost: impl FnOnce() -> E,
+) -> Result<T, E> {
     let (lost_tx, mut lost_rx) = watch::channel(false);
     let renewer = tokio::spawn(renew_loop(db.clone(), holder.to_string(), ttl, lost_tx));
     let result = tokio::select! {
@@ -647,14 +692,103 @@ async fn with_lease<T>(
             if lost_rx.wait_for(|lost| *lost).await.is_err() {
                 std::future::pending::<()>().await;
             }
-        } => Err(ScheduleError::LeaseLost { name: LEASE.into() }),
+        } => Err(lost()),
     };
     renewer.abort();
     if let Err(e) = release(db, LEASE, holder).await {
         // It expires by itself; the next holder takes it over.
         warn!(error = %e, "Could not release the lease");
     }
-    result.map(Some)
+    result
+}
+
+/// Take the lease for a manual command (`opnet close`, `ingest`, `deliver`, `payouts
+/// approve`/`send`), waiting at most `wait` for another holder to finish — then refuse,
+/// naming the holder ([`ScheduleError::LeaseBusy`]). Two commands started together
+/// therefore never repeat each other's work (issue 9 item 2): the second one does
+/// nothing and says why. Once taken, the command first recovers what dead holders
+/// left (see [`recover`]), runs `work` while renewing the lease, and gives it up.
+pub async fn with_command_lease<T>(
+    app: &App,
+    holder: &str,
+    command: &str,
+    wait: Duration,
+    work: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let ttl = app.config.schedule.lease_ttl;
+    let deadline = std::time::Instant::now() + wait;
+    let mut waited = false;
+    loop {
+        if try_lease_for(&app.db, LEASE, holder, command, ttl, Utc::now()).await? {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            let row = sqlx::query(
+                "SELECT holder, COALESCE(command, 'opnet schedule'), expires_at FROM job_leases WHERE name = $1",
+            )
+            .bind(LEASE)
+            .fetch_optional(&app.db.pool)
+            .await
+            .map_err(DbError::query("read job_leases"))?;
+            let Some(row) = row else {
+                // Released just now: try again.
+                continue;
+            };
+            let d = || DbError::query("decode job_leases");
+            return Err(ScheduleError::LeaseBusy {
+                name: LEASE.into(),
+                holder: row.try_get(0).map_err(d())?,
+                command: row.try_get(1).map_err(d())?,
+                expires_at: row.try_get(2).map_err(d())?,
+            }
+            .into());
+        }
+        if !waited {
+            info!(lease = LEASE, "Lease held by another process; waiting");
+            waited = true;
+        }
+        tokio::time::sleep(LEASE_POLL).await;
+    }
+    let work = async {
+        for line in recover(app, holder).await? {
+            info!("{line}");
+        }
+        work.await
+    };
+    holding(&app.db, holder, ttl, work, || {
+        anyhow::Error::from(ScheduleError::LeaseLost { name: LEASE.into() })
+    })
+    .await
+}
+
+/// What a new lease holder does first: the other holders no longer hold the lease,
+/// so their `running` runs are dead (or cut off, and then fenced: no longer
+/// `running`, they cannot commit) and are marked interrupted; their `sending`
+/// claims are released (the mail in flight is sent again, same Message-ID); runs of
+/// manual commands of earlier versions (no holder) are taken for dead once older than
+/// a lease; and marts that a dead process committed but did not publish are published.
+pub async fn recover(app: &App, holder: &str) -> Result<WakeLog, ScheduleError> {
+    let now = Utc::now();
+    let ttl = app.config.schedule.lease_ttl;
+    let n = mark_orphaned(&app.db, holder, now).await?
+        + mark_interrupted(&app.db, now - delta(ttl), now).await?;
+    let mut log = Vec::new();
+    if n > 0 {
+        warn!(runs = n, "Marked interrupted runs as failed");
+        log.push(format!("marked {n} interrupted run(s) failed"));
+    }
+    mail::outbox::release_claims_of_others(&app.db.pool, holder)
+        .await
+        .map_err(|e| run_err("releasing claims of dead deliverers")(e.into()))?;
+    let published = close::publish_pending(app)
+        .await
+        .map_err(run_err("publishing marts of committed runs"))?;
+    if published > 0 {
+        log.push(format!(
+            "published the marts of {published} committed run(s)"
+        ));
+    }
+    Ok(log)
 }
 
 async fn renew_loop(db: Db, holder: String, ttl: Duration, lost: watch::Sender<bool>) {
@@ -753,35 +887,36 @@ pub async fn wake(
     let ttl = cfg.lease_ttl;
     let work = async {
         let now = Utc::now();
-        // Runs of other schedulers: they no longer hold the lease (we do), so they are
-        // dead — or cut off, and then fenced: their rows are no longer `running`, so
-        // they cannot commit. Runs of manual commands carry no holder and are only
-        // taken for dead once they are older than a lease.
-        let n = mark_orphaned(&app.db, holder, now).await?
-            + mark_interrupted(&app.db, now - delta(ttl), now).await?;
-        if n > 0 {
-            warn!(runs = n, "Marked interrupted runs as failed");
-        }
-        let mut log = if n > 0 {
-            vec![format!("marked {n} interrupted run(s) failed")]
-        } else {
-            Vec::new()
-        };
+        // Runs of other schedulers and commands: they no longer hold the lease (we
+        // do), so they are dead — or cut off, and then fenced. See `recover`.
+        let mut log = recover(app, holder).await?;
         let result = if task.name == INGEST {
             ingest_if_due(app, cfg, task, now).await
         } else {
-            close_due(app, cfg, stop, now).await
+            match close_due(app, cfg, stop, now).await {
+                // After every close wake, also one that found nothing due: a crash
+                // before the summary of a backfill leaves its mail unlisted.
+                Ok(mut lines) => match close::queue_backfill_summary(app, Utc::now()).await {
+                    Ok(0) => Ok(lines),
+                    Ok(n) => {
+                        lines.push(format!("backfill summary queued for {n} address(es)"));
+                        Ok(lines)
+                    }
+                    Err(e) => Err(run_err("queueing the backfill summary")(e)),
+                },
+                Err(e) => Err(e),
+            }
         };
         // The relay: every wake-up delivers what is queued — also after a failed run
         // (earlier periods' mails) and after a crash between a commit and its delivery.
-        let delivered = mail::deliver_queued(&app.db.pool, &app.transport, Utc::now()).await;
+        let delivered = close::deliver(app).await;
         log.extend(result?);
         match delivered {
             Ok(d) if d.sent + d.failed > 0 => {
                 log.push(format!("deliver: {} sent, {} failed", d.sent, d.failed));
             }
             Ok(_) => {}
-            Err(e) => return Err(run_err("delivering queued emails")(e.into())),
+            Err(e) => return Err(run_err("delivering queued emails")(e)),
         }
         Ok(log)
     };
@@ -849,8 +984,14 @@ async fn close_due(
                     .map_err(run_err("reading the first billing month"))?;
                 ingest = Some(r);
                 match first {
-                    Some(p) => p,
-                    None => return Ok(vec!["close: nothing due (no billing data)".into()]),
+                    Some(p) => {
+                        // The guard of a manual close without --from: one stray old
+                        // date must not make the scheduler close decades.
+                        close::check_backfill(p, through, app.config.close.max_backfill_months)
+                            .map_err(run_err("the first close"))?;
+                        p
+                    }
+                    None => return Ok(vec!["close: nothing due (no billing activity)".into()]),
                 }
             }
         },
@@ -892,18 +1033,22 @@ async fn close_due(
                 snapshot: Some(ingest.snapshot.clone()),
                 only: vec![name.clone()],
                 revise: false,
+                mail: close::MailPolicy::Recent,
+                defer_backfill_summary: true,
             };
             let report = close::close(app, &opts, Utc::now())
                 .await
                 .map_err(run_err(format!("close {period} {name}")))?;
             for run in &report.runs {
-                match &run.run_id {
-                    Some(id) => log.push(format!("close {period} {}: succeeded ({id})", run.job)),
-                    None => log.push(format!(
+                match (&run.run_id, &run.refusal) {
+                    (Some(id), _) => {
+                        log.push(format!("close {period} {}: succeeded ({id})", run.job))
+                    }
+                    (None, Some(r)) => log.push(format!(
                         "close {period} {}: refused ({})",
-                        run.job,
-                        run.notes.join("; ")
+                        run.job, r.reason
                     )),
+                    (None, None) => log.push(format!("close {period} {}: not run", run.job)),
                 }
             }
         }
@@ -1143,7 +1288,7 @@ pub struct LastRun {
 pub enum Due {
     Periods(Vec<Period>),
     /// Nothing in the ledger and no `schedule.first_period`: every month from the
-    /// first one with billing data.
+    /// first one with billing activity.
     FromFirstBilling,
 }
 
@@ -1156,7 +1301,10 @@ pub struct Status {
     pub through: Period,
     pub due: Due,
     pub mails_queued: i64,
+    pub mails_sending: i64,
     pub mails_failed: i64,
+    /// Recorded, never sent: operator mail of backfilled periods (issue 9 item 16).
+    pub mails_suppressed: i64,
     /// (holder, expires_at) of the scheduler lease, if held.
     pub lease: Option<(String, String)>,
 }
@@ -1226,7 +1374,9 @@ pub async fn status(
                 .map_err(DbError::query("count email_outbox"))
         }
     };
-    let lease = sqlx::query("SELECT holder, expires_at FROM job_leases WHERE name = $1")
+    let lease = sqlx::query(
+        "SELECT holder || ' (' || COALESCE(command, 'opnet schedule') || ')', expires_at FROM job_leases WHERE name = $1",
+    )
         .bind(LEASE)
         .fetch_optional(&app.db.pool)
         .await
@@ -1241,7 +1391,9 @@ pub async fn status(
         through,
         due,
         mails_queued: count("queued").await?,
+        mails_sending: count("sending").await?,
         mails_failed: count("failed").await?,
+        mails_suppressed: count("suppressed").await?,
         lease,
     })
 }
@@ -1307,7 +1459,7 @@ impl fmt::Display for Status {
             )?,
             Due::FromFirstBilling => writeln!(
                 f,
-                "close: due every period from the first billing month through {} (nothing closed yet)",
+                "close: due every period from the first month with billing activity through {} (nothing closed yet)",
                 self.through
             )?,
         }
@@ -1316,8 +1468,8 @@ impl fmt::Display for Status {
         }
         write!(
             f,
-            "mails: {} queued, {} failed",
-            self.mails_queued, self.mails_failed
+            "mails: {} queued, {} sending, {} failed, {} suppressed (backfill: recorded, not sent)",
+            self.mails_queued, self.mails_sending, self.mails_failed, self.mails_suppressed
         )
     }
 }

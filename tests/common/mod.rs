@@ -176,5 +176,6 @@ pub fn config(dir: &Path, database: String, mail: String) -> opnet::config::Conf
         smtp: Default::default(),
         s3: Default::default(),
         ingest: Default::default(),
+        close: Default::default(),
     }
 }

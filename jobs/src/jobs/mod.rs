@@ -31,6 +31,29 @@ pub struct JobContext<'a> {
     pub now: DateTime<Utc>,
     /// R1.9 `--revise`: write a new revision of an approved period instead of refusing.
     pub revise: bool,
+    /// Row counts per dataset of the snapshot the run reads (its manifest), so the
+    /// finance summary can always show what ingest quarantined.
+    pub datasets: &'a [DatasetCounts],
+}
+
+/// One dataset of a snapshot: rows read and rows quarantined (from its manifest).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DatasetCounts {
+    /// `billing/invoices`, …
+    pub dataset: String,
+    pub rows_in: u64,
+    pub rows_quarantined: u64,
+}
+
+/// Why a job does not run for a period (see [`Job::refuse`]); the run is recorded
+/// `refused` in `job_runs` with the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// One line for the ledger and the terminal.
+    pub reason: String,
+    /// Payouts: the approved (or sent) revision that is kept, so a summary can say
+    /// "already approved (revision N), nothing changed".
+    pub approved_revision: Option<i64>,
 }
 
 /// How a table's rows for the period are replaced by a re-run.
@@ -47,7 +70,9 @@ pub struct TableWrite {
     pub table: &'static str,
     pub frame: DataFrame,
     pub replace: Replace,
-    /// Also publish these rows as a Parquet mart (`marts/<table>/period=…`).
+    /// The table is published as a Parquet mart (`marts/<table>/period=…`). The
+    /// runner publishes every output table of a job after the commit, from the rows
+    /// the database then holds (see `close::publish_pending`); keep this `true`.
     pub publish: bool,
 }
 
@@ -122,12 +147,13 @@ pub trait Job: Send + Sync {
     /// Tables it writes.
     fn outputs(&self) -> &'static [&'static str];
     /// Why this period must not be run now (e.g. approved statements without
-    /// `--revise`, R1.9), checked before a run is recorded.
+    /// `--revise`, R1.9), checked before a run starts; the runner records the refusal
+    /// in the ledger.
     async fn refuse(
         &self,
         _ctx: &JobContext<'_>,
         _conn: &mut AnyConnection,
-    ) -> Result<Option<String>, JobError> {
+    ) -> Result<Option<Refusal>, JobError> {
         Ok(None)
     }
     /// Compute the period's results.

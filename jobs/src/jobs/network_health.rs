@@ -126,7 +126,7 @@ impl Job for NetworkHealth {
         for to in &ctx.config.email.leadership {
             emails.push(mail::html_report_email(
                 mail::kind::NETWORK_HEALTH,
-                format!("network_health:{p}:{to}:{}", &digest[..16]),
+                mail::dedup_key("network_health", &[&p, to.as_str(), &digest[..16]]),
                 to,
                 format!("Candlefish network health — {p}"),
                 &report.html,

@@ -26,7 +26,7 @@ async fn approved_revision(
     period: Period,
 ) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT MAX(revision) FROM payout_statements WHERE period = $1 AND status IN ('approved', 'sent')",
+        "SELECT MAX(revision) FROM payout_statements WHERE period = $1 AND status IN ('approved', 'queued', 'sent', 'failed')",
     )
     .bind(period.to_string())
     .fetch_one(&mut *conn)
@@ -81,16 +81,19 @@ impl Job for Payouts {
         &self,
         ctx: &JobContext<'_>,
         conn: &mut AnyConnection,
-    ) -> Result<Option<String>, JobError> {
+    ) -> Result<Option<Refusal>, JobError> {
         let approved = approved_revision(conn, ctx.period)
             .await
             .map_err(db_err(ctx.period, "read approvals"))?;
         Ok(match approved {
-            Some(r) if !ctx.revise => Some(format!(
-                "refused: {} has approved statements (revision {r}); they stay as they are — re-run with --revise to write revision {}",
-                ctx.period,
-                r + 1
-            )),
+            Some(r) if !ctx.revise => Some(Refusal {
+                reason: format!(
+                    "refused: {} has approved statements (revision {r}); they stay as they are — re-run with --revise to write revision {}",
+                    ctx.period,
+                    r + 1
+                ),
+                approved_revision: Some(r),
+            }),
             _ => None,
         })
     }
@@ -425,7 +428,16 @@ fn emails_for(
             .map_err(mail_err)?,
         );
     }
-    let view = finance_view(&p, close).map_err(pl_err(period))?;
+    let mut view = finance_view(&p, close).map_err(pl_err(period))?;
+    view.quarantine = ctx
+        .datasets
+        .iter()
+        .map(|d| mail::QuarantineView {
+            dataset: d.dataset.clone(),
+            rows_in: d.rows_in,
+            rows_quarantined: d.rows_quarantined,
+        })
+        .collect();
     let statements_csv = frame_csv(&close.statements).map_err(pl_err(period))?;
     let exceptions_csv = frame_csv(&close.exceptions).map_err(pl_err(period))?;
     for to in &ctx.config.email.finance {
@@ -586,12 +598,23 @@ fn finance_view(
         exceptions,
         // built only after check_control_totals passed
         control_ok: true,
+        quarantine: Vec::new(),
     })
 }
 
 /// Latest revision of each of the period's statements (optionally one operator's).
 const LATEST: &str = "FROM payout_statements s WHERE s.period = $1 AND s.revision = \
     (SELECT MAX(t.revision) FROM payout_statements t WHERE t.period = s.period AND t.operator_id = s.operator_id AND t.currency = s.currency)";
+
+/// What `payouts approve` did, and in words why when it approved nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Approval {
+    pub approved: u64,
+    /// One line for the terminal: "approved 16 statement(s) of 2026-10 (revision 1)" or
+    /// why nothing was approved ("16 statement(s) of 2026-10 already sent (revision
+    /// 1); nothing to approve").
+    pub message: String,
+}
 
 /// R1.9: approve the period's latest draft statements (all, or one operator's).
 pub async fn approve(
@@ -600,17 +623,34 @@ pub async fn approve(
     operator: Option<&str>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<u64> {
-    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payout_statements WHERE period = $1 AND ($2 = '' OR operator_id = $2)")
-        .bind(period.to_string())
-        .bind(operator.unwrap_or(""))
-        .fetch_one(&app.db.pool)
-        .await?;
-    if total == 0 {
+    Ok(approve_explained(app, period, operator, now)
+        .await?
+        .approved)
+}
+
+/// [`approve`], saying why when nothing was approved (issue 14 item 8). The status
+/// change is published to the statements mart (issue 14 item 9).
+pub async fn approve_explained(
+    app: &App,
+    period: Period,
+    operator: Option<&str>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Approval> {
+    let who = operator
+        .map(|o| format!(" and operator {o}"))
+        .unwrap_or_default();
+    let mut tx = app.db.begin_write().await?;
+    // The latest revision's statements by status.
+    let states = sqlx::query(&format!(
+        "SELECT s.status, COUNT(*), MAX(s.revision) {LATEST} AND ($2 = '' OR s.operator_id = $2) GROUP BY s.status ORDER BY s.status"
+    ))
+    .bind(period.to_string())
+    .bind(operator.unwrap_or(""))
+    .fetch_all(&mut *tx)
+    .await?;
+    if states.is_empty() {
         anyhow::bail!(
-            "no statements for {period}{} — run `opnet close --through {period}` first",
-            operator
-                .map(|o| format!(" and operator {o}"))
-                .unwrap_or_default()
+            "no statements for {period}{who} — run `opnet close --through {period}` first"
         );
     }
     let res = sqlx::query(
@@ -621,32 +661,79 @@ pub async fn approve(
     .bind(period.to_string())
     .bind(operator.unwrap_or(""))
     .bind(crate::db::timestamp(now))
-    .execute(&app.db.pool)
+    .execute(&mut *tx)
     .await?;
-    Ok(res.rows_affected())
+    let approved = res.rows_affected();
+    if approved > 0 {
+        mark_for_publishing(&mut tx, period).await?;
+    }
+    tx.commit().await?;
+    crate::close::publish_pending(app).await?;
+    let mut parts = Vec::new();
+    let mut revision = 0i64;
+    for r in &states {
+        let status: String = r.try_get(0)?;
+        let n: i64 = r.try_get(1)?;
+        revision = revision.max(r.try_get(2)?);
+        if status != "draft" {
+            parts.push(format!("{n} already {status}"));
+        }
+    }
+    let message = if approved > 0 {
+        format!("approved {approved} statement(s) of {period}{who} (revision {revision})")
+    } else {
+        format!(
+            "{} statement(s) of {period}{who}: {} (revision {revision}); nothing to approve",
+            states
+                .iter()
+                .map(|r| r.try_get::<i64, _>(1).unwrap_or(0))
+                .sum::<i64>(),
+            parts.join(", ")
+        )
+    };
+    Ok(Approval { approved, message })
 }
 
-/// Queue each approved statement's email to its own operator (and nobody else),
-/// mark it sent in the same transaction, then deliver the queue.
+/// The period's statements changed status: its payouts marts are due to be
+/// published again (`close::publish_pending`), in the same transaction as the change.
+async fn mark_for_publishing(conn: &mut AnyConnection, period: Period) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE job_runs SET published_at = NULL WHERE job = 'payouts' AND period = $1 AND status = 'succeeded'",
+    )
+    .bind(period.to_string())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Queue each approved statement's email to its own operator (and nobody else) and
+/// deliver the outbox. The statement's status follows its mail (issue 9 item 3):
+/// `approved` → `queued` here, in the transaction that queues the mail, then `sent`
+/// or `failed` (with `mail_error`) as the delivery records it. A statement whose
+/// mail cannot be built — its operator has no (valid) address in the snapshot — is
+/// `failed` with the reason at once, and the others go out. A `failed` statement is
+/// queued again by the next `send` (its mail replaced, same Message-ID). Returns the
+/// mails queued and the delivery, whose `failed` includes the mails that failed here.
 pub async fn send(
     app: &App,
     period: Period,
     now: DateTime<Utc>,
 ) -> anyhow::Result<(usize, DeliveryReport)> {
-    let mut tx = app.db.pool.begin().await?;
+    let mut tx = app.db.begin_write().await?;
     let rows = sqlx::query(&format!(
         "SELECT s.operator_id, s.currency, s.phase, s.tier, s.software_cents, s.implementation_cents, s.support_cents, \
          s.operator_share_cents, s.candlefish_share_cents, s.clawback_cents, s.carried_in_cents, s.payable_cents, \
-         s.carried_out_cents, s.statement_on, s.due_on, s.revision, s.run_id, \
-         (SELECT j.snapshot FROM job_runs j WHERE j.run_id = s.run_id) AS snapshot {LATEST} AND s.status = 'approved' \
+         s.carried_out_cents, s.statement_on, s.due_on, s.revision, s.run_id, s.status, \
+         (SELECT j.snapshot FROM job_runs j WHERE j.run_id = s.run_id) AS snapshot {LATEST} AND s.status IN ('approved', 'failed') \
          ORDER BY s.operator_id, s.currency"
     ))
     .bind(period.to_string())
     .fetch_all(&mut *tx)
     .await?;
     let mut directory: HashMap<String, HashMap<String, (String, String)>> = HashMap::new();
-    let mut emails = Vec::new();
     let mut lines_of = period_lines(&mut tx, period).await?;
+    let mut queued = 0usize;
+    let mut failed_here = 0usize;
     for r in &rows {
         let run_id: String = r.try_get("run_id")?;
         let snapshot: Option<String> = r.try_get("snapshot")?;
@@ -658,12 +745,11 @@ pub async fn send(
         }
         let operator_id: String = r.try_get("operator_id")?;
         let currency: String = r.try_get("currency")?;
-        let (name, email) = directory[&snapshot]
-            .get(&operator_id)
-            .cloned()
-            .ok_or_else(|| {
-                anyhow::anyhow!("operator {operator_id} has no email in snapshot {snapshot}")
-            })?;
+        let status: String = r.try_get("status")?;
+        let address = directory[&snapshot].get(&operator_id).cloned();
+        let (name, email) = address
+            .clone()
+            .unwrap_or_else(|| (operator_id.clone(), String::new()));
         let lines = lines_of
             .remove(&(operator_id.clone(), currency.clone()))
             .unwrap_or_default();
@@ -689,10 +775,37 @@ pub async fn send(
             revision: r.try_get("revision")?,
             lines,
         };
-        emails.push(mail::statement_email(&view)?);
-        sqlx::query(
-            "UPDATE payout_statements SET status = 'sent', sent_at = $1 WHERE period = $2 AND operator_id = $3 AND currency = $4 AND revision = $5",
+        let email = mail::statement_email(&view)?;
+        let disposition = match address {
+            None => mail::Disposition::Undeliverable {
+                reason: format!(
+                    "operator {operator_id} has no email address in crm/operators of snapshot {snapshot}"
+                ),
+            },
+            // A failed statement's mail is replaced (it may have been undeliverable).
+            Some(_) if status == "failed" => mail::Disposition::Requeue,
+            Some(_) => mail::Disposition::Queue,
+        };
+        let outcome = mail::enqueue_one(
+            &mut tx,
+            &app.config.email.from,
+            &email,
+            None,
+            now,
+            &disposition,
         )
+        .await?;
+        match &outcome {
+            mail::Enqueued::Queued => queued += 1,
+            mail::Enqueued::Failed(_) => failed_here += 1,
+            _ => {}
+        }
+        let id = mail::message_id(&email.dedup_key);
+        sqlx::query(
+            "UPDATE payout_statements SET status = 'queued', message_id = $1, queued_at = $2, mail_error = NULL \
+             WHERE period = $3 AND operator_id = $4 AND currency = $5 AND revision = $6",
+        )
+        .bind(&id)
         .bind(crate::db::timestamp(now))
         .bind(period.to_string())
         .bind(&operator_id)
@@ -700,10 +813,16 @@ pub async fn send(
         .bind(view.revision)
         .execute(&mut *tx)
         .await?;
+        // Then whatever the outbox row says (failed at once, or already sent).
+        mail::outbox::statement_follows(&mut tx, &id).await?;
     }
-    let queued = mail::enqueue(&mut tx, &app.config.email.from, &emails, None, now).await?;
+    if !rows.is_empty() {
+        mark_for_publishing(&mut tx, period).await?;
+    }
     tx.commit().await?;
-    let delivery = mail::deliver_queued(&app.db.pool, &app.transport, Utc::now()).await?;
+    crate::close::publish_pending(app).await?;
+    let mut delivery = crate::close::deliver(app).await?;
+    delivery.failed += failed_here;
     Ok((queued, delivery))
 }
 

@@ -7,7 +7,13 @@
 //! and records the outcome per row. Every email carries a `dedup_key` that names what
 //! it is about (a statement revision, an operator's alerts for a period…): the outbox
 //! refuses a key it has already seen, and the `Message-ID` is derived from the key so
-//! that even a receiver can drop a duplicate.
+//! that even a receiver can drop a duplicate. Keys are built with [`dedup_key`], which
+//! escapes the parts so that two different lists of parts never give the same key.
+//!
+//! Mail states (`email_outbox.status`): `queued` (waiting for a delivery), `sending`
+//! (claimed by one deliverer), `sent`, `failed` (with `last_error`; retried up to
+//! [`MAX_ATTEMPTS`] unless it can never be delivered) and `suppressed` (recorded,
+//! never sent: mail of a backfilled period, see [`kind::is_operator_facing`]).
 
 pub mod outbox;
 pub mod render;
@@ -21,11 +27,14 @@ use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use sha2::{Digest, Sha256};
 
-pub use outbox::{DeliveryReport, MAX_ATTEMPTS, SmtpSettings, Transport, deliver_queued, enqueue};
+pub use outbox::{
+    DeliverOptions, DeliveryReport, Disposition, EnqueueReport, Enqueued, MAX_ATTEMPTS,
+    SmtpSettings, Transport, deliver, deliver_queued, enqueue, enqueue_all, enqueue_one,
+};
 pub use render::{
     AlertView, CurrencyTotalsView, ExceptionView, ExclusivityView, FinanceSummaryView,
-    MetricBreachView, StatementLineView, StatementView, TierChangeView, alert_email,
-    escalation_email, exceptions_csv, exclusivity_breach_email, finance_summary_email,
+    MetricBreachView, QuarantineView, StatementLineView, StatementView, TierChangeView,
+    alert_email, escalation_email, exceptions_csv, exclusivity_breach_email, finance_summary_email,
     format_cents, html_report_email, run_failed_email, statement_email, statement_lines_csv,
     tier_change_email,
 };
@@ -40,6 +49,50 @@ pub mod kind {
     pub const ESCALATION: &str = "escalation";
     pub const NETWORK_HEALTH: &str = "network_health";
     pub const RUN_FAILED: &str = "run_failed";
+    /// One summary per backfill close for the internal lists, instead of their
+    /// per-period mails (issue 9 item 16).
+    pub const BACKFILL_SUMMARY: &str = "backfill_summary";
+
+    /// Mail to an operator about its own period: suppressed for backfilled periods.
+    pub fn is_operator_facing(kind: &str) -> bool {
+        matches!(kind, STATEMENT | TIER_CHANGE | ALERT | EXCLUSIVITY_BREACH)
+    }
+
+    /// Mail to an internal list about one period (finance summary, leadership report,
+    /// escalations): replaced by the backfill summary for backfilled periods.
+    pub fn is_periodic_internal(kind: &str) -> bool {
+        matches!(kind, FINANCE_SUMMARY | NETWORK_HEALTH | ESCALATION)
+    }
+}
+
+/// A dedup key: `kind` then each part, joined by `:`, every part escaped (`%` →
+/// `%25`, `:` → `%3A`, control characters → `%XX`) so the join is unambiguous:
+/// operator `A:B` in territory `C` and operator `A` in territory `B:C` get different
+/// keys (issue 9 item 17). Parts without those characters appear as they are, so the
+/// key stays readable — and keys (and the `Message-ID`s derived from them) of ids
+/// without them are the same as before the escaping was introduced.
+pub fn dedup_key(kind: &str, parts: &[&str]) -> String {
+    let mut key = escape_part(kind);
+    for p in parts {
+        key.push(':');
+        key.push_str(&escape_part(p));
+    }
+    key
+}
+
+fn escape_part(part: &str) -> String {
+    let mut out = String::with_capacity(part.len());
+    for c in part.chars() {
+        if c == '%' || c == ':' || c.is_control() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A file attached to an email (a CSV of payout lines, say).
@@ -128,10 +181,7 @@ impl MailError {
     pub fn is_transient(&self) -> bool {
         match self {
             MailError::Transport { transient, .. } => *transient,
-            MailError::Db { source, .. } => matches!(
-                source,
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-            ),
+            MailError::Db { source, .. } => crate::db::is_transient_sqlx(source),
             MailError::Template { .. }
             | MailError::Address { .. }
             | MailError::ContentType { .. }
@@ -153,21 +203,36 @@ pub fn message_id(dedup_key: &str) -> String {
     format!("<{}@opnet>", &hex[..32])
 }
 
-/// Parses an address (`a@b.c` or `Name <a@b.c>`), naming the email on failure.
+/// Parses one address (`a@b.c` or `Name <a@b.c>`), naming the email on failure. A
+/// list (`a@x, b@y`), a line break or any other control character is refused with a
+/// reason of its own: such a value must never reach a header or an envelope.
 pub(crate) fn parse_mailbox(
     role: &'static str,
     address: &str,
     dedup_key: &str,
 ) -> Result<Mailbox, MailError> {
-    address
-        .trim()
-        .parse::<Mailbox>()
-        .map_err(|e| MailError::Address {
-            role,
-            address: address.to_owned(),
-            dedup_key: dedup_key.to_owned(),
-            reason: e.to_string(),
-        })
+    let refuse = |reason: &str| MailError::Address {
+        role,
+        address: address.to_owned(),
+        dedup_key: dedup_key.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let trimmed = address.trim();
+    if trimmed.is_empty() {
+        return Err(refuse("no address"));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(refuse("contains a line break or another control character"));
+    }
+    if trimmed.parse::<Mailbox>().is_err() && trimmed.contains(',') {
+        return Err(refuse("is a list of addresses; one mailbox expected"));
+    }
+    trimmed.parse::<Mailbox>().map_err(|e| MailError::Address {
+        role,
+        address: address.to_owned(),
+        dedup_key: dedup_key.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 /// Builds the full RFC 5322 message text of `email`, as stored in the outbox.
@@ -255,6 +320,126 @@ pub fn build_message(
     Ok(message.formatted())
 }
 
+/// One period of a backfill summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackfillPeriodView {
+    pub period: String,
+    /// Statements of the latest revision.
+    pub statements: i64,
+    /// Σ payable per currency.
+    pub payable: Vec<(String, i64)>,
+    pub exceptions: i64,
+    /// Network-health figures off target.
+    pub off_target: i64,
+    /// Suppressed mails by kind.
+    pub suppressed: Vec<(String, i64)>,
+}
+
+/// What the backfill summary lists (issue 9 item 16).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackfillSummaryView {
+    pub periods: Vec<BackfillPeriodView>,
+    /// `email.operator_mail_max_age_months`.
+    pub max_age_months: u32,
+}
+
+/// The one summary the internal lists get for a backfill, instead of a finance
+/// summary, a leadership report and escalations per period: per period the
+/// statements, Σ payable, exceptions, network-health figures off target and the mail
+/// that was suppressed. Plain text built with `format!` (like the failure notice): it
+/// is assembled from the database after the runs and must not fail on a template.
+///
+/// Dedup key: the periods, the recipient and a hash of the text, so a re-run that
+/// finds the same suppressed mail unlisted sends the same message (same Message-ID).
+pub fn backfill_summary_email(v: &BackfillSummaryView, recipient: &str) -> OutgoingEmail {
+    let first = v
+        .periods
+        .first()
+        .map(|p| p.period.clone())
+        .unwrap_or_default();
+    let last = v
+        .periods
+        .last()
+        .map(|p| p.period.clone())
+        .unwrap_or_default();
+    let mut table = format!(
+        "{:<8}  {:>10}  {:<28}  {:>10}  {:>10}  suppressed mail\n",
+        "period", "statements", "payable", "exceptions", "off target"
+    );
+    for p in &v.periods {
+        let payable = if p.payable.is_empty() {
+            "-".to_string()
+        } else {
+            p.payable
+                .iter()
+                .map(|(c, cents)| format_cents(*cents, c))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let suppressed = p
+            .suppressed
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        table.push_str(&format!(
+            "{:<8}  {:>10}  {:<28}  {:>10}  {:>10}  {}\n",
+            p.period,
+            p.statements,
+            payable,
+            p.exceptions,
+            p.off_target,
+            if suppressed.is_empty() {
+                "-"
+            } else {
+                &suppressed
+            }
+        ));
+    }
+    let suppressed_total: i64 = v
+        .periods
+        .iter()
+        .flat_map(|p| p.suppressed.iter().map(|(_, n)| *n))
+        .sum();
+    let text = format!(
+        "opnet closed {n} period(s) of history at once (a backfill): {first} .. {last}.\n\
+         \n\
+         Their {suppressed_total} email(s) were not sent; each is recorded in the outbox as\n\
+         `suppressed`. Operator emails (tier changes, alerts, exclusivity notices) are only\n\
+         sent for the latest {months} complete month(s) (email.operator_mail_max_age_months),\n\
+         and instead of a finance summary, a leadership report and escalations per period\n\
+         the internal lists get this one summary:\n\
+         \n\
+         {table}\
+         \n\
+         Details of a period: `opnet payouts show --period YYYY-MM`, `opnet report --period\n\
+         YYYY-MM --out FILE`, the marts in the lake. To send a period's mail after all:\n\
+         \n\
+         \x20   opnet close --from YYYY-MM --through YYYY-MM --send-mail all\n\
+         \n\
+         — opnet\n",
+        n = v.periods.len(),
+        months = v.max_age_months,
+    );
+    let digest = hex::encode(Sha256::digest(format!("{}\n{text}", recipient.trim())));
+    OutgoingEmail {
+        dedup_key: dedup_key(
+            kind::BACKFILL_SUMMARY,
+            &[&first, &last, recipient.trim(), &digest[..16]],
+        ),
+        kind: kind::BACKFILL_SUMMARY.into(),
+        period: Some(last.clone()),
+        recipient: recipient.to_owned(),
+        subject: format!(
+            "opnet backfill {first} .. {last}: {} period(s) closed, {suppressed_total} email(s) not sent",
+            v.periods.len()
+        ),
+        text,
+        html: None,
+        attachments: Vec::new(),
+    }
+}
+
 /// The body of a message before it is wrapped with attachments.
 enum Either {
     Single(SinglePart),
@@ -338,6 +523,140 @@ mod tests {
         for (e, transient) in cases {
             assert_eq!(e.is_transient(), transient, "{e}");
         }
+    }
+
+    /// Issue 9 item 17: joining parts with `:` is ambiguous; escaped parts are not, and
+    /// keys of ids without `:` or `%` are unchanged (their Message-IDs too).
+    #[test]
+    fn dedup_keys_are_unambiguous_and_readable() {
+        let a = dedup_key("exclusivity", &["2025-08", "A:B", "C"]);
+        let b = dedup_key("exclusivity", &["2025-08", "A", "B:C"]);
+        assert_ne!(a, b);
+        assert_ne!(message_id(&a), message_id(&b));
+        assert_eq!(a, "exclusivity:2025-08:A%3AB:C");
+        assert_eq!(
+            dedup_key("tier_change", &["2025-08", "OP-0001"]),
+            "tier_change:2025-08:OP-0001",
+            "the key of an id without special characters is as before"
+        );
+        // `%` is escaped too, so an id that looks escaped stays distinct.
+        assert_ne!(dedup_key("k", &["A%3AB"]), dedup_key("k", &["A:B"]),);
+        assert_eq!(dedup_key("k", &["a\r\nb"]), "k:a%0D%0Ab");
+        assert_eq!(dedup_key("k", &["Zürich"]), "k:Zürich");
+    }
+
+    /// Issue 9 item 5: a recipient that is not one mailbox is refused with a reason,
+    /// naming the value.
+    #[test]
+    fn one_mailbox_or_a_reason() {
+        for ok in [
+            "ops@acme.example",
+            "Acme Ops <ops@acme.example>",
+            "\"Doe, John\" <j@acme.example>",
+            "  ops@acme.example ",
+        ] {
+            assert!(parse_mailbox("recipient", ok, "k").is_ok(), "{ok:?}");
+        }
+        for (bad, why) in [
+            ("a@x.example, b@y.example", "list"),
+            ("a@x.example\r\nBcc: evil@y.example", "line break"),
+            ("a@x.example\nb@y.example", "line break"),
+            ("a <b>", ""),
+            ("", "no address"),
+            ("not an address", ""),
+        ] {
+            let err = parse_mailbox("recipient", bad, "k").expect_err(bad);
+            let msg = err.to_string();
+            assert!(msg.contains(why), "{bad:?}: {msg}");
+            assert!(!err.is_transient());
+        }
+    }
+
+    #[test]
+    fn backfill_summary_lists_periods_and_is_stable() {
+        let v = BackfillSummaryView {
+            periods: vec![
+                BackfillPeriodView {
+                    period: "2024-01".into(),
+                    statements: 12,
+                    payable: vec![("USD".into(), 123_456)],
+                    exceptions: 2,
+                    off_target: 1,
+                    suppressed: vec![("alert".into(), 3), ("finance_summary".into(), 1)],
+                },
+                BackfillPeriodView {
+                    period: "2024-02".into(),
+                    ..Default::default()
+                },
+            ],
+            max_age_months: 1,
+        };
+        let a = backfill_summary_email(&v, "finance@candlefish.example");
+        let b = backfill_summary_email(&v, "finance@candlefish.example");
+        assert_eq!(a, b, "same content, same key");
+        let other = backfill_summary_email(&v, "ops@candlefish.example");
+        assert_ne!(a.dedup_key, other.dedup_key, "one per recipient");
+        assert_eq!(a.period.as_deref(), Some("2024-02"));
+        assert_eq!(a.kind, kind::BACKFILL_SUMMARY);
+        assert!(a.text.contains("2024-01 .. 2024-02"), "{}", a.text);
+        assert!(a.text.contains("1,234.56 USD"), "{}", a.text);
+        assert!(a.text.contains("alert 3, finance_summary 1"), "{}", a.text);
+        assert!(a.subject.contains("4 email(s) not sent"), "{}", a.subject);
+        build_message("payouts@candlefish.example", &a, Utc::now()).expect("builds");
+    }
+
+    /// Issue 9 item 10: the finance summary always shows the snapshot's quarantine
+    /// counts per dataset, also when nothing was quarantined.
+    #[test]
+    fn finance_summary_shows_quarantine_counts() {
+        let mut v = FinanceSummaryView {
+            period: "2025-08".into(),
+            recipient: "finance@candlefish.example".into(),
+            currencies: Vec::new(),
+            statements: 0,
+            operators_payable: 0,
+            exceptions: Vec::new(),
+            control_ok: true,
+            quarantine: vec![
+                QuarantineView {
+                    dataset: "billing/invoices".into(),
+                    rows_in: 120,
+                    rows_quarantined: 0,
+                },
+                QuarantineView {
+                    dataset: "billing/refunds".into(),
+                    rows_in: 29,
+                    rows_quarantined: 29,
+                },
+            ],
+        };
+        let email = finance_summary_email(&v, Vec::new(), Vec::new()).expect("render");
+        assert!(
+            email
+                .text
+                .contains("Ingest quarantine of the run's snapshot (29 row(s) left out)"),
+            "{}",
+            email.text
+        );
+        assert!(
+            email
+                .text
+                .contains("billing/refunds: 29 of 29 row(s) quarantined")
+        );
+        assert!(
+            email
+                .text
+                .contains("billing/invoices: 0 of 120 row(s) quarantined")
+        );
+        let html = email.html.clone().expect("html");
+        assert!(
+            html.contains("billing&#x2f;refunds") && html.contains("font-weight:bold;\">29<"),
+            "{html}"
+        );
+        // Other counts, another summary (not deduplicated away).
+        v.quarantine[1].rows_quarantined = 0;
+        let other = finance_summary_email(&v, Vec::new(), Vec::new()).expect("render");
+        assert_ne!(other.dedup_key, email.dedup_key);
     }
 
     #[test]

@@ -2,35 +2,107 @@
 //!
 //! [`enqueue`] writes fully built messages into `email_outbox` on the connection the
 //! job uses for its results, so they commit or roll back together; a dedup key that is
-//! already in the table (queued, sent or failed) is skipped, which makes re-running a
-//! job harmless. [`deliver_queued`] then sends each queued row through a [`Transport`]
-//! — a directory of `.eml` files for local runs and tests, or an SMTP relay — and
-//! records `sent` or `failed` per row; failed rows are retried by later calls until
-//! they have had [`MAX_ATTEMPTS`] attempts. Within one call, an SMTP send that fails
+//! already in the table (whatever its status) is skipped, which makes re-running a job
+//! harmless. A mail can also be recorded without ever being sent: `suppressed` (the
+//! operator mail of a backfilled period, [`Disposition::Suppress`]) or `failed` at once
+//! when it cannot be delivered (an invalid recipient address: that one mail fails
+//! with its reason, never the job).
+//!
+//! [`deliver_queued`] then sends each queued row through a [`Transport`] — a
+//! directory of `.eml` files for local runs and tests, or an SMTP relay. Several
+//! deliverers may run at once (two commands, two replicas): each row is first
+//! *claimed* — `queued` → `sending` with the deliverer's id and the time, in one
+//! statement (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite serialises writers) —
+//! so no row is sent by two of them. After the send the row becomes `sent` or
+//! `failed` (only if the claim is still ours). A claim whose deliverer died is
+//! released — by the next deliverer once it is older than [`CLAIM_TIMEOUT`], or at
+//! once by a process that takes the scheduler lease over ([`release_claims_of_others`])
+//! — back to `failed`, so the mail is sent again under the same `Message-ID`: the
+//! documented SMTP-accept window stays one mail per dead deliverer. Failed rows are
+//! retried by later calls until they have had [`MAX_ATTEMPTS`] attempts (an attempt is
+//! counted when the row is claimed). Within one call an SMTP send that fails
 //! transiently (connection, timeout, 4xx) is first retried in-process with
-//! [`retry::SMTP_SEND`]; one delivery attempt, as counted in `attempts`, is that
-//! whole sequence.
+//! [`retry::SMTP_SEND`], each try bounded by [`SEND_TIMEOUT`].
+//!
+//! A payout statement's status follows its email (issue 9 item 3): whenever a
+//! statement's row changes state here, `payout_statements` is updated in the same
+//! transaction (`queued` → `sent`, or `failed` with the reason), and the payouts runs of
+//! that period are marked for re-publishing their marts (`job_runs.published_at` set
+//! to NULL); [`DeliveryReport::statement_periods`] names those periods.
 
+use std::collections::BTreeSet;
 use std::error::Error as StdError;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use lettre::address::Envelope;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use sqlx::Row;
 
 use super::smtp::{self, Relay};
 use super::{MailError, OutgoingEmail, build_message, message_id, parse_mailbox};
+use crate::db::timestamp;
 use crate::retry::{self, Backoff};
 
 /// A failed row is retried until it has been attempted this many times; after that it
 /// stays `failed` for a human to look at (its `last_error` says why).
 pub const MAX_ATTEMPTS: i64 = 5;
 
+/// The longest one SMTP send may take, connection to the relay's final reply. Lettre's
+/// own timeout bounds each command and the connect, not a send as a whole (lettre
+/// issue #1027), so a relay that trickles its replies could hold a delivery for ever.
+/// A send cut off by this is transient (retried).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A `sending` claim older than this belongs to a deliverer that died: the next
+/// deliverer releases it. Longer than one row's worst case (three tries of
+/// [`SEND_TIMEOUT`] and the waits between them).
+pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// What [`enqueue_one`] does with a mail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Queue it for delivery (a key already in the outbox is left as it is).
+    Queue,
+    /// Queue it, and also re-queue a `suppressed` or `failed` row with the same key
+    /// (`close --send-mail all`, `payouts send` of a statement whose mail failed): the new
+    /// message replaces the stored one, under the same `Message-ID`.
+    Requeue,
+    /// Record it as `suppressed`: never sent, its key kept so a re-run does not send
+    /// it either. `summarize`: list it in the next backfill summary.
+    Suppress { reason: String, summarize: bool },
+    /// Record it as `failed` at once with `reason` (no address to send it to).
+    Undeliverable { reason: String },
+}
+
+/// What became of one mail in [`enqueue_one`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Enqueued {
+    Queued,
+    Suppressed,
+    /// Recorded `failed`, with this reason; it is not retried by deliveries.
+    Failed(String),
+    /// The key was already in the outbox and was left alone; its status.
+    AlreadyThere(String),
+}
+
+/// How many mails of one [`enqueue_all`] call went which way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EnqueueReport {
+    pub queued: usize,
+    pub suppressed: usize,
+    pub failed: usize,
+    pub already_there: usize,
+}
+
 /// Queues `emails` from `sender`, returning how many were newly queued.
 ///
 /// Meant to run inside the job's transaction (`&mut *tx`). Each message is built
 /// here, dated `now`, and stored whole in `body`, so delivery later sends exactly
-/// what the job produced even if templates change in between.
+/// what the job produced even if templates change in between. A mail whose
+/// recipient is not a valid address is recorded `failed` with the reason instead of
+/// failing the call (see [`enqueue_one`]).
 pub async fn enqueue(
     conn: &mut sqlx::AnyConnection,
     sender: &str,
@@ -38,48 +110,154 @@ pub async fn enqueue(
     run_id: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<usize, MailError> {
-    let queued_at = timestamp(now);
-    let mut queued = 0usize;
+    Ok(
+        enqueue_all(conn, sender, emails, run_id, now, &Disposition::Queue)
+            .await?
+            .queued,
+    )
+}
+
+/// [`enqueue_one`] for each of `emails`, with one disposition.
+pub async fn enqueue_all(
+    conn: &mut sqlx::AnyConnection,
+    sender: &str,
+    emails: &[OutgoingEmail],
+    run_id: Option<&str>,
+    now: DateTime<Utc>,
+    disposition: &Disposition,
+) -> Result<EnqueueReport, MailError> {
+    let mut report = EnqueueReport::default();
     for email in emails {
-        let bytes = build_message(sender, email, now)?;
-        // Formatted messages are 7-bit (non-ASCII text is QP/base64-encoded by the
-        // builder), so this only fails on a builder bug; the column is TEXT.
-        let body = String::from_utf8(bytes).map_err(|_| MailError::NotUtf8 {
-            dedup_key: email.dedup_key.clone(),
-            recipient: email.recipient.clone(),
-        })?;
-        // ON CONFLICT … DO NOTHING (PostgreSQL, SQLite ≥ 3.24) rather than a
-        // check-then-insert: it stays correct when two runs race on the same key.
-        let result = sqlx::query(
-            "INSERT INTO email_outbox (message_id, dedup_key, kind, period, recipient, sender, \
-             subject, status, attempts, queued_at, run_id, body) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, $9, $10) \
-             ON CONFLICT (dedup_key) DO NOTHING",
-        )
-        .bind(message_id(&email.dedup_key))
-        .bind(email.dedup_key.as_str())
-        .bind(email.kind.as_str())
-        .bind(email.period.as_deref())
-        .bind(email.recipient.as_str())
-        .bind(sender)
-        .bind(email.subject.as_str())
-        .bind(queued_at.as_str())
-        .bind(run_id)
-        .bind(body)
-        .execute(&mut *conn)
-        .await
-        .map_err(|source| MailError::Db {
-            context: format!("queueing email {} to {}", email.dedup_key, email.recipient),
-            source,
-        })?;
-        if result.rows_affected() > 0 {
-            queued += 1;
-        } else {
-            tracing::debug!(dedup_key = %email.dedup_key, "email already in the outbox, not queued again");
+        match enqueue_one(conn, sender, email, run_id, now, disposition).await? {
+            Enqueued::Queued => report.queued += 1,
+            Enqueued::Suppressed => report.suppressed += 1,
+            Enqueued::Failed(_) => report.failed += 1,
+            Enqueued::AlreadyThere(_) => report.already_there += 1,
         }
     }
-    Ok(queued)
+    Ok(report)
 }
+
+/// Records one mail in the outbox as `disposition` says.
+///
+/// A recipient that is not one valid address (a list `a@x, b@y`, a line break, no
+/// domain…) does not fail the caller: the row is recorded `failed` with the reason
+/// and [`MAX_ATTEMPTS`] attempts (no delivery retries it), its body empty, so the
+/// rest of the run's mail goes out and finance sees which one did not. Any other
+/// build error (a bad sender, a template bug) is the caller's error.
+pub async fn enqueue_one(
+    conn: &mut sqlx::AnyConnection,
+    sender: &str,
+    email: &OutgoingEmail,
+    run_id: Option<&str>,
+    now: DateTime<Utc>,
+    disposition: &Disposition,
+) -> Result<Enqueued, MailError> {
+    let queued_at = timestamp(now);
+    let (status, body, last_error, attempts, summary_id) = match disposition {
+        Disposition::Undeliverable { reason } => (
+            "failed",
+            String::new(),
+            Some(reason.clone()),
+            MAX_ATTEMPTS,
+            None,
+        ),
+        _ => match build_message(sender, email, now) {
+            Ok(bytes) => {
+                // Formatted messages are 7-bit (non-ASCII text is QP/base64-encoded
+                // by the builder), so this only fails on a builder bug; the column is
+                // TEXT.
+                let body = String::from_utf8(bytes).map_err(|_| MailError::NotUtf8 {
+                    dedup_key: email.dedup_key.clone(),
+                    recipient: email.recipient.clone(),
+                })?;
+                match disposition {
+                    Disposition::Suppress { reason, summarize } => (
+                        "suppressed",
+                        body,
+                        Some(reason.clone()),
+                        0,
+                        (!summarize).then(|| NOT_SUMMARIZED.to_string()),
+                    ),
+                    _ => ("queued", body, None, 0, None),
+                }
+            }
+            Err(
+                e @ MailError::Address {
+                    role: "recipient", ..
+                },
+            ) => (
+                "failed",
+                String::new(),
+                Some(e.to_string()),
+                MAX_ATTEMPTS,
+                None,
+            ),
+            Err(e) => return Err(e),
+        },
+    };
+    // ON CONFLICT (PostgreSQL, SQLite ≥ 3.24) rather than a check-then-insert: it
+    // stays correct when two runs race on the same key.
+    let on_conflict = if *disposition == Disposition::Requeue {
+        "ON CONFLICT (dedup_key) DO UPDATE SET status = 'queued', attempts = 0, last_error = NULL, \
+         recipient = excluded.recipient, subject = excluded.subject, body = excluded.body, \
+         queued_at = excluded.queued_at, run_id = excluded.run_id, claimed_by = NULL, claimed_at = NULL, \
+         summary_id = NULL WHERE email_outbox.status IN ('suppressed', 'failed')"
+    } else {
+        "ON CONFLICT (dedup_key) DO NOTHING"
+    };
+    let result = sqlx::query(&format!(
+        "INSERT INTO email_outbox (message_id, dedup_key, kind, period, recipient, sender, \
+         subject, status, attempts, last_error, queued_at, run_id, body, summary_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) {on_conflict}"
+    ))
+    .bind(message_id(&email.dedup_key))
+    .bind(email.dedup_key.as_str())
+    .bind(email.kind.as_str())
+    .bind(email.period.as_deref())
+    .bind(email.recipient.as_str())
+    .bind(sender)
+    .bind(email.subject.as_str())
+    .bind(status)
+    .bind(attempts)
+    .bind(last_error.clone())
+    .bind(queued_at.as_str())
+    .bind(run_id)
+    .bind(body)
+    .bind(summary_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(|source| MailError::Db {
+        context: format!("queueing email {} to {}", email.dedup_key, email.recipient),
+        source,
+    })?;
+    if result.rows_affected() == 0 {
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT status FROM email_outbox WHERE dedup_key = $1")
+                .bind(email.dedup_key.as_str())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(|source| MailError::Db {
+                    context: format!("reading email {}", email.dedup_key),
+                    source,
+                })?;
+        tracing::debug!(dedup_key = %email.dedup_key, "email already in the outbox, not queued again");
+        return Ok(Enqueued::AlreadyThere(existing.unwrap_or_default()));
+    }
+    Ok(match status {
+        "queued" => Enqueued::Queued,
+        "suppressed" => Enqueued::Suppressed,
+        _ => {
+            let reason = last_error.unwrap_or_default();
+            tracing::warn!(dedup_key = %email.dedup_key, recipient = %email.recipient, error = %reason, "email not deliverable; recorded as failed");
+            Enqueued::Failed(reason)
+        }
+    })
+}
+
+/// `summary_id` of a suppressed row that no backfill summary is to list (`close
+/// --send-mail none`).
+pub const NOT_SUMMARIZED: &str = "-";
 
 /// Where [`deliver_queued`] sends messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +267,6 @@ pub enum Transport {
     /// An SMTP relay: plain, STARTTLS or implicit TLS, optionally authenticated.
     Smtp(Relay),
 }
-
 impl Transport {
     /// Parses `file:DIR` (also `file://DIR`) or an SMTP URL (`smtp://`,
     /// `smtp+starttls://`, `smtps://`; see [`smtp`]). Credentials and a CA file are
@@ -180,11 +357,46 @@ impl std::fmt::Display for Transport {
     }
 }
 
-/// What one [`deliver_queued`] call did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What one delivery call did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveryReport {
     pub sent: usize,
     pub failed: usize,
+    /// Periods of payout statements whose status changed with their mail (their
+    /// marts are due to be published again).
+    pub statement_periods: BTreeSet<String>,
+}
+
+impl DeliveryReport {
+    /// Adds another call's counts to this one.
+    pub fn absorb(&mut self, other: DeliveryReport) {
+        self.sent += other.sent;
+        self.failed += other.failed;
+        self.statement_periods.extend(other.statement_periods);
+    }
+}
+
+/// How a delivery call runs.
+#[derive(Debug, Clone)]
+pub struct DeliverOptions {
+    /// The id recorded in `claimed_by`: the scheduler-lease holder id of the process
+    /// when it holds the lease, so a process taking the lease over can release its
+    /// claims; else a fresh id per call.
+    pub holder: Option<String>,
+    /// In-process retries of one SMTP send.
+    pub smtp_retry: Backoff,
+    /// Bound of one SMTP send.
+    pub send_timeout: Duration,
+}
+
+impl Default for DeliverOptions {
+    fn default() -> Self {
+        DeliverOptions {
+            holder: None,
+            smtp_retry: retry::SMTP_SEND,
+            send_timeout: SEND_TIMEOUT,
+        }
+    }
 }
 
 /// A transport ready to send (the SMTP client is built once per delivery run).
@@ -195,16 +407,16 @@ enum Sender {
 
 /// Sends every queued row (and every failed row with attempts left), oldest first.
 ///
-/// Each row is marked `sent` or `failed` as soon as its attempt ends, so a crash
-/// mid-run loses at most the record of one send — and a resend carries the same
-/// `Message-ID`. One row's failure does not stop the others; only a database error
-/// ends the call early.
+/// Each row is claimed just before it is sent and marked `sent` or `failed` as soon as
+/// its attempt ends, so a crash mid-run loses at most the record of one send — and a
+/// resend carries the same `Message-ID`. One row's failure does not stop the others;
+/// only a database error ends the call early.
 pub async fn deliver_queued(
     pool: &sqlx::AnyPool,
     transport: &Transport,
     now: DateTime<Utc>,
 ) -> Result<DeliveryReport, MailError> {
-    deliver_queued_with(pool, transport, now, &retry::SMTP_SEND).await
+    deliver(pool, transport, now, &DeliverOptions::default()).await
 }
 
 /// [`deliver_queued`] with the in-process retry policy of an SMTP send given (tests
@@ -215,24 +427,138 @@ pub async fn deliver_queued_with(
     now: DateTime<Utc>,
     smtp_retry: &Backoff,
 ) -> Result<DeliveryReport, MailError> {
-    let rows: Vec<(String, String, String, String)> = sqlx::query_as(
-        "SELECT message_id, sender, recipient, body FROM email_outbox \
-         WHERE status = 'queued' OR (status = 'failed' AND attempts < $1) \
-         ORDER BY queued_at, message_id",
-    )
-    .bind(MAX_ATTEMPTS)
-    .fetch_all(pool)
-    .await
-    .map_err(|source| MailError::Db {
-        context: "listing queued emails".into(),
-        source,
-    })?;
+    let opts = DeliverOptions {
+        smtp_retry: *smtp_retry,
+        ..DeliverOptions::default()
+    };
+    deliver(pool, transport, now, &opts).await
+}
 
+fn db_err(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> MailError {
+    let context = context.into();
+    move |source| MailError::Db { context, source }
+}
+
+/// One claimed row.
+struct Claimed {
+    id: String,
+    kind: String,
+    from: String,
+    to: String,
+    body: String,
+}
+
+/// [`deliver_queued`] with every option given.
+pub async fn deliver(
+    pool: &sqlx::AnyPool,
+    transport: &Transport,
+    now: DateTime<Utc>,
+    opts: &DeliverOptions,
+) -> Result<DeliveryReport, MailError> {
     let mut report = DeliveryReport::default();
-    if rows.is_empty() {
-        return Ok(report);
+    let mut conn = pool.acquire().await.map_err(db_err("acquire connection"))?;
+    let postgres = conn.backend_name() == "PostgreSQL";
+    let stale = Utc::now() - chrono::TimeDelta::from_std(CLAIM_TIMEOUT).unwrap_or_default();
+    report
+        .statement_periods
+        .extend(release_claims(&mut conn, None, Some(stale)).await?);
+    let holder = opts.holder.clone().unwrap_or_else(|| {
+        format!(
+            "deliver:{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        )
+    });
+    // Rows this call failed are not tried again by it: only rows claimed before it
+    // started (or never) are eligible among the failed ones.
+    let started = timestamp(Utc::now());
+    let sent_at = timestamp(now);
+    let mut sender: Option<Sender> = None;
+    loop {
+        let Some(row) = claim_next(&mut conn, postgres, &holder, &started).await? else {
+            break;
+        };
+        let Claimed {
+            id, from, to, body, ..
+        } = &row;
+        let active = match &sender {
+            Some(s) => s,
+            None => match open_sender(transport).await {
+                Ok(s) => sender.insert(s),
+                Err(e) => {
+                    // Without a transport nothing can be sent: give the claim back
+                    // untouched (not an attempt) and report the error.
+                    sqlx::query(
+                        "UPDATE email_outbox SET status = CASE WHEN attempts > 1 THEN 'failed' ELSE 'queued' END, \
+                         attempts = attempts - 1, claimed_by = NULL WHERE message_id = $1 AND claimed_by = $2",
+                    )
+                    .bind(id.as_str())
+                    .bind(holder.as_str())
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db_err(format!("giving back the claim of {id}")))?;
+                    return Err(e);
+                }
+            },
+        };
+        let result = match active {
+            Sender::Smtp(_) => {
+                retry::retry(
+                    &opts.smtp_retry,
+                    &format!("smtp send {id} to {to}"),
+                    MailError::is_transient,
+                    || async {
+                        match tokio::time::timeout(
+                            opts.send_timeout,
+                            send_one(active, id, from, to, body.as_bytes()),
+                        )
+                        .await
+                        {
+                            Ok(r) => r,
+                            Err(_) => Err(MailError::Transport {
+                                context: "smtp".into(),
+                                reason: format!(
+                                    "no final reply from the relay within {} s",
+                                    opts.send_timeout.as_secs()
+                                ),
+                                transient: true,
+                            }),
+                        }
+                    },
+                )
+                .await
+            }
+            Sender::File(_) => send_one(active, id, from, to, body.as_bytes()).await,
+        };
+        match result.map_err(|e| last_error(&e)) {
+            Ok(()) => {
+                // The SMTP-accept window: accepted by the relay, not yet marked. A
+                // crash here resends this one mail, under the same Message-ID.
+                crate::failpoint::point(crate::failpoint::DELIVER_AFTER_SEND);
+                let period =
+                    mark(&mut conn, postgres, &row, &holder, Outcome::Sent(&sent_at)).await?;
+                report.statement_periods.extend(period);
+                report.sent += 1;
+                tracing::debug!(message_id = %id, recipient = %to, %transport, "email sent");
+                crate::failpoint::point(crate::failpoint::DELIVER_AFTER_MARK);
+            }
+            Err(reason) => {
+                let period =
+                    mark(&mut conn, postgres, &row, &holder, Outcome::Failed(&reason)).await?;
+                report.statement_periods.extend(period);
+                report.failed += 1;
+                tracing::warn!(message_id = %id, recipient = %to, %transport, error = %reason, "email not sent");
+            }
+        }
     }
-    let sender = match transport {
+    // One line per delivery batch at info; each mail is a debug line (or a warning).
+    if report.sent + report.failed > 0 {
+        tracing::info!(sent = report.sent, failed = report.failed, %transport, "Delivery finished");
+    }
+    Ok(report)
+}
+
+async fn open_sender(transport: &Transport) -> Result<Sender, MailError> {
+    Ok(match transport {
         Transport::File(dir) => {
             tokio::fs::create_dir_all(dir)
                 .await
@@ -246,62 +572,224 @@ pub async fn deliver_queued_with(
             Sender::File(dir.clone())
         }
         Transport::Smtp(relay) => Sender::Smtp(relay.client()?),
-    };
-    let sent_at = timestamp(now);
+    })
+}
 
-    for (id, from, to, body) in rows {
-        let result = match &sender {
-            Sender::Smtp(_) => {
-                retry::retry(
-                    smtp_retry,
-                    &format!("smtp send {id} to {to}"),
-                    MailError::is_transient,
-                    || send_one(&sender, &id, &from, &to, body.as_bytes()),
-                )
-                .await
-            }
-            Sender::File(_) => send_one(&sender, &id, &from, &to, body.as_bytes()).await,
-        };
-        match result.map_err(|e| last_error(&e)) {
-            Ok(()) => {
-                // The SMTP-accept window: accepted by the relay, not yet marked. A
-                // crash here resends this one mail, under the same Message-ID.
-                crate::failpoint::point(crate::failpoint::DELIVER_AFTER_SEND);
-                sqlx::query(
-                    "UPDATE email_outbox SET status = 'sent', sent_at = $1, \
-                     attempts = attempts + 1, last_error = NULL WHERE message_id = $2",
-                )
-                .bind(sent_at.as_str())
-                .bind(id.as_str())
-                .execute(pool)
-                .await
-                .map_err(|source| MailError::Db {
-                    context: format!("marking email {id} to {to} sent"),
-                    source,
-                })?;
-                report.sent += 1;
-                tracing::debug!(message_id = %id, recipient = %to, %transport, "email sent");
-                crate::failpoint::point(crate::failpoint::DELIVER_AFTER_MARK);
-            }
-            Err(reason) => {
-                sqlx::query(
-                    "UPDATE email_outbox SET status = 'failed', attempts = attempts + 1, \
-                     last_error = $1 WHERE message_id = $2",
-                )
-                .bind(reason.as_str())
-                .bind(id.as_str())
-                .execute(pool)
-                .await
-                .map_err(|source| MailError::Db {
-                    context: format!("marking email {id} to {to} failed"),
-                    source,
-                })?;
-                report.failed += 1;
-                tracing::warn!(message_id = %id, recipient = %to, %transport, error = %reason, "email not sent");
-            }
+/// Claims the oldest eligible row for `holder` (an attempt is counted now), or none.
+async fn claim_next(
+    conn: &mut sqlx::AnyConnection,
+    postgres: bool,
+    holder: &str,
+    started: &str,
+) -> Result<Option<Claimed>, MailError> {
+    // One statement: on PostgreSQL the subquery locks the row it picks and skips rows
+    // another deliverer has locked; the outer status test re-checks the row after any
+    // wait. SQLite runs one writer at a time, so the statement is atomic as it is.
+    let sql = format!(
+        "UPDATE email_outbox SET status = 'sending', claimed_by = $1, claimed_at = $2, attempts = attempts + 1 \
+         WHERE message_id = (SELECT message_id FROM email_outbox \
+           WHERE status = 'queued' OR (status = 'failed' AND attempts < $3 AND (claimed_at IS NULL OR claimed_at < $4)) \
+           ORDER BY queued_at, message_id LIMIT 1{}) \
+         AND status IN ('queued', 'failed') \
+         RETURNING message_id, kind, sender, recipient, body",
+        if postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        }
+    );
+    let row = sqlx::query(&sql)
+        .bind(holder)
+        .bind(timestamp(Utc::now()))
+        .bind(MAX_ATTEMPTS)
+        .bind(started)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err("claiming a queued email"))?;
+    row.map(|r| -> Result<Claimed, sqlx::Error> {
+        Ok(Claimed {
+            id: r.try_get(0)?,
+            kind: r.try_get(1)?,
+            from: r.try_get(2)?,
+            to: r.try_get(3)?,
+            body: r.try_get(4)?,
+        })
+    })
+    .transpose()
+    .map_err(db_err("decoding a claimed email"))
+}
+
+enum Outcome<'a> {
+    Sent(&'a str),
+    Failed(&'a str),
+}
+
+/// Records the outcome of a claimed row — only while the claim is still ours — and
+/// lets a statement follow its mail, in one transaction. Returns the statement's
+/// period when one changed.
+async fn mark(
+    conn: &mut sqlx::AnyConnection,
+    postgres: bool,
+    row: &Claimed,
+    holder: &str,
+    outcome: Outcome<'_>,
+) -> Result<Option<String>, MailError> {
+    let id = row.id.as_str();
+    let what = match outcome {
+        Outcome::Sent(_) => "sent",
+        Outcome::Failed(_) => "failed",
+    };
+    let ctx = format!("marking email {id} to {} {what}", row.to);
+    let mut tx = if postgres {
+        sqlx::Connection::begin(&mut *conn).await
+    } else {
+        sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await
+    }
+    .map_err(db_err(ctx.clone()))?;
+    let q = match outcome {
+        Outcome::Sent(sent_at) => sqlx::query(
+            "UPDATE email_outbox SET status = 'sent', sent_at = $1, last_error = NULL \
+             WHERE message_id = $2 AND claimed_by = $3 AND status = 'sending'",
+        )
+        .bind(sent_at),
+        Outcome::Failed(reason) => sqlx::query(
+            "UPDATE email_outbox SET status = 'failed', last_error = $1 \
+             WHERE message_id = $2 AND claimed_by = $3 AND status = 'sending'",
+        )
+        .bind(reason),
+    };
+    let res = q
+        .bind(id)
+        .bind(holder)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err(ctx.clone()))?;
+    if res.rows_affected() == 0 {
+        // Released as dead (this process was cut off longer than a claim lasts, or
+        // lost the lease): another deliverer owns the row now and records it.
+        tracing::warn!(message_id = %id, "claim was released while sending; the row is left to its new owner");
+        tx.rollback().await.map_err(db_err(ctx))?;
+        return Ok(None);
+    }
+    let period = if row.kind == super::kind::STATEMENT {
+        statement_follows(&mut tx, id).await?
+    } else {
+        None
+    };
+    tx.commit().await.map_err(db_err(ctx))?;
+    Ok(period)
+}
+
+/// Sets the status of the statement(s) mailed as `message_id` from their outbox row —
+/// `sent` (with `sent_at`), `failed` (with the row's `last_error` as `mail_error`), else
+/// `queued` — and marks the period's payouts runs for re-publishing. Returns the period.
+pub async fn statement_follows(
+    conn: &mut sqlx::AnyConnection,
+    message_id: &str,
+) -> Result<Option<String>, MailError> {
+    let ctx = || format!("updating the statement of email {message_id}");
+    let res = sqlx::query(
+        "UPDATE payout_statements SET \
+         status = (SELECT CASE o.status WHEN 'sent' THEN 'sent' WHEN 'failed' THEN 'failed' ELSE 'queued' END \
+                   FROM email_outbox o WHERE o.message_id = payout_statements.message_id), \
+         sent_at = (SELECT o.sent_at FROM email_outbox o WHERE o.message_id = payout_statements.message_id), \
+         mail_error = (SELECT CASE WHEN o.status = 'failed' THEN o.last_error END \
+                       FROM email_outbox o WHERE o.message_id = payout_statements.message_id) \
+         WHERE message_id = $1 AND EXISTS (SELECT 1 FROM email_outbox o WHERE o.message_id = $1)",
+    )
+    .bind(message_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err(ctx()))?;
+    if res.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let period: Option<String> =
+        sqlx::query_scalar("SELECT period FROM payout_statements WHERE message_id = $1 LIMIT 1")
+            .bind(message_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err(ctx()))?;
+    if let Some(p) = &period {
+        sqlx::query(
+            "UPDATE job_runs SET published_at = NULL WHERE job = 'payouts' AND period = $1 AND status = 'succeeded'",
+        )
+        .bind(p)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err(ctx()))?;
+    }
+    Ok(period)
+}
+
+/// Releases `sending` claims as dead: of every holder other than `keep` (a process
+/// that just took the scheduler lease: the others no longer hold it), and/or claimed
+/// before `older_than`. The rows become `failed` ("interrupted while sending"), so the
+/// next delivery sends them again under the same `Message-ID` (the relay may or may
+/// not have accepted them: the SMTP-accept window). Returns the periods of statements
+/// that changed.
+async fn release_claims(
+    conn: &mut sqlx::AnyConnection,
+    keep: Option<&str>,
+    older_than: Option<DateTime<Utc>>,
+) -> Result<BTreeSet<String>, MailError> {
+    let mut cond = Vec::new();
+    if keep.is_some() {
+        cond.push("claimed_by IS NULL OR claimed_by <> $2");
+    }
+    if older_than.is_some() {
+        cond.push("claimed_at IS NULL OR claimed_at < $3");
+    }
+    if cond.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let sql = format!(
+        "UPDATE email_outbox SET status = 'failed', \
+         last_error = $1 || COALESCE(claimed_by, '?') || ' at ' || COALESCE(claimed_at, '?') || ')', \
+         claimed_at = NULL WHERE status = 'sending' AND (({})) RETURNING message_id, kind",
+        cond.join(") OR (")
+    );
+    let rows = sqlx::query(&sql)
+        .bind("interrupted while sending (claimed by ")
+        .bind(keep.unwrap_or(""))
+        .bind(older_than.map(timestamp).unwrap_or_default())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err("releasing claims of dead deliverers"))?;
+    let mut periods = BTreeSet::new();
+    for r in &rows {
+        let id: String = r.try_get(0).map_err(db_err("decoding a released claim"))?;
+        let kind: String = r.try_get(1).map_err(db_err("decoding a released claim"))?;
+        tracing::warn!(message_id = %id, "released the claim of a dead deliverer; the mail will be sent again under the same Message-ID");
+        if kind == super::kind::STATEMENT {
+            periods.extend(statement_follows(conn, &id).await?);
         }
     }
-    Ok(report)
+    Ok(periods)
+}
+
+/// Called by a process that has just taken the scheduler lease: every other holder
+/// is gone (or cut off), so their `sending` claims are dead and released now rather
+/// than after [`CLAIM_TIMEOUT`]. Returns the periods of statements that changed.
+pub async fn release_claims_of_others(
+    pool: &sqlx::AnyPool,
+    holder: &str,
+) -> Result<BTreeSet<String>, MailError> {
+    let mut conn = pool.acquire().await.map_err(db_err("acquire connection"))?;
+    release_claims(&mut conn, Some(holder), None).await
+}
+
+/// How many mails are `failed` that were queued or tried at or after `since` — the
+/// mail a command that started then left failed (its exit code says so).
+pub async fn failed_since(pool: &sqlx::AnyPool, since: DateTime<Utc>) -> Result<i64, MailError> {
+    let since = timestamp(since);
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM email_outbox WHERE status = 'failed' AND (queued_at >= $1 OR claimed_at >= $1)",
+    )
+    .bind(since)
+    .fetch_one(pool)
+    .await
+    .map_err(db_err("counting failed emails"))
 }
 
 /// Sends one stored message. A transport error says whether it is transient.
@@ -357,8 +845,11 @@ fn last_error(e: &MailError) -> String {
 }
 
 /// Writes `DIR/<message id>.eml` through a temporary file and a rename, so a reader
-/// never sees half a message and a resend overwrites rather than duplicates.
+/// never sees half a message and a resend overwrites rather than duplicates. The file
+/// is flushed to disk before the rename and the directory after it, so a message
+/// recorded `sent` survives a power cut.
 async fn write_eml(dir: &Path, id: &str, body: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
     let stem: String = id
         .trim_matches(|c| c == '<' || c == '>')
         .chars()
@@ -372,8 +863,25 @@ async fn write_eml(dir: &Path, id: &str, body: &[u8]) -> std::io::Result<()> {
         .collect();
     let tmp = dir.join(format!(".{stem}.eml.tmp"));
     let path = dir.join(format!("{stem}.eml"));
-    tokio::fs::write(&tmp, body).await?;
-    tokio::fs::rename(&tmp, &path).await
+    let mut file = tokio::fs::File::create(&tmp).await?;
+    file.write_all(body).await?;
+    file.sync_all().await?;
+    drop(file);
+    tokio::fs::rename(&tmp, &path).await?;
+    sync_dir(dir).await
+}
+
+/// fsync a directory, so a rename in it is durable (POSIX; elsewhere a no-op).
+async fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        tokio::fs::File::open(dir).await?.sync_all().await?;
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+    }
+    Ok(())
 }
 
 /// An error with its sources, on one line (lettre's top-level messages are terse).
@@ -391,17 +899,12 @@ fn chain(e: &dyn StdError) -> String {
     s
 }
 
-/// RFC 3339 UTC to the second, the timestamp format of every table.
-fn timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::mail::{Attachment, kind};
     use chrono::TimeZone;
-    use sqlx::{AnyPool, Connection};
+    use sqlx::AnyPool;
     use std::time::Duration;
 
     const SENDER: &str = "Candlefish Payouts <payouts@candlefish.example>";
@@ -421,25 +924,13 @@ mod tests {
         l.local_addr().expect("addr").port()
     }
 
+    /// A migrated SQLite database of its own.
     async fn db() -> (tempfile::TempDir, AnyPool) {
-        sqlx::any::install_default_drivers();
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("opnet.db").display()
-        );
-        let mut conn = sqlx::AnyConnection::connect(&url).await.expect("connect");
-        sqlx::raw_sql(include_str!("../../../sql/sqlite/0001_init.sql"))
-            .execute(&mut conn)
-            .await
-            .expect("schema");
-        conn.close().await.expect("close");
-        let pool = sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect(&url)
-            .await
-            .expect("pool");
-        (dir, pool)
+        let url = format!("sqlite://{}", dir.path().join("opnet.db").display());
+        let db = crate::db::Db::connect(&url).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        (dir, db.pool)
     }
 
     fn email(key: &str, to: &str) -> OutgoingEmail {
@@ -553,7 +1044,7 @@ mod tests {
         let (id, status, queued_at, run_id, period, body) = &rows[0];
         assert_eq!(id, &message_id(&a.dedup_key));
         assert_eq!(status, "queued");
-        assert_eq!(queued_at, "2025-09-01T06:00:00Z");
+        assert_eq!(queued_at, "2025-09-01T06:00:00.000Z");
         assert_eq!(run_id, "run-1");
         assert_eq!(period.as_deref(), Some("2025-08"));
         assert!(body.contains(&format!("Message-ID: {id}")));
@@ -591,7 +1082,14 @@ mod tests {
         let report = deliver_queued(&pool, &transport, now())
             .await
             .expect("deliver");
-        assert_eq!(report, DeliveryReport { sent: 2, failed: 0 });
+        assert_eq!(
+            report,
+            DeliveryReport {
+                sent: 2,
+                failed: 0,
+                ..Default::default()
+            }
+        );
 
         let mut files: Vec<String> = std::fs::read_dir(&out)
             .expect("read_dir")
@@ -617,7 +1115,7 @@ mod tests {
         assert!(
             sent_at
                 .iter()
-                .all(|(s,)| s.as_deref() == Some("2025-09-01T06:00:00Z"))
+                .all(|(s,)| s.as_deref() == Some("2025-09-01T06:00:00.000Z"))
         );
 
         let again = deliver_queued(&pool, &transport, now())
@@ -643,7 +1141,15 @@ mod tests {
         let report = deliver_queued_with(&pool, &transport, now(), &FAST)
             .await
             .expect("deliver");
-        assert_eq!(report, DeliveryReport { sent: 0, failed: 2 }, "both tried");
+        assert_eq!(
+            report,
+            DeliveryReport {
+                sent: 0,
+                failed: 2,
+                ..Default::default()
+            },
+            "both tried"
+        );
         for (key, status, attempts, last_error) in statuses(&pool).await {
             assert_eq!(status, "failed", "{key}");
             assert_eq!(attempts, 1, "{key}");
@@ -681,7 +1187,14 @@ mod tests {
         let report = deliver_queued_with(&pool, &transport, now(), &FAST)
             .await
             .expect("deliver");
-        assert_eq!(report, DeliveryReport { sent: 0, failed: 1 });
+        assert_eq!(
+            report,
+            DeliveryReport {
+                sent: 0,
+                failed: 1,
+                ..Default::default()
+            }
+        );
         assert_eq!(
             logs.retries(),
             (FAST.max_attempts - 1) as usize,
@@ -721,7 +1234,14 @@ mod tests {
         let report = deliver_queued_with(&pool, &transport, now(), &FAST)
             .await
             .expect("deliver");
-        assert_eq!(report, DeliveryReport { sent: 0, failed: 1 });
+        assert_eq!(
+            report,
+            DeliveryReport {
+                sent: 0,
+                failed: 1,
+                ..Default::default()
+            }
+        );
         assert_eq!(logs.retries(), 0, "{}", logs.text());
         let rows = statuses(&pool).await;
         assert!(
@@ -733,34 +1253,16 @@ mod tests {
         );
     }
 
-    /// The same queue-and-deliver cycle on PostgreSQL, run when
-    /// `OPNET_TEST_POSTGRES_URL` names a server (skipped otherwise). It works in a
-    /// throw-away schema, so any database the URL points at is left as it was.
-    #[tokio::test]
+    /// The same queue-and-deliver cycle on PostgreSQL (a database of its own,
+    /// migrated like production).
+    #[tokio::test(flavor = "multi_thread")]
     async fn postgres_enqueue_deliver_and_fail() {
-        let Ok(base) = std::env::var("OPNET_TEST_POSTGRES_URL") else {
-            eprintln!("OPNET_TEST_POSTGRES_URL not set: PostgreSQL outbox test skipped");
+        let Some(pg) = crate::db::testing::pg_database("outbox").await else {
             return;
         };
-        sqlx::any::install_default_drivers();
-        let schema = format!("opnet_mail_test_{}", std::process::id());
-        let mut admin = sqlx::AnyConnection::connect(&base).await.expect("connect");
-        let reset = format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}");
-        sqlx::raw_sql(&reset)
-            .execute(&mut admin)
-            .await
-            .expect("schema");
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
-        let pool = sqlx::any::AnyPoolOptions::new()
-            .max_connections(2)
-            .connect(&url)
-            .await
-            .expect("pool");
-        sqlx::raw_sql(include_str!("../../../sql/postgres/0001_init.sql"))
-            .execute(&pool)
-            .await
-            .expect("tables");
+        let db = crate::db::Db::connect(&pg.url).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        let pool = db.pool.clone();
 
         let a = email("alert:2025-08:OP-0001:abc", "ops@acme.example");
         assert_eq!(queue(&pool, &[a.clone(), a.clone()], None).await, 1);
@@ -768,7 +1270,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let files = Transport::File(dir.path().to_owned());
         let report = deliver_queued(&pool, &files, now()).await.expect("deliver");
-        assert_eq!(report, DeliveryReport { sent: 1, failed: 0 });
+        assert_eq!(report.sent, 1);
         assert_eq!(
             deliver_queued(&pool, &files, now()).await.expect("again"),
             DeliveryReport::default()
@@ -780,16 +1282,391 @@ mod tests {
         let report = deliver_queued_with(&pool, &smtp, now(), &FAST)
             .await
             .expect("deliver");
-        assert_eq!(report, DeliveryReport { sent: 0, failed: 1 });
+        assert_eq!((report.sent, report.failed), (0, 1));
         let rows = statuses(&pool).await;
         assert_eq!(rows[0].1, "sent");
         assert_eq!((rows[1].1.as_str(), rows[1].2), ("failed", 1));
         assert!(rows[1].3.is_some());
-
         pool.close().await;
-        sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
-            .execute(&mut admin)
+    }
+
+    /// Issue 9 item 5: a recipient that is not one valid address fails that one mail
+    /// with its reason at enqueue — not the call, not the other mails — and no
+    /// delivery tries it.
+    #[tokio::test]
+    async fn an_invalid_recipient_fails_only_its_own_mail() {
+        let (dir, pool) = db().await;
+        let emails = [
+            email("alert:2025-08:OP-0001:a", "ops@acme.example"),
+            email("alert:2025-08:OP-0002:b", "a@x.example, b@y.example"),
+            email(
+                "alert:2025-08:OP-0003:c",
+                "c@x.example\r\nBcc: evil@y.example",
+            ),
+            email("alert:2025-08:OP-0004:d", ""),
+        ];
+        let mut conn = pool.acquire().await.expect("acquire");
+        let report = enqueue_all(&mut conn, SENDER, &emails, None, now(), &Disposition::Queue)
             .await
-            .expect("drop schema");
+            .expect("one bad address does not fail the call");
+        drop(conn);
+        assert_eq!((report.queued, report.failed), (1, 3));
+        let rows = statuses(&pool).await;
+        assert_eq!(rows[0].1, "queued");
+        for (key, status, attempts, error) in &rows[1..] {
+            assert_eq!(
+                (status.as_str(), *attempts),
+                ("failed", MAX_ATTEMPTS),
+                "{key}"
+            );
+            assert!(
+                error
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("invalid recipient address"),
+                "{key}: {error:?}"
+            );
+        }
+        assert!(
+            rows[1]
+                .3
+                .as_deref()
+                .unwrap_or("")
+                .contains("list of addresses")
+        );
+        assert!(rows[2].3.as_deref().unwrap_or("").contains("line break"));
+        let out = Transport::File(dir.path().join("out"));
+        let d = deliver_queued(&pool, &out, now()).await.expect("deliver");
+        assert_eq!(
+            (d.sent, d.failed),
+            (1, 0),
+            "only the good one is sent, the bad ones are not retried"
+        );
+        let files = std::fs::read_dir(dir.path().join("out"))
+            .expect("dir")
+            .count();
+        assert_eq!(files, 1);
+    }
+
+    /// Issue 9 item 16: a suppressed mail is never sent and keeps its key, so a re-run
+    /// does not queue it; only `Requeue` (`close --send-mail all`) releases it.
+    #[tokio::test]
+    async fn suppressed_mail_is_kept_and_only_released_on_request() {
+        let (dir, pool) = db().await;
+        let a = email("alert:2024-01:OP-0001:a", "ops@acme.example");
+        let mut conn = pool.acquire().await.expect("acquire");
+        let suppress = Disposition::Suppress {
+            reason: "suppressed: backfill".into(),
+            summarize: true,
+        };
+        assert_eq!(
+            enqueue_one(&mut conn, SENDER, &a, None, now(), &suppress)
+                .await
+                .expect("enqueue"),
+            Enqueued::Suppressed
+        );
+        assert_eq!(
+            enqueue_one(&mut conn, SENDER, &a, None, now(), &Disposition::Queue)
+                .await
+                .expect("again"),
+            Enqueued::AlreadyThere("suppressed".into())
+        );
+        drop(conn);
+        let out = Transport::File(dir.path().join("out"));
+        assert_eq!(
+            deliver_queued(&pool, &out, now()).await.expect("deliver"),
+            DeliveryReport::default()
+        );
+        let mut conn = pool.acquire().await.expect("acquire");
+        assert_eq!(
+            enqueue_one(&mut conn, SENDER, &a, None, now(), &Disposition::Requeue)
+                .await
+                .expect("requeue"),
+            Enqueued::Queued
+        );
+        drop(conn);
+        assert_eq!(
+            deliver_queued(&pool, &out, now())
+                .await
+                .expect("deliver")
+                .sent,
+            1
+        );
+        // A sent mail is not requeued by anything.
+        let mut conn = pool.acquire().await.expect("acquire");
+        assert_eq!(
+            enqueue_one(&mut conn, SENDER, &a, None, now(), &Disposition::Requeue)
+                .await
+                .expect("requeue"),
+            Enqueued::AlreadyThere("sent".into())
+        );
+    }
+
+    /// Issue 9 item 2: a claim whose deliverer died is released — by age, or at once
+    /// by a process that took the lease over — and the mail is sent again; a live
+    /// claim is left alone.
+    #[tokio::test]
+    async fn dead_claims_are_released_and_sent_live_ones_are_not() {
+        let (dir, pool) = db().await;
+        queue(
+            &pool,
+            &[
+                email("alert:2025-08:OP-0001:a", "ops@acme.example"),
+                email("alert:2025-08:OP-0002:b", "ops@beta.example"),
+            ],
+            None,
+        )
+        .await;
+        let old = timestamp(Utc::now() - chrono::TimeDelta::hours(1));
+        let fresh = timestamp(Utc::now());
+        for (key, holder, at) in [
+            ("alert:2025-08:OP-0001:a", "host:1:dead", old.as_str()),
+            ("alert:2025-08:OP-0002:b", "host:2:alive", fresh.as_str()),
+        ] {
+            sqlx::query("UPDATE email_outbox SET status = 'sending', attempts = 1, claimed_by = $1, claimed_at = $2 WHERE dedup_key = $3")
+                .bind(holder)
+                .bind(at)
+                .bind(key)
+                .execute(&pool)
+                .await
+                .expect("claim");
+        }
+        let out = Transport::File(dir.path().join("out"));
+        let d = deliver_queued(&pool, &out, now()).await.expect("deliver");
+        assert_eq!(
+            d.sent, 1,
+            "the stale claim is released and sent; the live one is not touched"
+        );
+        let rows = statuses(&pool).await;
+        assert_eq!((rows[0].1.as_str(), rows[0].2), ("sent", 2));
+        assert_eq!(rows[1].1, "sending");
+        // The process that takes the lease over releases every other holder's claim.
+        release_claims_of_others(&pool, "host:3:new")
+            .await
+            .expect("release");
+        let rows = statuses(&pool).await;
+        assert_eq!(rows[1].1, "failed");
+        assert!(
+            rows[1]
+                .3
+                .as_deref()
+                .unwrap_or("")
+                .contains("interrupted while sending (claimed by host:2:alive"),
+            "{rows:?}"
+        );
+        let d = deliver_queued(&pool, &out, now()).await.expect("deliver");
+        assert_eq!(d.sent, 1);
+    }
+
+    /// Issue 9 item 2: deliverers on separate pools (separate connections, as separate
+    /// processes) share the queue without sending a row twice: every row ends `sent`
+    /// after exactly one attempt (a second claim would count a second attempt).
+    async fn concurrent_deliverers_claim_each_row_once(url: &str) {
+        let db = crate::db::Db::connect(url).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        let emails: Vec<OutgoingEmail> = (0..120)
+            .map(|i| email(&format!("alert:2025-08:OP-{i:04}:x"), "ops@acme.example"))
+            .collect();
+        queue(&db.pool, &emails, None).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = Transport::File(dir.path().to_owned());
+        let mut pools = Vec::new();
+        for _ in 0..4 {
+            pools.push(crate::db::Db::connect(url).await.expect("connect").pool);
+        }
+        let tasks: Vec<_> = pools
+            .iter()
+            .map(|p| {
+                let (p, out) = (p.clone(), out.clone());
+                tokio::spawn(async move { deliver_queued(&p, &out, now()).await })
+            })
+            .collect();
+        let mut sent = 0;
+        let mut each = Vec::new();
+        for t in tasks {
+            let r = t.await.expect("join").expect("deliver");
+            sent += r.sent;
+            each.push(r.sent);
+        }
+        assert_eq!(sent, 120, "{each:?}");
+        let attempts: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, attempts FROM email_outbox")
+                .fetch_all(&db.pool)
+                .await
+                .expect("rows");
+        assert!(
+            attempts.iter().all(|(s, a)| s == "sent" && *a == 1),
+            "{attempts:?}"
+        );
+        for p in pools {
+            p.close().await;
+        }
+        db.pool.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sqlite_concurrent_deliverers_claim_each_row_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        concurrent_deliverers_claim_each_row_once(&format!(
+            "sqlite://{}/opnet.db",
+            dir.path().display()
+        ))
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn postgres_concurrent_deliverers_claim_each_row_once() {
+        let Some(pg) = crate::db::testing::pg_database("outbox_claims").await else {
+            return;
+        };
+        concurrent_deliverers_claim_each_row_once(&pg.url).await;
+    }
+
+    /// Issue 9 item 3: a statement's status follows its mail — `failed` with the
+    /// reason while the relay is down, then `sent` — and its payouts runs are marked
+    /// for re-publishing the marts.
+    #[tokio::test]
+    async fn a_statement_follows_its_mail() {
+        let (dir, pool) = db().await;
+        let mut st = email("statement:2025-08:OP-0001:USD:r1", "ops@acme.example");
+        st.kind = kind::STATEMENT.into();
+        let id = message_id(&st.dedup_key);
+        queue(&pool, &[st], None).await;
+        for sql in [
+            "INSERT INTO job_runs (run_id, job, period, started_at, finished_at, status, published_at) \
+             VALUES ('r1', 'payouts', '2025-08', 'a', 'b', 'succeeded', 'c')",
+            "INSERT INTO payout_statements (period, operator_id, currency, phase, tier, software_cents, implementation_cents, \
+             support_cents, operator_share_cents, candlefish_share_cents, clawback_cents, carried_in_cents, payable_cents, \
+             carried_out_cents, statement_on, due_on, status, revision, plan_version, run_id, message_id) \
+             VALUES ('2025-08', 'OP-0001', 'USD', 'p', 'none', 1, 0, 0, 1, 0, 0, 0, 1, 0, '2025-09-01', '2025-10-01', 'queued', 1, 'v', 'r1', $1)",
+        ] {
+            sqlx::query(sql)
+                .bind(&id)
+                .execute(&pool)
+                .await
+                .expect("seed");
+        }
+        let state = || async {
+            sqlx::query_as::<_, (String, Option<String>, Option<String>)>(
+                "SELECT status, sent_at, mail_error FROM payout_statements",
+            )
+            .fetch_one(&pool)
+            .await
+            .expect("statement")
+        };
+        let published = || async {
+            sqlx::query_scalar::<_, Option<String>>("SELECT published_at FROM job_runs")
+                .fetch_one(&pool)
+                .await
+                .expect("run")
+        };
+        let down = Transport::Smtp(Relay::plain("127.0.0.1", closed_port()));
+        let d = deliver_queued_with(&pool, &down, now(), &FAST)
+            .await
+            .expect("deliver");
+        assert_eq!(d.failed, 1);
+        assert_eq!(d.statement_periods.iter().collect::<Vec<_>>(), ["2025-08"]);
+        let (status, sent_at, error) = state().await;
+        assert_eq!((status.as_str(), sent_at), ("failed", None));
+        assert!(error.unwrap_or_default().starts_with("smtp"));
+        assert_eq!(published().await, None, "marked for re-publishing");
+
+        sqlx::query("UPDATE job_runs SET published_at = 'c'")
+            .execute(&pool)
+            .await
+            .expect("reset");
+        let up = Transport::File(dir.path().join("out"));
+        let d = deliver_queued(&pool, &up, now()).await.expect("deliver");
+        assert_eq!(d.sent, 1);
+        assert_eq!(
+            state().await,
+            ("sent".into(), Some("2025-09-01T06:00:00.000Z".into()), None)
+        );
+        assert_eq!(published().await, None);
+    }
+
+    /// Issue 9 item 17: one SMTP send is bounded as a whole. A relay that accepts the
+    /// connection and then never answers is cut off after the timeout; a timeout is
+    /// transient (retried in-process, then the row is `failed` and retried later).
+    #[tokio::test]
+    async fn an_smtp_send_that_hangs_times_out_as_transient() {
+        let (_dir, pool) = db().await;
+        queue(
+            &pool,
+            &[email("alert:2025-08:OP-0001:a", "ops@acme.example")],
+            None,
+        )
+        .await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        // Accepts and sends a greeting, then stays silent for ever.
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                use tokio::io::AsyncWriteExt;
+                let _ = s.write_all(b"220 slow.example ESMTP\r\n").await;
+                held.push(s);
+            }
+        });
+        let (_guard, logs) = retry::capture::start();
+        let opts = DeliverOptions {
+            holder: None,
+            smtp_retry: FAST,
+            send_timeout: Duration::from_millis(300),
+        };
+        let started = std::time::Instant::now();
+        let d = deliver(
+            &pool,
+            &Transport::Smtp(Relay::plain("127.0.0.1", port)),
+            now(),
+            &opts,
+        )
+        .await
+        .expect("deliver");
+        assert_eq!((d.sent, d.failed), (0, 1));
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            logs.retries(),
+            (FAST.max_attempts - 1) as usize,
+            "transient: retried"
+        );
+        let rows = statuses(&pool).await;
+        assert!(
+            rows[0]
+                .3
+                .as_deref()
+                .unwrap_or("")
+                .contains("no final reply"),
+            "{rows:?}"
+        );
+        server.abort();
+    }
+
+    /// Issue 9 item 17: the `.eml` is written through a synced temporary file and
+    /// renamed; no temporary file is left behind.
+    #[tokio::test]
+    async fn eml_files_are_complete_and_no_temporary_file_is_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_eml(dir.path(), "<abc@opnet>", b"Subject: x\r\n\r\nbody")
+            .await
+            .expect("write");
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["abc@opnet.eml"]);
+        assert_eq!(
+            std::fs::read(dir.path().join("abc@opnet.eml")).expect("read"),
+            b"Subject: x\r\n\r\nbody"
+        );
     }
 }

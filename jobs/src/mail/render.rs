@@ -129,6 +129,17 @@ pub struct FinanceSummaryView {
     pub operators_payable: usize,
     pub exceptions: Vec<ExceptionView>,
     pub control_ok: bool,
+    /// Rows read and quarantined per dataset of the run's snapshot (issue 9 item 10):
+    /// always shown, so a dataset that lost its rows cannot go unnoticed.
+    pub quarantine: Vec<QuarantineView>,
+}
+
+/// One dataset of the run's snapshot in the finance summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuarantineView {
+    pub dataset: String,
+    pub rows_in: u64,
+    pub rows_quarantined: u64,
 }
 
 /// Per-currency totals of a payout run (R1.10).
@@ -747,9 +758,14 @@ pub fn statement_email(v: &StatementView) -> Result<OutgoingEmail, MailError> {
         subject.push_str(&format!(" — revision {}", v.revision));
     }
     Ok(OutgoingEmail {
-        dedup_key: format!(
-            "statement:{}:{}:{}:r{}",
-            v.period, v.operator_id, v.currency, v.revision
+        dedup_key: super::dedup_key(
+            "statement",
+            &[
+                &v.period,
+                &v.operator_id,
+                &v.currency,
+                &format!("r{}", v.revision),
+            ],
         ),
         kind: kind::STATEMENT.into(),
         period: Some(v.period.clone()),
@@ -798,6 +814,8 @@ struct FinanceCtx<'a> {
     exceptions_unlisted: usize,
     statements_csv: Option<String>,
     exceptions_csv: Option<String>,
+    quarantine: &'a [QuarantineView],
+    quarantined_total: u64,
 }
 
 /// The finance team's summary of a payout run, with the statements and the
@@ -874,6 +892,8 @@ pub fn finance_summary_email(
         exceptions: listed,
         statements_csv: (!statements_csv.is_empty()).then(|| statements_name.clone()),
         exceptions_csv: (!exceptions_csv.is_empty()).then(|| exceptions_name.clone()),
+        quarantine: &v.quarantine,
+        quarantined_total: v.quarantine.iter().map(|q| q.rows_quarantined).sum(),
     };
     let (text, html) = render_pair("finance_summary", &ctx)?;
 
@@ -923,7 +943,7 @@ pub fn finance_summary_email(
         " — CONTROL TOTALS FAILED"
     };
     Ok(OutgoingEmail {
-        dedup_key: format!("finance_summary:{}:{}", v.period, short_hash(&fingerprint)),
+        dedup_key: super::dedup_key("finance_summary", &[&v.period, &short_hash(&fingerprint)]),
         kind: kind::FINANCE_SUMMARY.into(),
         period: Some(v.period.clone()),
         recipient: v.recipient.clone(),
@@ -990,7 +1010,7 @@ pub fn tier_change_email(v: &TierChangeView) -> Result<OutgoingEmail, MailError>
         )
     };
     Ok(OutgoingEmail {
-        dedup_key: format!("tier_change:{}:{}", v.period, v.operator_id),
+        dedup_key: super::dedup_key("tier_change", &[&v.period, &v.operator_id]),
         kind: kind::TIER_CHANGE.into(),
         period: Some(v.period.clone()),
         recipient: v.recipient.clone(),
@@ -1054,11 +1074,9 @@ pub fn alert_email(v: &AlertView) -> Result<OutgoingEmail, MailError> {
     content.sort();
     let n = v.breaches.len() as i64;
     Ok(OutgoingEmail {
-        dedup_key: format!(
-            "alert:{}:{}:{}",
-            v.period,
-            v.operator_id,
-            short_hash(&content.join("\n"))
+        dedup_key: super::dedup_key(
+            "alert",
+            &[&v.period, &v.operator_id, &short_hash(&content.join("\n"))],
         ),
         kind: kind::ALERT.into(),
         period: Some(v.period.clone()),
@@ -1111,10 +1129,7 @@ fn exclusivity_ctx(v: &ExclusivityView) -> ExclusivityCtx<'_> {
 pub fn exclusivity_breach_email(v: &ExclusivityView) -> Result<OutgoingEmail, MailError> {
     let (text, html) = render_pair("exclusivity_breach", &exclusivity_ctx(v))?;
     Ok(OutgoingEmail {
-        dedup_key: format!(
-            "exclusivity:{}:{}:{}",
-            v.period, v.operator_id, v.territory_id
-        ),
+        dedup_key: super::dedup_key("exclusivity", &[&v.period, &v.operator_id, &v.territory_id]),
         kind: kind::EXCLUSIVITY_BREACH.into(),
         period: Some(v.period.clone()),
         recipient: v.recipient.clone(),
@@ -1137,12 +1152,14 @@ pub fn escalation_email(
 ) -> Result<OutgoingEmail, MailError> {
     let (text, html) = render_pair("escalation", &exclusivity_ctx(v))?;
     Ok(OutgoingEmail {
-        dedup_key: format!(
-            "escalation:{}:{}:{}:{}",
-            v.period,
-            v.operator_id,
-            v.territory_id,
-            partner_success.trim()
+        dedup_key: super::dedup_key(
+            "escalation",
+            &[
+                &v.period,
+                &v.operator_id,
+                &v.territory_id,
+                partner_success.trim(),
+            ],
         ),
         kind: kind::ESCALATION.into(),
         period: Some(v.period.clone()),
@@ -1199,7 +1216,7 @@ pub fn run_failed_email(
          — opnet\n"
     );
     OutgoingEmail {
-        dedup_key: format!("run_failed:{run_id}:{}", recipient.trim()),
+        dedup_key: super::dedup_key("run_failed", &[run_id, recipient.trim()]),
         kind: kind::RUN_FAILED.into(),
         period: period.map(str::to_owned),
         recipient: recipient.to_owned(),

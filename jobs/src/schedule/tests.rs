@@ -300,6 +300,26 @@ async fn due_periods_after_downtime_are_the_missing_months_in_order() {
     assert_eq!(strings(due), ["2025-04", "2025-05", "2025-06"]);
 }
 
+/// Issue 14 item 6: payouts refused for an approved period (recorded `refused`) is
+/// done — the approved statements are kept on purpose — not due again.
+#[tokio::test]
+async fn a_refused_run_counts_as_done() {
+    let (_dir, db) = sqlite().await;
+    for j in registry_names() {
+        let status = if j == "payouts" {
+            "refused"
+        } else {
+            "succeeded"
+        };
+        run(&db, j, "2025-01", status).await;
+    }
+    run(&db, "payouts", "2025-02", "failed").await;
+    let due = due_periods(&db, CLOSE, p("2025-01"), p("2025-02"))
+        .await
+        .unwrap();
+    assert_eq!(strings(due), ["2025-02"]);
+}
+
 #[tokio::test]
 async fn a_failed_or_partial_period_stays_due_and_a_doubled_fire_finds_nothing() {
     let (_dir, db) = sqlite().await;

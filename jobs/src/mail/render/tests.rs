@@ -416,6 +416,7 @@ fn finance_view() -> FinanceSummaryView {
             detail: "customer CUST-404 is not in the CRM".into(),
         }],
         control_ok: true,
+        quarantine: Vec::new(),
     }
 }
 
