@@ -96,14 +96,16 @@ async fn starttls_and_auth_with_a_rotated_password_and_a_private_ca() {
     })
     .unwrap();
 
-    // 1. A wrong password: the close commits, its mails stay queued as failed (535).
+    // 1. A wrong password: the close commits, its mails stay queued as failed (535),
+    //    and the command says so with exit code 3 (mail left failed).
     let o = opnet(
         dir,
         &smtp,
         Some(&cert_pem),
-        &["close", "--through", "2025-03"],
+        // every period's mail, not only the latest complete month's (2025 is history)
+        &["close", "--through", "2025-03", "--send-mail", "all"],
     );
-    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(
         !text(&o).contains("wrong"),
         "the password must not be logged: {}",
@@ -128,6 +130,7 @@ async fn starttls_and_auth_with_a_rotated_password_and_a_private_ca() {
     //    nothing is sent in clear instead.
     std::fs::write(dir.join("client-password"), "correct horse\n").unwrap();
     let o = opnet(dir, &smtp, None, &["deliver"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let rows = outbox(dir).await;
     for (id, status, attempts, err) in &rows {
         assert_eq!(
