@@ -135,10 +135,10 @@ async fn scenario(database: String) {
     .collect();
     let emails: HashMap<String, String> = {
         let inputs = app.lake.read_snapshot(&report.snapshot).await.unwrap();
-        payouts::operator_directory(&inputs)
+        opnet_pipelines::directory::operator_directory(&inputs)
             .unwrap()
             .into_iter()
-            .map(|(k, (_, e))| (k, e))
+            .map(|(k, c)| (k, c.email))
             .collect()
     };
     let mails = smtp.received();

@@ -10,9 +10,11 @@
 pub mod active;
 pub mod alerts;
 pub mod contract;
+pub mod directory;
 pub mod equity;
 pub mod exclusivity;
 pub mod health;
+pub mod history;
 pub mod inputs;
 pub mod leads;
 pub mod money;

@@ -23,7 +23,7 @@
 //! shrink what is left.
 
 use crate::Inputs;
-use crate::payouts::{PayoutHistory, first_collection_per_line, prior_collections, prior_refunded};
+use crate::history::{PayoutHistory, first_collection_per_line, prior_collections, prior_refunded};
 use crate::period::Period;
 use polars::prelude::*;
 

@@ -3,6 +3,7 @@
 //! operator listing every breached metric (never twice for the same content).
 
 use super::*;
+use opnet_pipelines::directory::Contact;
 use crate::mail::{self, AlertView, MetricBreachView};
 use opnet_pipelines::alerts::{
     metric_condition, metric_definition, metric_label, metric_target, metric_value,
@@ -99,7 +100,7 @@ pub fn breach_view(
 
 /// One alert per operator with a breached metric, listing every breach (R4).
 fn alert_views(ctx: &JobContext<'_>, m: &DataFrame) -> PolarsResult<Vec<AlertView>> {
-    let directory = super::payouts::operator_directory(ctx.inputs)?;
+    let directory = opnet_pipelines::directory::operator_directory(ctx.inputs)?;
     let ops = m.column("operator_id")?.str()?.clone();
     let metric = m.column("metric")?.str()?.clone();
     let value = m.column("value")?.f64()?.clone();
@@ -121,7 +122,7 @@ fn alert_views(ctx: &JobContext<'_>, m: &DataFrame) -> PolarsResult<Vec<AlertVie
     }
     let mut out = Vec::new();
     for (op, breaches) in by_op {
-        let Some((name, email)) = directory.get(&op) else {
+        let Some(Contact { name, email }) = directory.get(&op) else {
             continue;
         };
         let view = AlertView {

@@ -3,6 +3,7 @@
 //! escalation to partner success once breaches reach the plan's threshold (R3.5).
 
 use super::*;
+use opnet_pipelines::directory::Contact;
 use crate::mail::render::format_bp;
 use crate::mail::{self, ExclusivityView};
 use opnet_pipelines::exclusivity::{SATISFACTION_INSUFFICIENT, exclusivity_checks};
@@ -90,7 +91,7 @@ impl Job for Exclusivity {
 /// for operators with a CRM record; `run` mails it to the operator and, when
 /// escalated, to each partner-success address.
 fn breach_views(ctx: &JobContext<'_>, checks: &DataFrame) -> PolarsResult<Vec<ExclusivityView>> {
-    let directory = super::payouts::operator_directory(ctx.inputs)?;
+    let directory = opnet_pipelines::directory::operator_directory(ctx.inputs)?;
     let s = |n: &str| checks.column(n).and_then(|c| c.str().cloned());
     let i = |n: &str| checks.column(n).and_then(|c| c.i64().cloned());
     let f = |n: &str| checks.column(n).and_then(|c| c.f64().cloned());
@@ -116,7 +117,7 @@ fn breach_views(ctx: &JobContext<'_>, checks: &DataFrame) -> PolarsResult<Vec<Ex
             continue;
         }
         let op = ops.get(r).unwrap_or("");
-        let Some((name, email)) = directory.get(op) else {
+        let Some(Contact { name, email }) = directory.get(op) else {
             continue;
         };
         let facts = CheckFacts {

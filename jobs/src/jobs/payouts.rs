@@ -14,7 +14,8 @@ use crate::mail::{self, DeliveryReport, StatementLineView, StatementView};
 use opnet_pipelines::payouts::{PayoutHistory, check_control_totals, close_payouts};
 use polars::prelude::*;
 use sqlx::Row;
-use std::collections::HashMap;
+use opnet_pipelines::directory::Contact;
+use std::collections::{BTreeMap, HashMap};
 
 pub struct Payouts;
 
@@ -387,7 +388,7 @@ fn emails_for(
         source,
     };
     let mut out = Vec::new();
-    let ops = operator_directory(ctx.inputs).map_err(pl_err(period))?;
+    let ops = opnet_pipelines::directory::operator_directory(ctx.inputs).map_err(pl_err(period))?;
     let tiers = &close.tiers;
     let text = |n: &str| {
         tiers
@@ -409,7 +410,7 @@ fn emails_for(
         let ch = change.get(i).unwrap_or("none");
         let id = ids.get(i).unwrap_or("");
         // An operator without a CRM record has no address to write to.
-        let (true, Some((name, email))) = (ch != "none", ops.get(id)) else {
+        let (true, Some(Contact { name, email })) = (ch != "none", ops.get(id)) else {
             continue;
         };
         let t = tier.get(i).unwrap_or("none");
@@ -462,27 +463,6 @@ fn benefits(plan: &Plan, tier: &str) -> String {
         "platinum" => b.platinum.clone(),
         _ => "no tier benefits".to_string(),
     }
-}
-
-/// operator_id → (name, email) from crm/operators.
-pub fn operator_directory(
-    inputs: &Inputs,
-) -> PolarsResult<std::collections::HashMap<String, (String, String)>> {
-    let df = inputs
-        .operators
-        .clone()
-        .select([col("operator_id"), col("name"), col("email")])
-        .collect()?;
-    let ids = df.column("operator_id")?.str()?.clone();
-    let names = df.column("name")?.str()?.clone();
-    let emails = df.column("email")?.str()?.clone();
-    let mut out = std::collections::HashMap::new();
-    for i in 0..df.height() {
-        if let (Some(id), Some(n), Some(e)) = (ids.get(i), names.get(i), emails.get(i)) {
-            out.insert(id.to_string(), (n.to_string(), e.to_string()));
-        }
-    }
-    Ok(out)
 }
 
 fn frame_csv(df: &DataFrame) -> PolarsResult<Vec<u8>> {
@@ -730,7 +710,7 @@ pub async fn send(
     .bind(period.to_string())
     .fetch_all(&mut *tx)
     .await?;
-    let mut directory: HashMap<String, HashMap<String, (String, String)>> = HashMap::new();
+    let mut directory: HashMap<String, BTreeMap<String, Contact>> = HashMap::new();
     let mut lines_of = period_lines(&mut tx, period).await?;
     let mut queued = 0usize;
     let mut failed_here = 0usize;
@@ -741,15 +721,16 @@ pub async fn send(
             snapshot.ok_or_else(|| anyhow::anyhow!("run {run_id} recorded no snapshot"))?;
         if !directory.contains_key(&snapshot) {
             let inputs = app.lake.read_snapshot(&snapshot).await?;
-            directory.insert(snapshot.clone(), operator_directory(&inputs)?);
+            directory.insert(snapshot.clone(), opnet_pipelines::directory::operator_directory(&inputs)?);
         }
         let operator_id: String = r.try_get("operator_id")?;
         let currency: String = r.try_get("currency")?;
         let status: String = r.try_get("status")?;
         let address = directory[&snapshot].get(&operator_id).cloned();
-        let (name, email) = address
-            .clone()
-            .unwrap_or_else(|| (operator_id.clone(), String::new()));
+        let Contact { name, email } = address.clone().unwrap_or_else(|| Contact {
+            name: operator_id.clone(),
+            email: String::new(),
+        });
         let lines = lines_of
             .remove(&(operator_id.clone(), currency.clone()))
             .unwrap_or_default();
