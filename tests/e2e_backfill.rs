@@ -44,7 +44,7 @@ struct Site {
 impl Site {
     fn new(months: u32, mail: impl FnOnce(&Path) -> String) -> Site {
         let dir = tempfile::tempdir().unwrap();
-        let last = opnet::close::last_complete_period(Utc::now(), chrono_tz::Tz::UTC);
+        let last = opnet::app::last_complete_period(Utc::now(), chrono_tz::Tz::UTC);
         generate::generate(&GenerateOptions {
             out: dir.path().join("source"),
             operators: 12,

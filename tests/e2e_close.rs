@@ -8,9 +8,10 @@ mod common;
 
 use common::SmtpCapture;
 use mail_parser::{MessageParser, MimeHeaders};
-use opnet::close::{self, App, CloseOptions};
+use opnet::app::App;
+use opnet::close::{self, CloseOptions};
+use opnet::commands::payouts;
 use opnet::generate::{self, Format, GenerateOptions};
-use opnet::jobs::payouts;
 use opnet_pipelines::Period;
 use sqlx::Row;
 use std::collections::HashMap;

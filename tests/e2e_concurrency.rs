@@ -41,7 +41,7 @@ fn opnet(dir: &Path, database: &str) -> Command {
 }
 
 fn generate_source(dir: &Path) {
-    let end = opnet::close::last_complete_period(Utc::now(), chrono_tz::Tz::UTC);
+    let end = opnet::app::last_complete_period(Utc::now(), chrono_tz::Tz::UTC);
     generate::generate(&GenerateOptions {
         out: dir.join("source"),
         operators: 12,

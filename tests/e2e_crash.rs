@@ -119,7 +119,7 @@ impl Site {
         let database = common::pg_database(tag).await?;
         let dir = tempfile::tempdir().unwrap();
         let smtp = SmtpCapture::start(dir.path())?;
-        let end = opnet::close::last_complete_period(Utc::now(), chrono_tz::Tz::UTC);
+        let end = opnet::app::last_complete_period(Utc::now(), chrono_tz::Tz::UTC);
         generate::generate(&GenerateOptions {
             out: dir.path().join("source"),
             operators: 10,
@@ -495,7 +495,7 @@ async fn a_crash_in_a_rerun_leaves_the_mart_agreeing_with_the_database() {
         return;
     };
     site.run_to_end();
-    let period = opnet::close::last_complete_period(Utc::now(), chrono_tz::Tz::UTC).to_string();
+    let period = opnet::app::last_complete_period(Utc::now(), chrono_tz::Tz::UTC).to_string();
     let lake = site.path().join("lake");
     let db_payables = || async {
         sqlx::any::install_default_drivers();

@@ -10,9 +10,10 @@ mod common;
 
 use common::SmtpCapture;
 use mail_parser::MessageParser;
-use opnet::close::{self, App, CloseOptions};
+use opnet::app::App;
+use opnet::close::{self, CloseOptions};
+use opnet::commands::{payouts, report};
 use opnet::generate::{self, Format, GenerateOptions};
-use opnet::jobs::{network_health, payouts};
 use opnet_pipelines::Period;
 use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet};
@@ -123,9 +124,7 @@ async fn twelve_month_close_sends_each_kind_once_and_the_report_renders() {
     assert_eq!(rows, total);
 
     // The leadership report, rendered by a browser.
-    let report = network_health::report_for(&app, p("2025-12"))
-        .await
-        .unwrap();
+    let report = report::report(&app, p("2025-12")).await.unwrap();
     let html_path = artifacts().join("network-health-2025-12.html");
     std::fs::write(&html_path, &report.html).unwrap();
     let png = artifacts().join("network-health-2025-12.png");

@@ -244,7 +244,7 @@ async fn deliver_processes_started_together_send_each_mail_once() {
 
 /// A small network whose last month is the last complete one.
 fn generate_source(dir: &Path) -> String {
-    let end = opnet::close::last_complete_period(Utc::now(), chrono_tz::Tz::UTC);
+    let end = opnet::app::last_complete_period(Utc::now(), chrono_tz::Tz::UTC);
     generate::generate(&GenerateOptions {
         out: dir.join("source"),
         operators: 10,

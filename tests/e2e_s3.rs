@@ -24,7 +24,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use opnet::config::S3Config;
+use opnet::store::S3Config;
 use opnet::store::{ObjectStore, S3Options, S3Store, StoreError};
 
 /// A moto S3 server on 127.0.0.1, killed on drop.

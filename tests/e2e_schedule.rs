@@ -19,7 +19,7 @@ const REGISTRY: [&str; 4] = ["payouts", "exclusivity", "alerts", "network_health
 /// A small network whose last month is the last complete one, so the daemon's
 /// "through" (the last complete month, UTC business time) covers all of it.
 fn generate_source(dir: &Path) -> Vec<String> {
-    let end = opnet::close::last_complete_period(Utc::now(), chrono_tz::Tz::UTC);
+    let end = opnet::app::last_complete_period(Utc::now(), chrono_tz::Tz::UTC);
     let summary = generate::generate(&GenerateOptions {
         out: dir.join("source"),
         operators: 10,

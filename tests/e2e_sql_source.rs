@@ -7,7 +7,8 @@
 
 mod common;
 
-use opnet::close::{self, App};
+use opnet::app::App;
+use opnet::close;
 use opnet::config::SqlSource;
 use opnet::generate::{self, Format, GenerateOptions};
 use opnet_pipelines::Period;

@@ -10,7 +10,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use opnet::close::{self, App, CloseOptions};
+use opnet::app::App;
+use opnet::close::{self, CloseOptions};
 use opnet::config::{Config, EmailConfig};
 use opnet::generate::{self, Format, GenerateOptions};
 use opnet_pipelines::{Period, PlanBook};

@@ -9,14 +9,15 @@
 //! commands that send mail: close, deliver, payouts send, schedule --once, demo); 75
 //! another process holds the lease and nothing was done ([`EXIT_LEASE_BUSY`]).
 
-use crate::close::{self, App, CloseOptions};
+use crate::app::App;
+use crate::close::{self, CloseOptions};
+use crate::commands::payouts;
 use crate::config::{Config, Overrides};
 use crate::generate::{self, Format, GenerateOptions};
-use crate::jobs::payouts;
+use crate::term::{print_close, print_ingest, table};
 use anyhow::{Context, Result};
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use opnet_pipelines::Period;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -341,7 +342,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     {
         // No config here: the generator's calendar is UTC.
         let end =
-            end.unwrap_or_else(|| close::last_complete_period(Utc::now(), chrono_tz::Tz::UTC));
+            end.unwrap_or_else(|| crate::app::last_complete_period(Utc::now(), chrono_tz::Tz::UTC));
         let started = std::time::Instant::now();
         let summary = generate::generate(&GenerateOptions {
             out: out.clone(),
@@ -416,7 +417,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     } = cli.command
     {
         let database = config.database.clone();
-        crate::demo::run(config, operators, months, seed).await?;
+        crate::commands::demo::run(config, operators, months, seed).await?;
         let db = crate::db::Db::connect(&database).await?;
         return Ok(Outcome {
             mail_failed: crate::mail::outbox::failed_since(&db.pool, started).await?,
@@ -428,7 +429,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     app.notify = cli.global.notify;
     if matches!(cli.command, Command::Schedule { .. }) {
         app.notify = true;
-        app.invocation = close::Invocation::Scheduled;
+        app.invocation = crate::app::Invocation::Scheduled;
     }
     let wait = Duration::from_secs(cli.global.lease_wait);
     let holder = app.lease_holder.clone().unwrap_or_default();
@@ -443,7 +444,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     );
     match cli.command {
         Command::Ingest => {
-            app.invocation = close::Invocation::Command("opnet ingest".into());
+            app.invocation = crate::app::Invocation::Command("opnet ingest".into());
             let r =
                 crate::schedule::with_command_lease(&app, &holder, "opnet ingest", wait, async {
                     close::run_ingest(&app, Utc::now()).await
@@ -475,7 +476,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             if revise {
                 command.push_str(" --revise");
             }
-            app.invocation = close::Invocation::Command(command.clone());
+            app.invocation = crate::app::Invocation::Command(command.clone());
             let opts = CloseOptions {
                 from,
                 through,
@@ -559,7 +560,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             );
         }
         Command::Report { period, out } => {
-            let report = crate::jobs::network_health::report_for(&app, period).await?;
+            let report = crate::commands::report::report(&app, period).await?;
             std::fs::write(&out, report.html)
                 .with_context(|| format!("writing {}", out.display()))?;
             println!(
@@ -593,79 +594,6 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     Ok(Outcome {
         mail_failed: crate::mail::outbox::failed_since(&app.db.pool, started).await?,
     })
-}
-
-pub fn table<const N: usize>(header: [&str; N]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(header);
-    t
-}
-
-pub fn print_ingest(r: &crate::ingest::IngestReport) {
-    let mut t = table([
-        "dataset",
-        "rows in",
-        "ok",
-        "quarantined",
-        "warnings",
-        "quarantine file",
-    ]);
-    for d in &r.datasets {
-        t.add_row([
-            d.dataset.clone(),
-            d.rows_in.to_string(),
-            d.rows_ok.to_string(),
-            d.rows_quarantined.to_string(),
-            d.warnings.to_string(),
-            d.quarantine.clone().unwrap_or_default(),
-        ]);
-    }
-    println!("{t}");
-    for d in r.datasets.iter().filter(|d| d.warnings > 0) {
-        println!(
-            "{}: {} warning(s) on rows kept ({} identical repeat(s) collapsed), see {}",
-            d.dataset,
-            d.warnings,
-            d.rows_collapsed,
-            d.warnings_file.as_deref().unwrap_or_default()
-        );
-    }
-    println!(
-        "snapshot {}{} — {} rows, {} quarantined, {} warning(s)",
-        r.snapshot,
-        if r.reused {
-            " (unchanged sources: reused)"
-        } else {
-            ""
-        },
-        r.rows_in(),
-        r.rows_quarantined(),
-        r.warnings()
-    );
-}
-
-pub fn print_close(r: &close::CloseReport) {
-    let mut t = table(["period", "job", "rows written", "notes"]);
-    for run in &r.runs {
-        t.add_row([
-            run.period.to_string(),
-            run.job.to_string(),
-            run.rows_out.to_string(),
-            run.notes.join("; "),
-        ]);
-    }
-    println!("{t}");
-    println!(
-        "emails delivered: {} (failed: {})",
-        r.delivery.sent, r.delivery.failed
-    );
-    if r.mail.suppressed > 0 || r.mail.failed > 0 {
-        println!(
-            "emails not sent: {} suppressed (backfill; see `opnet status`), {} undeliverable",
-            r.mail.suppressed, r.mail.failed
-        );
-    }
 }
 
 #[cfg(test)]

@@ -21,95 +21,20 @@
 //! ([`queue_backfill_summary`]); `close --send-mail all|recent|none` overrides
 //! ([`MailPolicy`]).
 
+use crate::app::{App, Invocation};
 use crate::config::Config;
-use crate::db::{self, Db, RunCounts, RunStart};
+use crate::db::{self, RunCounts, RunStart};
 use crate::ingest::{self, IngestReport};
 use crate::jobs::{self, DatasetCounts, JobContext, JobOutput, Refusal, Replace};
-use crate::lake::Lake;
-use crate::mail::{self, DeliverOptions, DeliveryReport, Disposition, EnqueueReport, Transport};
+use crate::mail::{self, DeliverOptions, DeliveryReport, Disposition, EnqueueReport};
 use crate::retry;
-use crate::store::{self, ObjectStore};
+use crate::store;
 use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use opnet_pipelines::{Inputs, Period};
 use polars::prelude::*;
 use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-
-/// How the command running the close was started, for the re-run hint of failure
-/// mails.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Invocation {
-    /// The scheduler (`opnet schedule`, `schedule --once`).
-    Scheduled,
-    /// A command at a terminal or in a script, as it can be typed again (no secrets:
-    /// built from the parsed options, never from the raw command line).
-    Command(String),
-}
-
-/// Everything a command needs, built once from the validated config.
-pub struct App {
-    pub config: Config,
-    pub db: Db,
-    pub source: Arc<dyn ObjectStore>,
-    pub lake: Lake,
-    pub transport: Transport,
-    /// The lease holder id of this process, recorded on the runs it starts and the
-    /// mails it claims, so a process taking the lease over knows which `running` rows
-    /// and `sending` claims belong to a dead holder. Set by the scheduler and by the
-    /// CLI commands that take the lease; `None` for library callers.
-    pub lease_holder: Option<String>,
-    /// Unattended (the scheduler) or `--notify`: a failed run emails `email.ops`. A
-    /// command at a terminal reports its failure there and mails nobody (issue 14).
-    pub notify: bool,
-    /// What to name in the failure mail's re-run hint.
-    pub invocation: Invocation,
-}
-
-impl App {
-    pub async fn open(config: Config) -> Result<App> {
-        let db = Db::connect(&config.database)
-            .await
-            .context("opening the database")?;
-        db.migrate().await.context("migrating the database")?;
-        let source = store::open(&config.source, &config.s3)
-            .await
-            .with_context(|| format!("source {}", config.source))?;
-        let lake = Lake::new(
-            store::open(&config.lake, &config.s3)
-                .await
-                .with_context(|| format!("lake {}", config.lake))?,
-        );
-        let transport = Transport::parse(&config.mail)
-            .and_then(|t| t.with_smtp(&config.smtp))
-            .with_context(|| format!("mail {}", config.mail))?;
-        // Fail at start-up, not at the first delivery, when the password cannot be read.
-        if let Transport::Smtp(relay) = &transport
-            && let Some(auth) = &relay.auth
-        {
-            auth.password.read().context(
-                "reading the SMTP password (smtp.password_file / OPNET_SMTP_PASSWORD_FILE)",
-            )?;
-        }
-        Ok(App {
-            config,
-            db,
-            source,
-            lake,
-            transport,
-            lease_holder: None,
-            notify: false,
-            invocation: Invocation::Command("opnet close".into()),
-        })
-    }
-
-    /// The last complete month at `now` on the business calendar.
-    pub fn last_complete_period(&self, now: DateTime<Utc>) -> Period {
-        last_complete_period(now, self.config.schedule.timezone)
-    }
-}
 
 /// Which mails of a close are sent (`close --send-mail`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -252,13 +177,6 @@ pub fn first_billing_period(inputs: &Inputs) -> Result<Option<Period>> {
         (a, b) => a.or(b),
     };
     Ok(day.map(|d| Period::of_date(opnet_pipelines::period::days_to_date(d))))
-}
-
-/// The last complete month at `now` on the business calendar (`[schedule] timezone`):
-/// the default `--through` of a close, what the scheduler closes through, what
-/// `opnet status` and the demo use. The one definition (issue 10 item 6).
-pub fn last_complete_period(now: DateTime<Utc>, tz: Tz) -> Period {
-    Period::of_date(now.with_timezone(&tz).date_naive()).prev()
 }
 
 /// The periods a close runs, `--from` (or the first billing activity) through
@@ -710,7 +628,8 @@ pub async fn publish_period(
         }
         None if job == "network_health" => {
             // The key network_health.rs writes the report to.
-            let report = jobs::network_health::report_for(app, p).await?;
+            let plan = app.config.plan.for_period(p)?;
+            let report = jobs::network_health::stored_report(&mut tx, p, plan).await?;
             let key = format!("reports/network_health/period={period}/report.html");
             app.lake
                 .put_file(&key, report.html.into_bytes())
@@ -788,12 +707,11 @@ pub async fn queue_backfill_summary(app: &App, now: DateTime<Utc>) -> Result<usi
     }
     let mut periods = Vec::new();
     for (period, suppressed) in by_period {
-        let payable = sqlx::query(
-            "SELECT s.currency, COUNT(*), CAST(SUM(s.payable_cents) AS BIGINT) FROM payout_statements s \
-             WHERE s.period = $1 AND s.revision = (SELECT MAX(t.revision) FROM payout_statements t \
-             WHERE t.period = s.period AND t.operator_id = s.operator_id AND t.currency = s.currency) \
+        let payable = sqlx::query(&format!(
+            "SELECT s.currency, COUNT(*), CAST(SUM(s.payable_cents) AS BIGINT) {} \
              GROUP BY s.currency ORDER BY s.currency",
-        )
+            jobs::payouts::latest_statements()
+        ))
         .bind(&period)
         .fetch_all(&mut *tx)
         .await
@@ -1005,7 +923,7 @@ mod tests {
     async fn a_locked_sqlite_database_fails_a_run_transiently() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/t.db", dir.path().display());
-        let db = Db::connect(&url).await.unwrap();
+        let db = crate::db::Db::connect(&url).await.unwrap();
         db.migrate().await.unwrap();
         let mut other = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
             .await
@@ -1028,17 +946,6 @@ mod tests {
     }
 
     /// Issue 10 item 6: one "last complete month", in the business timezone.
-    #[test]
-    fn last_complete_period_is_in_the_business_timezone() {
-        let now = DateTime::parse_from_rfc3339("2025-07-31T23:30:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(last_complete_period(now, Tz::UTC), p("2025-06"));
-        assert_eq!(
-            last_complete_period(now, chrono_tz::Europe::Berlin),
-            p("2025-07")
-        );
-    }
 
     #[test]
     fn run_errors_are_classified_through_their_context() {

@@ -6,6 +6,7 @@
 //! names the file and key of each; it runs once at start-up.
 
 use crate::mail::smtp::{Password, Secret};
+use crate::store::S3Config;
 use opnet_pipelines::PlanBook;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -122,22 +123,6 @@ pub struct SmtpFile {
     pub password_file: Option<String>,
     /// PEM file of extra CA certificates to trust (relative to the config file).
     pub ca_file: Option<String>,
-}
-
-/// The `[s3]` table: how `s3://` URLs of `source` and `lake` are reached. Every key is
-/// optional; what is unset comes from the standard AWS chain (AWS_REGION,
-/// AWS_ENDPOINT_URL[_S3], the profile, the instance metadata service). Credentials
-/// are never configured here: they come from that chain too.
-#[derive(Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct S3Config {
-    /// Endpoint override for S3-compatible servers (`https://minio.internal:9000`).
-    pub endpoint: Option<String>,
-    /// AWS region (`eu-west-1`); S3-compatible servers usually accept `us-east-1`.
-    pub region: Option<String>,
-    /// Path-style addressing (`endpoint/bucket/key`) instead of virtual-hosted
-    /// (`bucket.endpoint/key`); most S3-compatible servers need it. Default false.
-    pub force_path_style: Option<bool>,
 }
 
 /// A dataset read from a SQL query (data-contract.md, "Inputs"): `url` is
@@ -326,16 +311,6 @@ impl std::fmt::Debug for Overrides {
             .field("s3_region", &self.s3_region)
             .field("s3_force_path_style", &self.s3_force_path_style)
             .finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for S3Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Config")
-            .field("endpoint", &redacted_opt(&self.endpoint))
-            .field("region", &self.region)
-            .field("force_path_style", &self.force_path_style)
-            .finish()
     }
 }
 

@@ -7,11 +7,12 @@
 // Tests may unwrap; data paths may not (workspace lint `unwrap_used`).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod app;
 pub mod cli;
 pub mod close;
+pub mod commands;
 pub mod config;
 pub mod db;
-pub mod demo;
 pub mod failpoint;
 pub mod generate;
 pub mod ingest;
@@ -22,6 +23,7 @@ pub mod report;
 pub mod retry;
 pub mod schedule;
 pub mod store;
+pub mod term;
 
 /// PostgreSQL test databases dropped when the test ends, for unit tests
 /// (`crate::test_pg::TestDb`); the end-to-end tests use the same file.

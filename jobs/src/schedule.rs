@@ -20,7 +20,8 @@
 //! and exits; a run cut short by a crash stays `running` in the ledger until the next
 //! lease holder marks it `failed` with "interrupted (process stopped)".
 
-use crate::close::{self, App, CloseOptions};
+use crate::app::App;
+use crate::close::{self, CloseOptions};
 use crate::db::{self, Backend, Db, DbError};
 use crate::ingest::IngestReport;
 use crate::jobs;
@@ -416,7 +417,7 @@ pub fn next_fires(
 
 /// The last complete month on the business calendar: the one definition, in
 /// `close` (issue 10 item 6).
-pub use crate::close::last_complete_period;
+use crate::app::last_complete_period;
 
 // ---------------------------------------------------------------------------------
 // The ledger

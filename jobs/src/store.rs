@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 mod s3;
 
-pub use s3::{Failure, MAX_PAGE_SIZE, S3Options, S3Store, S3Url};
+pub use s3::{Failure, MAX_PAGE_SIZE, S3Config, S3Options, S3Store, S3Url};
 
 /// What can go wrong talking to a store. Every variant names the full location so
 /// an operator can go and look.
@@ -310,10 +310,7 @@ impl ObjectStore for LocalDir {
 /// Open a store from a URL: `file:DIR`, `file://DIR` or a plain `DIR` is a local
 /// directory; `s3://bucket[/prefix]` is S3 (or an S3-compatible server) configured by
 /// `s3` and the standard AWS chain. Async because loading the AWS configuration is.
-pub async fn open(
-    url: &str,
-    s3: &crate::config::S3Config,
-) -> Result<Arc<dyn ObjectStore>, StoreError> {
+pub async fn open(url: &str, s3: &S3Config) -> Result<Arc<dyn ObjectStore>, StoreError> {
     if url.starts_with("s3://") {
         return Ok(Arc::new(S3Store::connect(url, &S3Options::new(s3)).await?));
     }
@@ -473,7 +470,7 @@ mod tests {
 
     #[tokio::test]
     async fn open_urls() {
-        let none = crate::config::S3Config::default();
+        let none = S3Config::default();
         assert!(open("file:/tmp/lake", &none).await.is_ok());
         assert!(open("/tmp/lake", &none).await.is_ok());
         assert_eq!(
@@ -485,7 +482,7 @@ mod tests {
         );
         // An explicit region: without one the SDK would ask the instance metadata
         // service. No request is sent: a client is only built.
-        let s3 = crate::config::S3Config {
+        let s3 = S3Config {
             region: Some("eu-west-1".into()),
             ..Default::default()
         };

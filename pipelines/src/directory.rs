@@ -73,6 +73,9 @@ mod tests {
         let d = operator_directory(&inputs).unwrap();
         assert_eq!(d.get("OP-1"), None, "two addresses: no entry");
         assert_eq!(d["OP-2"].email, "two@x.example");
-        assert_eq!(d["OP-3"].email, "3@x.example", "identical repeats are one entry");
+        assert_eq!(
+            d["OP-3"].email, "3@x.example",
+            "identical repeats are one entry"
+        );
     }
 }

@@ -80,10 +80,7 @@ fn prior_of_kind(history: &PayoutHistory, period: Period, kind: &str) -> PolarsR
 /// The collection lines of `history` from periods before `period`, as
 /// `collected_period`, `operator_id`, `currency`, `invoice_id`, `line_no`,
 /// `revenue_type`, `amount_cents`, `operator_bp` in contract dtypes.
-pub fn prior_collections(
-    history: &PayoutHistory,
-    period: Period,
-) -> PolarsResult<LazyFrame> {
+pub fn prior_collections(history: &PayoutHistory, period: Period) -> PolarsResult<LazyFrame> {
     Ok(prior_of_kind(history, period, "collection")?.select([
         col("period")
             .cast(DataType::String)
@@ -128,4 +125,3 @@ pub fn first_collection_per_line(lines: LazyFrame) -> LazyFrame {
             UniqueKeepStrategy::First,
         )
 }
-

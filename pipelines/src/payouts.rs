@@ -17,12 +17,12 @@
 //! `payout_statements` (R1.9) are the job's, not this module's.
 
 use crate::Inputs;
-pub use crate::history::PayoutHistory;
 use crate::active::{phase, tenure};
+pub use crate::history::PayoutHistory;
+use crate::history::{first_collection_per_line, prior_collections};
 use crate::money::{BP_WHOLE, share_expr, sum_cents};
 use crate::period::Period;
 use crate::plan::{Plan, TypeShares};
-use crate::history::{first_collection_per_line, prior_collections};
 use crate::reconcile;
 use crate::tiers::{operator_tiers, software_bonus_expr};
 use polars::prelude::*;

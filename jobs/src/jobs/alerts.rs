@@ -3,12 +3,12 @@
 //! operator listing every breached metric (never twice for the same content).
 
 use super::*;
-use opnet_pipelines::directory::Contact;
 use crate::mail::{self, AlertView, MetricBreachView};
 use opnet_pipelines::alerts::{
     metric_condition, metric_definition, metric_label, metric_target, metric_value,
     operator_metrics,
 };
+use opnet_pipelines::directory::Contact;
 use polars::prelude::*;
 use std::collections::BTreeMap;
 

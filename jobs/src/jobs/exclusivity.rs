@@ -3,9 +3,9 @@
 //! escalation to partner success once breaches reach the plan's threshold (R3.5).
 
 use super::*;
-use opnet_pipelines::directory::Contact;
 use crate::mail::render::format_bp;
 use crate::mail::{self, ExclusivityView};
+use opnet_pipelines::directory::Contact;
 use opnet_pipelines::exclusivity::{SATISFACTION_INSUFFICIENT, exclusivity_checks};
 use opnet_pipelines::plan::Exclusivity as Criteria;
 use polars::prelude::*;

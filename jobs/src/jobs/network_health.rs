@@ -6,7 +6,6 @@
 //! close, earlier in the registry) and the trend from earlier periods' rows.
 
 use super::*;
-use crate::close::App;
 use crate::db::{Value, bool_as_int, query_frame};
 use crate::mail;
 use opnet_pipelines::health::network_health;
@@ -101,10 +100,15 @@ impl Job for NetworkHealth {
         .map_err(db(period))?;
         let payable = query_frame(
             conn,
-            "SELECT s.currency, s.payable_cents FROM payout_statements s WHERE s.period = $1 AND s.revision = \
-             (SELECT MAX(t.revision) FROM payout_statements t WHERE t.period = s.period AND t.operator_id = s.operator_id AND t.currency = s.currency)",
+            &format!(
+                "SELECT s.currency, s.payable_cents {}",
+                super::payouts::latest_statements()
+            ),
             &[Value::Text(p.clone())],
-            &[("currency", DataType::String), ("payable_cents", DataType::Int64)],
+            &[
+                ("currency", DataType::String),
+                ("payable_cents", DataType::Int64),
+            ],
         )
         .await
         .map_err(db(period))?;
@@ -169,11 +173,16 @@ fn cast_like_table(df: DataFrame) -> PolarsResult<DataFrame> {
         .collect()
 }
 
-/// `opnet report`: the report of a closed period, from the database.
-pub async fn report_for(app: &App, period: Period) -> anyhow::Result<crate::report::Report> {
-    let mut conn = app.db.pool.acquire().await?;
+/// The report of a closed period from the rows the database holds (`opnet report`,
+/// and re-publishing a report whose run crashed before writing it), at the targets
+/// of `plan` — the plan in force for the period (R0.5).
+pub async fn stored_report(
+    conn: &mut AnyConnection,
+    period: Period,
+    plan: &Plan,
+) -> Result<crate::report::Report, JobError> {
     let current = query_frame(
-        &mut conn,
+        conn,
         &format!(
             "SELECT period, metric, dimension, value, value_cents, target, {} FROM network_health WHERE period = $1",
             bool_as_int("on_target")
@@ -181,18 +190,26 @@ pub async fn report_for(app: &App, period: Period) -> anyhow::Result<crate::repo
         &[Value::Text(period.to_string())],
         &HEALTH_COLUMNS,
     )
-    .await?;
+    .await
+    .map_err(db(period))?;
     if current.height() == 0 {
-        anyhow::bail!(
-            "no network_health rows for {period}: run `opnet close --through {period}` first"
-        );
+        return Err(JobError::Data {
+            job: JOB,
+            period,
+            message: format!(
+                "no network_health rows for {period}: run `opnet close --through {period}` first"
+            ),
+        });
     }
-    let trend = trend_rows(&mut conn, period).await?;
-    // R0.5: the targets of the plan in force for the period, as the close used.
-    let plan = app.config.plan.for_period(period)?;
-    Ok(crate::report::render(
-        &period.to_string(),
-        &trend.vstack(&current)?,
-        plan,
-    )?)
+    let trend = trend_rows(conn, period).await.map_err(db(period))?;
+    let rows = trend.vstack(&current).map_err(|source| JobError::Polars {
+        job: JOB,
+        period,
+        source,
+    })?;
+    crate::report::render(&period.to_string(), &rows, plan).map_err(|e| JobError::Data {
+        job: JOB,
+        period,
+        message: e.to_string(),
+    })
 }

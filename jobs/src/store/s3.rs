@@ -32,11 +32,36 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use super::{ObjectStore, StoreError};
-use crate::config::S3Config;
 use crate::retry::{self, Backoff};
 
 /// S3's largest page of ListObjectsV2 (and its default).
 pub const MAX_PAGE_SIZE: i32 = 1000;
+
+/// The `[s3]` table: how `s3://` URLs of `source` and `lake` are reached. Every key is
+/// optional; what is unset comes from the standard AWS chain (AWS_REGION,
+/// AWS_ENDPOINT_URL[_S3], the profile, the instance metadata service). Credentials
+/// are never configured here: they come from that chain too.
+#[derive(Clone, Default, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// Endpoint override for S3-compatible servers (`https://minio.internal:9000`).
+    pub endpoint: Option<String>,
+    /// AWS region (`eu-west-1`); S3-compatible servers usually accept `us-east-1`.
+    pub region: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`) instead of virtual-hosted
+    /// (`bucket.endpoint/key`); most S3-compatible servers need it. Default false.
+    pub force_path_style: Option<bool>,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint.as_deref().map(crate::db::redact))
+            .field("region", &self.region)
+            .field("force_path_style", &self.force_path_style)
+            .finish()
+    }
+}
 
 /// `s3://bucket[/prefix]`, parsed and checked.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,11 +12,13 @@
 //! [`SHOWN_PERIODS`] periods, the totals, and commands to look further — in the form
 //! that works where the demo was started (`cargo run -- …` under cargo).
 
-use crate::cli::table;
-use crate::close::{self, App, CloseOptions, CloseReport};
+use crate::app::App;
+use crate::close::{self, CloseOptions, CloseReport};
+use crate::commands::payouts;
 use crate::config::Config;
 use crate::generate::{self, Format, GenerateOptions};
-use crate::jobs::payouts;
+use crate::jobs::payouts::{latest_revision, latest_statements};
+use crate::term::table;
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use opnet_pipelines::Period;
@@ -31,7 +33,7 @@ pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Re
     let now = Utc::now();
     let source =
         local_dir(&config.source).context("the demo writes its data to a local source folder")?;
-    let end = close::last_complete_period(now, config.schedule.timezone);
+    let end = crate::app::last_complete_period(now, config.schedule.timezone);
     let generated = generate::generate(&GenerateOptions {
         out: source.clone(),
         operators,
@@ -207,12 +209,10 @@ impl StatementStatus {
 }
 
 async fn statement_status(app: &App, period: Period) -> Result<StatementStatus> {
-    let rows = sqlx::query(
-        "SELECT s.status, COUNT(*), MAX(s.revision) FROM payout_statements s \
-         WHERE s.period = $1 AND s.revision = (SELECT MAX(t.revision) FROM payout_statements t \
-         WHERE t.period = s.period AND t.operator_id = s.operator_id AND t.currency = s.currency) \
-         GROUP BY s.status",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT s.status, COUNT(*), MAX(s.revision) {} GROUP BY s.status",
+        latest_statements()
+    ))
     .bind(period.to_string())
     .fetch_all(&app.db.pool)
     .await?;
@@ -293,8 +293,8 @@ pub fn emails_wording(
 /// a reader checks first, read back from the result tables; a job the close refused
 /// says so in the last column.
 async fn print_periods(app: &App, report: &CloseReport, first: Period, end: Period) -> Result<()> {
-    let count_by_period = |sql: &'static str| async move {
-        let rows = sqlx::query(sql)
+    let count_by_period = |sql: String| async move {
+        let rows = sqlx::query(&sql)
             .bind(first.to_string())
             .bind(end.to_string())
             .fetch_all(&app.db.pool)
@@ -306,25 +306,30 @@ async fn print_periods(app: &App, report: &CloseReport, first: Period, end: Peri
         anyhow::Ok(m)
     };
     let statements = count_by_period(
-        "SELECT s.period, COUNT(*), CAST(0 AS BIGINT) FROM payout_statements s WHERE s.period >= $1 AND s.period <= $2 \
-         AND s.revision = (SELECT MAX(t.revision) FROM payout_statements t WHERE t.period = s.period \
-         AND t.operator_id = s.operator_id AND t.currency = s.currency) GROUP BY s.period",
+        format!(
+            "SELECT s.period, COUNT(*), CAST(0 AS BIGINT) FROM payout_statements s WHERE s.period >= $1 \
+             AND s.period <= $2 AND {} GROUP BY s.period",
+            latest_revision("s")
+        ),
     )
     .await?;
     let exceptions = count_by_period(
         "SELECT period, COUNT(*), CAST(0 AS BIGINT) FROM reconciliation_exceptions \
-         WHERE period >= $1 AND period <= $2 GROUP BY period",
+         WHERE period >= $1 AND period <= $2 GROUP BY period"
+            .to_string(),
     )
     .await?;
     let breaches = count_by_period(
         "SELECT period, CAST(COALESCE(SUM(CASE WHEN compliant THEN 0 ELSE 1 END), 0) AS BIGINT), COUNT(*) \
-         FROM exclusivity_checks WHERE period >= $1 AND period <= $2 GROUP BY period",
+         FROM exclusivity_checks WHERE period >= $1 AND period <= $2 GROUP BY period"
+        .to_string(),
     )
     .await?;
     let alerted = count_by_period(
         "SELECT period, COUNT(DISTINCT CASE WHEN breached THEN operator_id END), \
          COUNT(DISTINCT operator_id) FROM operator_metrics \
-         WHERE period >= $1 AND period <= $2 GROUP BY period",
+         WHERE period >= $1 AND period <= $2 GROUP BY period"
+            .to_string(),
     )
     .await?;
     let mut refused: BTreeMap<String, Vec<String>> = BTreeMap::new();
