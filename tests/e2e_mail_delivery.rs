@@ -75,7 +75,8 @@ async fn drop_database(url: &str) {
 fn alert(i: usize) -> OutgoingEmail {
     OutgoingEmail {
         dedup_key: mail::dedup_key("alert", &["2025-08", &format!("OP-{i:04}"), "x"]),
-        kind: mail::kind::ALERT.into(),
+        kind: "alert".into(),
+        audience: mail::Audience::Operator,
         period: Some("2025-08".into()),
         recipient: format!("ops@op-{i:04}.example.com"),
         subject: format!("Alert {i}"),

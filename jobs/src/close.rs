@@ -246,7 +246,7 @@ async fn dataset_counts(app: &App, snapshot: &str) -> Result<(String, Vec<Datase
 /// What to do with the mails of period `period`'s runs under `policy`.
 fn disposition(
     policy: MailPolicy,
-    kind: &str,
+    audience: mail::Audience,
     period: Period,
     recent_from: Period,
     max_age: u32,
@@ -257,11 +257,7 @@ fn disposition(
             reason: "suppressed: close --send-mail none".into(),
             summarize: false,
         },
-        MailPolicy::Recent
-            if period < recent_from
-                && (mail::kind::is_operator_facing(kind)
-                    || mail::kind::is_periodic_internal(kind)) =>
-        {
+        MailPolicy::Recent if period < recent_from && audience != mail::Audience::Notice => {
             Disposition::Suppress {
                 reason: format!(
                     "suppressed: backfill — {period} is older than the latest {max_age} complete month(s) \
@@ -359,7 +355,9 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
                 });
                 continue;
             }
-            let dispose = |kind: &str| disposition(opts.mail, kind, period, recent_from, max_age);
+            let dispose = |audience: mail::Audience| {
+                disposition(opts.mail, audience, period, recent_from, max_age)
+            };
             // A run that fails transiently (a dropped database connection, a locked
             // SQLite file) is tried again as a new run, up to
             // `retry::JOB_RUN.max_attempts` runs in all; each failed one has rolled
@@ -529,7 +527,7 @@ async fn run_in_tx(
     job: &dyn jobs::Job,
     ctx: &JobContext<'_>,
     tx: &mut sqlx::AnyConnection,
-    dispose: &(dyn Fn(&str) -> Disposition + Sync),
+    dispose: &(dyn Fn(mail::Audience) -> Disposition + Sync),
 ) -> Result<(JobOutput, i64, EnqueueReport)> {
     let mut out = job.run(ctx, tx).await?;
     let period = ctx.period.to_string();
@@ -554,7 +552,7 @@ async fn run_in_tx(
     for email in &mut out.emails {
         // Every mail of a period's run carries the period (issue 10 item 7).
         email.period.get_or_insert_with(|| period.clone());
-        let how = dispose(&email.kind);
+        let how = dispose(email.audience);
         match mail::enqueue_one(
             tx,
             &app.config.email.from,
@@ -820,44 +818,41 @@ mod tests {
 
     /// Issue 9 item 16: under the default policy only mail of the latest
     /// `max_age` complete months goes out; older operator and per-period internal mail
-    /// is suppressed (and summarised); failure notices never are.
+    /// is suppressed (and summarised); notices (a failed run) never are.
     #[test]
-    fn mail_of_a_backfill_is_suppressed_by_kind_and_age() {
+    fn mail_of_a_backfill_is_suppressed_by_audience_and_age() {
+        use mail::Audience;
         let recent_from = p("2026-10");
-        let d =
-            |policy, kind: &str, period: &str| disposition(policy, kind, p(period), recent_from, 1);
-        use mail::kind::*;
-        for kind in [
-            TIER_CHANGE,
-            ALERT,
-            EXCLUSIVITY_BREACH,
-            FINANCE_SUMMARY,
-            NETWORK_HEALTH,
-            ESCALATION,
-        ] {
+        let d = |policy, audience, period: &str| {
+            disposition(policy, audience, p(period), recent_from, 1)
+        };
+        for audience in [Audience::Operator, Audience::PeriodicInternal] {
             assert_eq!(
-                d(MailPolicy::Recent, kind, "2026-10"),
+                d(MailPolicy::Recent, audience, "2026-10"),
                 Disposition::Queue,
-                "{kind}"
+                "{audience:?}"
             );
             assert_eq!(
-                d(MailPolicy::Recent, kind, "2026-11"),
+                d(MailPolicy::Recent, audience, "2026-11"),
                 Disposition::Queue,
-                "{kind}"
+                "{audience:?}"
             );
             assert!(
                 matches!(
-                    d(MailPolicy::Recent, kind, "2026-09"),
+                    d(MailPolicy::Recent, audience, "2026-09"),
                     Disposition::Suppress {
                         summarize: true,
                         ..
                     }
                 ),
-                "{kind}"
+                "{audience:?}"
             );
-            assert_eq!(d(MailPolicy::All, kind, "2020-01"), Disposition::Requeue);
+            assert_eq!(
+                d(MailPolicy::All, audience, "2020-01"),
+                Disposition::Requeue
+            );
             assert!(matches!(
-                d(MailPolicy::None, kind, "2026-10"),
+                d(MailPolicy::None, audience, "2026-10"),
                 Disposition::Suppress {
                     summarize: false,
                     ..
@@ -865,7 +860,7 @@ mod tests {
             ));
         }
         assert_eq!(
-            d(MailPolicy::Recent, RUN_FAILED, "2020-01"),
+            d(MailPolicy::Recent, Audience::Notice, "2020-01"),
             Disposition::Queue
         );
     }

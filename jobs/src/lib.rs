@@ -19,7 +19,6 @@ pub mod ingest;
 pub mod jobs;
 pub mod lake;
 pub mod mail;
-pub mod report;
 pub mod retry;
 pub mod schedule;
 pub mod store;

@@ -4,8 +4,9 @@
 //! statement's status following its mail.
 
 use crate::app::App;
+use crate::jobs::payouts::emails::{self, StatementLineView, StatementView};
 use crate::jobs::payouts::{latest_revision, latest_statements};
-use crate::mail::{self, DeliveryReport, StatementLineView, StatementView};
+use crate::mail::{self, DeliveryReport};
 use chrono::{DateTime, Utc};
 use opnet_pipelines::Period;
 use opnet_pipelines::directory::Contact;
@@ -189,7 +190,7 @@ pub async fn send(
             revision: r.try_get("revision")?,
             lines,
         };
-        let email = mail::statement_email(&view)?;
+        let email = emails::statement_email(&view)?;
         let disposition = match address {
             None => mail::Disposition::Undeliverable {
                 reason: format!(

@@ -2,8 +2,8 @@
 //! rendered from the database at the targets of the plan in force for M.
 
 use crate::app::App;
+use crate::jobs::network_health::report::Report;
 use crate::jobs::network_health::stored_report;
-use crate::report::Report;
 use opnet_pipelines::Period;
 
 /// The report of `period` from the rows of its close.

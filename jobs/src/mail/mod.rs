@@ -31,38 +31,31 @@ pub use outbox::{
     DeliverOptions, DeliveryReport, Disposition, EnqueueReport, Enqueued, MAX_ATTEMPTS,
     SmtpSettings, Transport, deliver, deliver_queued, enqueue, enqueue_all, enqueue_one,
 };
-pub use render::{
-    AlertView, CurrencyTotalsView, ExceptionView, ExclusivityView, FinanceSummaryView,
-    MetricBreachView, QuarantineView, StatementLineView, StatementView, TierChangeView,
-    alert_email, escalation_email, exceptions_csv, exclusivity_breach_email, finance_summary_email,
-    format_cents, html_report_email, run_failed_email, statement_email, statement_lines_csv,
-    tier_change_email,
-};
+pub use render::{format_bp, format_cents, html_report_email, run_failed_email};
 
-/// The `kind` column of `email_outbox`: one id per kind of email.
+/// The kinds of email the mail layer itself knows: the statement (whose delivery the
+/// outbox reports back to `payout_statements`, issue 9 item 3), and the notices it or
+/// the close builds. Every other kind is its job's own constant (`jobs::<job>::emails`).
 pub mod kind {
+    /// A payout statement to its operator (built by the payouts job's emails).
     pub const STATEMENT: &str = "statement";
-    pub const FINANCE_SUMMARY: &str = "finance_summary";
-    pub const TIER_CHANGE: &str = "tier_change";
-    pub const ALERT: &str = "alert";
-    pub const EXCLUSIVITY_BREACH: &str = "exclusivity_breach";
-    pub const ESCALATION: &str = "escalation";
-    pub const NETWORK_HEALTH: &str = "network_health";
     pub const RUN_FAILED: &str = "run_failed";
     /// One summary per backfill close for the internal lists, instead of their
     /// per-period mails (issue 9 item 16).
     pub const BACKFILL_SUMMARY: &str = "backfill_summary";
+}
 
-    /// Mail to an operator about its own period: suppressed for backfilled periods.
-    pub fn is_operator_facing(kind: &str) -> bool {
-        matches!(kind, STATEMENT | TIER_CHANGE | ALERT | EXCLUSIVITY_BREACH)
-    }
-
-    /// Mail to an internal list about one period (finance summary, leadership report,
-    /// escalations): replaced by the backfill summary for backfilled periods.
-    pub fn is_periodic_internal(kind: &str) -> bool {
-        matches!(kind, FINANCE_SUMMARY | NETWORK_HEALTH | ESCALATION)
-    }
+/// Who an email is for, which decides what a backfill does with it (issue 9 item 16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// An operator, about its own period (statement, tier change, alerts, breach
+    /// notice): suppressed for backfilled periods.
+    Operator,
+    /// An internal list, about one period (finance summary, leadership report,
+    /// escalation): replaced by the backfill summary for backfilled periods.
+    PeriodicInternal,
+    /// Everything else (a failed run, the backfill summary itself): always sent.
+    Notice,
 }
 
 /// A dedup key: `kind` then each part, joined by `:`, every part escaped (`%` →
@@ -109,8 +102,10 @@ pub struct Attachment {
 pub struct OutgoingEmail {
     /// What the email is about; the outbox sends a key at most once.
     pub dedup_key: String,
-    /// One of the ids in [`kind`].
+    /// The `email_outbox.kind`: the id of this kind of email.
     pub kind: String,
+    /// Who it is for (what a backfill does with it).
+    pub audience: Audience,
     pub period: Option<String>,
     pub recipient: String,
     pub subject: String,
@@ -423,6 +418,7 @@ pub fn backfill_summary_email(v: &BackfillSummaryView, recipient: &str) -> Outgo
     );
     let digest = hex::encode(Sha256::digest(format!("{}\n{text}", recipient.trim())));
     OutgoingEmail {
+        audience: Audience::Notice,
         dedup_key: dedup_key(
             kind::BACKFILL_SUMMARY,
             &[&first, &last, recipient.trim(), &digest[..16]],
@@ -455,6 +451,7 @@ mod tests {
         OutgoingEmail {
             dedup_key: "statement:2025-08:OP-0001:USD:r1".into(),
             kind: kind::STATEMENT.into(),
+            audience: Audience::Operator,
             period: Some("2025-08".into()),
             recipient: "Acme Ops <ops@acme.example>".into(),
             subject: "Candlefish payout statement 2025-08 — OP-0001 (USD)".into(),
@@ -603,60 +600,6 @@ mod tests {
         assert!(a.text.contains("alert 3, finance_summary 1"), "{}", a.text);
         assert!(a.subject.contains("4 email(s) not sent"), "{}", a.subject);
         build_message("payouts@candlefish.example", &a, Utc::now()).expect("builds");
-    }
-
-    /// Issue 9 item 10: the finance summary always shows the snapshot's quarantine
-    /// counts per dataset, also when nothing was quarantined.
-    #[test]
-    fn finance_summary_shows_quarantine_counts() {
-        let mut v = FinanceSummaryView {
-            period: "2025-08".into(),
-            recipient: "finance@candlefish.example".into(),
-            currencies: Vec::new(),
-            statements: 0,
-            operators_payable: 0,
-            exceptions: Vec::new(),
-            control_ok: true,
-            quarantine: vec![
-                QuarantineView {
-                    dataset: "billing/invoices".into(),
-                    rows_in: 120,
-                    rows_quarantined: 0,
-                },
-                QuarantineView {
-                    dataset: "billing/refunds".into(),
-                    rows_in: 29,
-                    rows_quarantined: 29,
-                },
-            ],
-        };
-        let email = finance_summary_email(&v, Vec::new(), Vec::new()).expect("render");
-        assert!(
-            email
-                .text
-                .contains("Ingest quarantine of the run's snapshot (29 row(s) left out)"),
-            "{}",
-            email.text
-        );
-        assert!(
-            email
-                .text
-                .contains("billing/refunds: 29 of 29 row(s) quarantined")
-        );
-        assert!(
-            email
-                .text
-                .contains("billing/invoices: 0 of 120 row(s) quarantined")
-        );
-        let html = email.html.clone().expect("html");
-        assert!(
-            html.contains("billing&#x2f;refunds") && html.contains("font-weight:bold;\">29<"),
-            "{html}"
-        );
-        // Other counts, another summary (not deduplicated away).
-        v.quarantine[1].rows_quarantined = 0;
-        let other = finance_summary_email(&v, Vec::new(), Vec::new()).expect("render");
-        assert_ne!(other.dedup_key, email.dedup_key);
     }
 
     #[test]

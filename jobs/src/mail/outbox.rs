@@ -936,7 +936,8 @@ mod tests {
     fn email(key: &str, to: &str) -> OutgoingEmail {
         OutgoingEmail {
             dedup_key: key.into(),
-            kind: kind::ALERT.into(),
+            kind: "alert".into(),
+            audience: crate::mail::Audience::Operator,
             period: Some("2025-08".into()),
             recipient: to.into(),
             subject: format!("Test {key}"),

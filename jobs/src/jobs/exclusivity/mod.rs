@@ -3,12 +3,15 @@
 //! escalation to partner success once breaches reach the plan's threshold (R3.5).
 
 use super::*;
+use crate::mail;
 use crate::mail::render::format_bp;
-use crate::mail::{self, ExclusivityView};
+use emails::ExclusivityView;
 use opnet_pipelines::directory::Contact;
 use opnet_pipelines::exclusivity::{SATISFACTION_INSUFFICIENT, exclusivity_checks};
 use opnet_pipelines::plan::Exclusivity as Criteria;
 use polars::prelude::*;
+
+pub mod emails;
 
 pub struct Exclusivity;
 
@@ -55,10 +58,10 @@ impl Job for Exclusivity {
                 period,
                 source,
             };
-            emails.push(mail::exclusivity_breach_email(&view).map_err(mail_err)?);
+            emails.push(emails::exclusivity_breach_email(&view).map_err(mail_err)?);
             if view.escalated {
                 for ps in &ctx.config.email.partner_success {
-                    emails.push(mail::escalation_email(&view, ps).map_err(mail_err)?);
+                    emails.push(emails::escalation_email(&view, ps).map_err(mail_err)?);
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! operator listing every breached metric (never twice for the same content).
 
 use super::*;
-use crate::mail::{self, AlertView, MetricBreachView};
+use emails::{AlertView, MetricBreachView};
 use opnet_pipelines::alerts::{
     metric_condition, metric_definition, metric_label, metric_target, metric_value,
     operator_metrics,
@@ -11,6 +11,8 @@ use opnet_pipelines::alerts::{
 use opnet_pipelines::directory::Contact;
 use polars::prelude::*;
 use std::collections::BTreeMap;
+
+pub mod emails;
 
 pub struct Alerts;
 
@@ -52,7 +54,7 @@ impl Job for Alerts {
         let emails = alert_views(ctx, &metrics)
             .map_err(pl)?
             .iter()
-            .map(mail::alert_email)
+            .map(emails::alert_email)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|source| JobError::Mail {
                 job: JOB,

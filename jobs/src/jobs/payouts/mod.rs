@@ -14,6 +14,8 @@ use opnet_pipelines::directory::Contact;
 use opnet_pipelines::payouts::{PayoutHistory, check_control_totals, close_payouts};
 use polars::prelude::*;
 
+pub mod emails;
+
 pub struct Payouts;
 
 /// SQL condition: row `alias` of `payout_statements` is the latest revision of its
@@ -441,7 +443,7 @@ fn emails_for(
         };
         let t = tier.get(i).unwrap_or("none");
         out.push(
-            mail::tier_change_email(&mail::TierChangeView {
+            emails::tier_change_email(&emails::TierChangeView {
                 period: p.clone(),
                 operator_id: id.to_string(),
                 operator_name: name.clone(),
@@ -459,7 +461,7 @@ fn emails_for(
     view.quarantine = ctx
         .datasets
         .iter()
-        .map(|d| mail::QuarantineView {
+        .map(|d| emails::QuarantineView {
             dataset: d.dataset.clone(),
             rows_in: d.rows_in,
             rows_quarantined: d.rows_quarantined,
@@ -468,12 +470,12 @@ fn emails_for(
     let statements_csv = frame_csv(&close.statements).map_err(pl_err(period))?;
     let exceptions_csv = frame_csv(&close.exceptions).map_err(pl_err(period))?;
     for to in &ctx.config.email.finance {
-        let v = mail::FinanceSummaryView {
+        let v = emails::FinanceSummaryView {
             recipient: to.clone(),
             ..view.clone()
         };
         out.push(
-            mail::finance_summary_email(&v, statements_csv.clone(), exceptions_csv.clone())
+            emails::finance_summary_email(&v, statements_csv.clone(), exceptions_csv.clone())
                 .map_err(mail_err)?,
         );
     }
@@ -502,7 +504,7 @@ fn frame_csv(df: &DataFrame) -> PolarsResult<Vec<u8>> {
 fn finance_view(
     period: &str,
     close: &opnet_pipelines::payouts::PayoutClose,
-) -> PolarsResult<mail::FinanceSummaryView> {
+) -> PolarsResult<emails::FinanceSummaryView> {
     let sums = close
         .statements
         .clone()
@@ -557,7 +559,7 @@ fn finance_view(
         cents("carried_out_cents")?,
     );
     let currencies = (0..totals.height())
-        .map(|i| mail::CurrencyTotalsView {
+        .map(|i| emails::CurrencyTotalsView {
             currency: currency.get(i).unwrap_or("").to_string(),
             collected_cents: collected[i],
             refunds_cents: refunds[i],
@@ -587,7 +589,7 @@ fn finance_view(
     );
     let line = ex.column("line_no")?.i64()?.clone();
     let exceptions = (0..ex.height())
-        .map(|i| mail::ExceptionView {
+        .map(|i| emails::ExceptionView {
             kind: kind.get(i).unwrap_or("").to_string(),
             invoice_id: inv.get(i).map(str::to_string),
             line_no: line.get(i),
@@ -595,7 +597,7 @@ fn finance_view(
             detail: detail.get(i).unwrap_or("").to_string(),
         })
         .collect();
-    Ok(mail::FinanceSummaryView {
+    Ok(emails::FinanceSummaryView {
         period: period.to_string(),
         recipient: String::new(),
         currencies,

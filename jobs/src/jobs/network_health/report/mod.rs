@@ -81,7 +81,7 @@ const GREEN: &str = "#1a7f37";
 const RED_TEXT: &str = "#c62828";
 const GREY_TEXT: &str = "#7b8794";
 
-const PAGE_TEMPLATE: &str = include_str!("report/page.html");
+const PAGE_TEMPLATE: &str = include_str!("page.html");
 
 /// One `network_health` row, typed.
 #[derive(Debug, Clone, PartialEq)]

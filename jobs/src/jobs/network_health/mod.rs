@@ -12,7 +12,12 @@ use opnet_pipelines::health::network_health;
 use polars::prelude::*;
 use sha2::{Digest, Sha256};
 
+pub mod report;
+
 pub struct NetworkHealth;
+
+/// `email_outbox.kind` of the leadership report.
+pub const KIND: &str = "network_health";
 
 const JOB: &str = "network_health";
 
@@ -119,7 +124,7 @@ impl Job for NetworkHealth {
         let rows = cast_like_table(rows).map_err(pl)?;
         let trend = trend_rows(conn, period).await.map_err(db(period))?;
         let all = trend.vstack(&rows).map_err(pl)?;
-        let report = crate::report::render(&p, &all, ctx.plan).map_err(|e| JobError::Data {
+        let report = report::render(&p, &all, ctx.plan).map_err(|e| JobError::Data {
             job: JOB,
             period,
             message: e.to_string(),
@@ -129,7 +134,8 @@ impl Job for NetworkHealth {
         let mut emails = Vec::new();
         for to in &ctx.config.email.leadership {
             emails.push(mail::html_report_email(
-                mail::kind::NETWORK_HEALTH,
+                KIND,
+                mail::Audience::PeriodicInternal,
                 mail::dedup_key("network_health", &[&p, to.as_str(), &digest[..16]]),
                 to,
                 format!("Candlefish network health — {p}"),
@@ -180,7 +186,7 @@ pub async fn stored_report(
     conn: &mut AnyConnection,
     period: Period,
     plan: &Plan,
-) -> Result<crate::report::Report, JobError> {
+) -> Result<report::Report, JobError> {
     let current = query_frame(
         conn,
         &format!(
@@ -207,7 +213,7 @@ pub async fn stored_report(
         period,
         source,
     })?;
-    crate::report::render(&period.to_string(), &rows, plan).map_err(|e| JobError::Data {
+    report::render(&period.to_string(), &rows, plan).map_err(|e| JobError::Data {
         job: JOB,
         period,
         message: e.to_string(),
