@@ -608,8 +608,9 @@ pub async fn publish_period(
     .execute(&mut *tx)
     .await
     .with_context(|| format!("recording the publication of {job} {period}"))?;
-    for table in j.outputs() {
-        let mut frame = db::period_frame(&mut tx, table, period).await?;
+    for spec in j.outputs() {
+        let table = spec.table;
+        let mut frame = db::period_frame(&mut tx, spec, period).await?;
         app.lake
             .write_mart(table, p, &mut frame)
             .await

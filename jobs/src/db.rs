@@ -117,29 +117,9 @@ pub fn is_transient_sqlx(e: &sqlx::Error) -> bool {
     }
 }
 
-/// Embedded migrations, in order: (version, PostgreSQL script, SQLite script).
-const MIGRATIONS: &[(&str, &str, &str)] = &[
-    (
-        "0001_init",
-        include_str!("../../sql/postgres/0001_init.sql"),
-        include_str!("../../sql/sqlite/0001_init.sql"),
-    ),
-    (
-        "0002_leases",
-        include_str!("../../sql/postgres/0002_leases.sql"),
-        include_str!("../../sql/sqlite/0002_leases.sql"),
-    ),
-    (
-        "0003_run_holder",
-        include_str!("../../sql/postgres/0003_run_holder.sql"),
-        include_str!("../../sql/sqlite/0003_run_holder.sql"),
-    ),
-    (
-        "0004_mail_states",
-        include_str!("../../sql/postgres/0004_mail_states.sql"),
-        include_str!("../../sql/sqlite/0004_mail_states.sql"),
-    ),
-];
+// The embedded migrations, discovered from `sql/` at build time (`jobs/build.rs`):
+// `MIGRATIONS: &[(version, PostgreSQL script, SQLite script)]`, in version order.
+include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
 /// A connection pool and the backend behind it.
 #[derive(Clone, Debug)]
@@ -876,163 +856,25 @@ pub async fn finish_run(
     Ok(())
 }
 
-/// A result table's columns as its Parquet mart has them, in order, with the
-/// Polars type of each (text dates become `Date`, `integer` basis points `Int32`,
-/// booleans are read through [`bool_as_int`]), and the order its rows are written in.
-pub struct MartTable {
+/// A result table as a job declares it: its name, every column with the Polars type
+/// it is published with (`marts/<table>/period=…`), and the order of its rows. The job
+/// owns this (jobs/src/jobs/<job>/mod.rs); the registry test checks it against the
+/// migrated schema.
+#[derive(Debug)]
+pub struct TableSpec {
     pub table: &'static str,
     pub columns: &'static [(&'static str, DataType)],
     pub order_by: &'static str,
 }
 
-use DataType::{Boolean as B, Date as D, Float64 as F, Int32 as I32, Int64 as I, String as S};
-
-/// Every result table published as a mart (`marts/<table>/period=…`): the schema of
-/// `sql/*/0001_init.sql` plus the columns of later migrations.
-pub const MART_TABLES: &[MartTable] = &[
-    MartTable {
-        table: "payout_statements",
-        columns: &[
-            ("period", S),
-            ("operator_id", S),
-            ("currency", S),
-            ("phase", S),
-            ("tier", S),
-            ("software_cents", I),
-            ("implementation_cents", I),
-            ("support_cents", I),
-            ("operator_share_cents", I),
-            ("candlefish_share_cents", I),
-            ("clawback_cents", I),
-            ("carried_in_cents", I),
-            ("payable_cents", I),
-            ("carried_out_cents", I),
-            ("statement_on", D),
-            ("due_on", D),
-            ("status", S),
-            ("revision", I),
-            ("plan_version", S),
-            ("approved_at", S),
-            ("queued_at", S),
-            ("sent_at", S),
-            ("message_id", S),
-            ("mail_error", S),
-            ("run_id", S),
-        ],
-        order_by: "operator_id, currency, revision",
-    },
-    MartTable {
-        table: "payout_lines",
-        columns: &[
-            ("period", S),
-            ("operator_id", S),
-            ("currency", S),
-            ("invoice_id", S),
-            ("line_no", I),
-            ("refund_id", S),
-            ("revenue_type", S),
-            ("kind", S),
-            ("amount_cents", I),
-            ("operator_bp", I32),
-            ("operator_cents", I),
-            ("candlefish_cents", I),
-            ("collected_period", S),
-            ("revision", I),
-            ("run_id", S),
-        ],
-        order_by: "operator_id, currency, invoice_id, line_no, kind, refund_id",
-    },
-    MartTable {
-        table: "reconciliation_exceptions",
-        columns: &[
-            ("period", S),
-            ("kind", S),
-            ("invoice_id", S),
-            ("line_no", I),
-            ("customer_id", S),
-            ("refund_id", S),
-            ("detail", S),
-            ("run_id", S),
-        ],
-        order_by: "kind, invoice_id, line_no, refund_id, detail",
-    },
-    MartTable {
-        table: "operator_tiers",
-        columns: &[
-            ("period", S),
-            ("operator_id", S),
-            ("active_customers", I),
-            ("tier", S),
-            ("previous_tier", S),
-            ("change", S),
-            ("run_id", S),
-        ],
-        order_by: "operator_id",
-    },
-    MartTable {
-        table: "exclusivity_checks",
-        columns: &[
-            ("period", S),
-            ("operator_id", S),
-            ("territory_id", S),
-            ("currency", S),
-            ("mrr_cents", I),
-            ("active_customers", I),
-            ("qoq_growth", F),
-            ("csat_share", F),
-            ("csat_responses", I),
-            ("satisfaction", S),
-            ("compliant", B),
-            ("failed_criteria", S),
-            ("consecutive_breaches", I),
-            ("escalated", B),
-            ("run_id", S),
-        ],
-        order_by: "operator_id, territory_id",
-    },
-    MartTable {
-        table: "operator_metrics",
-        columns: &[
-            ("period", S),
-            ("operator_id", S),
-            ("metric", S),
-            ("value", F),
-            ("threshold", F),
-            ("breached", B),
-            ("run_id", S),
-        ],
-        order_by: "operator_id, metric",
-    },
-    MartTable {
-        table: "network_health",
-        columns: &[
-            ("period", S),
-            ("metric", S),
-            ("dimension", S),
-            ("value", F),
-            ("value_cents", I),
-            ("target", F),
-            ("on_target", B),
-            ("run_id", S),
-        ],
-        order_by: "metric, dimension",
-    },
-];
-
-/// The rows of result table `table` for `period`, as its mart: exactly what the
+/// The rows of result table `spec` for `period`, as its mart: exactly what the
 /// database holds (issue 9 item 13: a mart is published from committed rows only).
 pub async fn period_frame(
     conn: &mut AnyConnection,
-    table: &str,
+    spec: &TableSpec,
     period: &str,
 ) -> Result<DataFrame, DbError> {
-    let Some(spec) = MART_TABLES.iter().find(|t| t.table == table) else {
-        return Err(DbError::Unsupported {
-            table: table.to_string(),
-            column: String::new(),
-            dtype: "not a published result table".into(),
-        });
-    };
+    let table = spec.table;
     let select: Vec<String> = spec
         .columns
         .iter()

@@ -8,6 +8,7 @@
 //! module and one line of [`registry`].
 
 use crate::config::Config;
+pub use crate::db::TableSpec;
 use crate::mail::OutgoingEmail;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -144,8 +145,8 @@ pub trait Job: Send + Sync {
     fn name(&self) -> &'static str;
     /// Datasets of the data contract it reads (`billing/invoices`, …).
     fn inputs(&self) -> &'static [&'static str];
-    /// Tables it writes.
-    fn outputs(&self) -> &'static [&'static str];
+    /// The tables it writes, with their columns as published (its marts).
+    fn outputs(&self) -> &'static [TableSpec];
     /// Why this period must not be run now (e.g. approved statements without
     /// `--revise`, R1.9), checked before a run starts; the runner records the refusal
     /// in the ledger.
@@ -200,90 +201,4 @@ pub fn registry() -> Vec<Box<dyn Job>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeSet;
-
-    #[test]
-    fn transient_job_errors() {
-        let period = Period::parse("2025-08").unwrap();
-        let job = "payouts";
-        let db = |source| JobError::Database {
-            job,
-            period,
-            source: crate::db::DbError::query("reading history")(source),
-        };
-        let cases = [
-            (db(sqlx::Error::PoolTimedOut), true),
-            (
-                db(sqlx::Error::Io(std::io::Error::from(
-                    std::io::ErrorKind::BrokenPipe,
-                ))),
-                true,
-            ),
-            (db(sqlx::Error::RowNotFound), false),
-            (
-                JobError::Data {
-                    job,
-                    period,
-                    message: "negative amount".into(),
-                },
-                false,
-            ),
-            (
-                JobError::Control {
-                    job,
-                    period,
-                    message: "lines do not sum".into(),
-                },
-                false,
-            ),
-            (
-                JobError::Polars {
-                    job,
-                    period,
-                    source: polars::prelude::PolarsError::ComputeError("x".into()),
-                },
-                false,
-            ),
-            (
-                JobError::Mail {
-                    job,
-                    period,
-                    source: crate::mail::MailError::TransportSpec {
-                        spec: "x".into(),
-                        reason: "y".into(),
-                    },
-                },
-                false,
-            ),
-        ];
-        for (e, transient) in cases {
-            assert_eq!(e.is_transient(), transient, "{e}");
-        }
-    }
-
-    #[test]
-    fn job_names_are_unique_and_outputs_are_contract_tables() {
-        let jobs = registry();
-        let names: BTreeSet<_> = jobs.iter().map(|j| j.name()).collect();
-        assert_eq!(names.len(), jobs.len());
-        let schema = include_str!("../../../sql/sqlite/0001_init.sql");
-        for j in &jobs {
-            for t in j.outputs() {
-                assert!(
-                    schema.contains(&format!("CREATE TABLE {t} (")),
-                    "{} writes unknown table {t}",
-                    j.name()
-                );
-            }
-            for d in j.inputs() {
-                assert!(
-                    opnet_pipelines::contract::Dataset::by_name(d).is_some(),
-                    "{} reads unknown {d}",
-                    j.name()
-                );
-            }
-        }
-    }
-}
+mod tests;

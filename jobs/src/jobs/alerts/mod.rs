@@ -18,6 +18,23 @@ pub struct Alerts;
 
 const JOB: &str = "alerts";
 
+/// The tables this job writes, as published: columns and row order.
+use DataType::{Boolean as B, Float64 as F, String as S};
+
+const OUTPUTS: &[TableSpec] = &[TableSpec {
+    table: "operator_metrics",
+    columns: &[
+        ("period", S),
+        ("operator_id", S),
+        ("metric", S),
+        ("value", F),
+        ("threshold", F),
+        ("breached", B),
+        ("run_id", S),
+    ],
+    order_by: "operator_id, metric",
+}];
+
 #[async_trait]
 impl Job for Alerts {
     fn name(&self) -> &'static str {
@@ -34,8 +51,8 @@ impl Job for Alerts {
         ]
     }
 
-    fn outputs(&self) -> &'static [&'static str] {
-        &["operator_metrics"]
+    fn outputs(&self) -> &'static [TableSpec] {
+        OUTPUTS
     }
 
     async fn run(

@@ -17,6 +17,31 @@ pub struct Exclusivity;
 
 const JOB: &str = "exclusivity";
 
+/// The tables this job writes, as published: columns and row order.
+use DataType::{Boolean as B, Float64 as F, Int64 as I, String as S};
+
+const OUTPUTS: &[TableSpec] = &[TableSpec {
+    table: "exclusivity_checks",
+    columns: &[
+        ("period", S),
+        ("operator_id", S),
+        ("territory_id", S),
+        ("currency", S),
+        ("mrr_cents", I),
+        ("active_customers", I),
+        ("qoq_growth", F),
+        ("csat_share", F),
+        ("csat_responses", I),
+        ("satisfaction", S),
+        ("compliant", B),
+        ("failed_criteria", S),
+        ("consecutive_breaches", I),
+        ("escalated", B),
+        ("run_id", S),
+    ],
+    order_by: "operator_id, territory_id",
+}];
+
 #[async_trait]
 impl Job for Exclusivity {
     fn name(&self) -> &'static str {
@@ -34,8 +59,8 @@ impl Job for Exclusivity {
         ]
     }
 
-    fn outputs(&self) -> &'static [&'static str] {
-        &["exclusivity_checks"]
+    fn outputs(&self) -> &'static [TableSpec] {
+        OUTPUTS
     }
 
     async fn run(

@@ -21,6 +21,24 @@ pub const KIND: &str = "network_health";
 
 const JOB: &str = "network_health";
 
+/// The tables this job writes, as published: columns and row order.
+use DataType::{Boolean as B, Float64 as F, Int64 as I, String as S};
+
+const OUTPUTS: &[TableSpec] = &[TableSpec {
+    table: "network_health",
+    columns: &[
+        ("period", S),
+        ("metric", S),
+        ("dimension", S),
+        ("value", F),
+        ("value_cents", I),
+        ("target", F),
+        ("on_target", B),
+        ("run_id", S),
+    ],
+    order_by: "metric, dimension",
+}];
+
 const HEALTH_COLUMNS: [(&str, DataType); 7] = [
     ("period", DataType::String),
     ("metric", DataType::String),
@@ -76,8 +94,8 @@ impl Job for NetworkHealth {
         ]
     }
 
-    fn outputs(&self) -> &'static [&'static str] {
-        &["network_health"]
+    fn outputs(&self) -> &'static [TableSpec] {
+        OUTPUTS
     }
 
     async fn run(

@@ -39,6 +39,91 @@ pub fn latest_statements() -> String {
 
 const JOB: &str = "payouts";
 
+/// The tables this job writes, as published: columns and row order.
+use DataType::{Date as D, Int32 as I32, Int64 as I, String as S};
+
+const OUTPUTS: &[TableSpec] = &[
+    TableSpec {
+        table: "operator_tiers",
+        columns: &[
+            ("period", S),
+            ("operator_id", S),
+            ("active_customers", I),
+            ("tier", S),
+            ("previous_tier", S),
+            ("change", S),
+            ("run_id", S),
+        ],
+        order_by: "operator_id",
+    },
+    TableSpec {
+        table: "payout_lines",
+        columns: &[
+            ("period", S),
+            ("operator_id", S),
+            ("currency", S),
+            ("invoice_id", S),
+            ("line_no", I),
+            ("refund_id", S),
+            ("revenue_type", S),
+            ("kind", S),
+            ("amount_cents", I),
+            ("operator_bp", I32),
+            ("operator_cents", I),
+            ("candlefish_cents", I),
+            ("collected_period", S),
+            ("revision", I),
+            ("run_id", S),
+        ],
+        order_by: "operator_id, currency, invoice_id, line_no, kind, refund_id",
+    },
+    TableSpec {
+        table: "payout_statements",
+        columns: &[
+            ("period", S),
+            ("operator_id", S),
+            ("currency", S),
+            ("phase", S),
+            ("tier", S),
+            ("software_cents", I),
+            ("implementation_cents", I),
+            ("support_cents", I),
+            ("operator_share_cents", I),
+            ("candlefish_share_cents", I),
+            ("clawback_cents", I),
+            ("carried_in_cents", I),
+            ("payable_cents", I),
+            ("carried_out_cents", I),
+            ("statement_on", D),
+            ("due_on", D),
+            ("status", S),
+            ("revision", I),
+            ("plan_version", S),
+            ("approved_at", S),
+            ("queued_at", S),
+            ("sent_at", S),
+            ("message_id", S),
+            ("mail_error", S),
+            ("run_id", S),
+        ],
+        order_by: "operator_id, currency, revision",
+    },
+    TableSpec {
+        table: "reconciliation_exceptions",
+        columns: &[
+            ("period", S),
+            ("kind", S),
+            ("invoice_id", S),
+            ("line_no", I),
+            ("customer_id", S),
+            ("refund_id", S),
+            ("detail", S),
+            ("run_id", S),
+        ],
+        order_by: "kind, invoice_id, line_no, refund_id, detail",
+    },
+];
+
 /// Highest revision of the period's statements that finance approved or sent.
 async fn approved_revision(
     conn: &mut AnyConnection,
@@ -87,13 +172,8 @@ impl Job for Payouts {
         ]
     }
 
-    fn outputs(&self) -> &'static [&'static str] {
-        &[
-            "operator_tiers",
-            "payout_lines",
-            "payout_statements",
-            "reconciliation_exceptions",
-        ]
+    fn outputs(&self) -> &'static [TableSpec] {
+        OUTPUTS
     }
 
     async fn refuse(
