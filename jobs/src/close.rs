@@ -28,13 +28,48 @@ use crate::ingest::{self, IngestReport};
 use crate::jobs::{self, DatasetCounts, JobContext, JobOutput, Refusal, Replace};
 use crate::mail::{self, DeliverOptions, DeliveryReport, Disposition, EnqueueReport};
 use crate::retry;
-use crate::store;
 use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, Utc};
 use opnet_pipelines::{Inputs, Period};
 use polars::prelude::*;
 use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Why one run of a job failed — the job's own error, or writing its results, its
+/// mail or its ledger row. Each layer's error says whether another run may succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Job(#[from] jobs::JobError),
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error(transparent)]
+    Mail(#[from] mail::MailError),
+    /// A statement of the runner itself (replacing a period's rows, the commit).
+    #[error("{context}: {source}")]
+    Sql {
+        context: String,
+        source: sqlx::Error,
+    },
+}
+
+impl RunError {
+    /// Worth another run: a dropped connection, a locked SQLite file, a relay that
+    /// did not answer — never bad data, broken control totals or a constraint.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RunError::Job(e) => e.is_transient(),
+            RunError::Db(e) => e.is_transient(),
+            RunError::Mail(e) => e.is_transient(),
+            RunError::Sql { source, .. } => db::is_transient_sqlx(source),
+        }
+    }
+
+    fn sql(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> RunError {
+        let context = context.into();
+        move |source| RunError::Sql { context, source }
+    }
+}
 
 /// Which mails of a close are sent (`close --send-mail`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -377,7 +412,7 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
                             crate::failpoint::point(crate::failpoint::JOB_BEFORE_COMMIT);
                             tx.commit()
                                 .await
-                                .with_context(|| format!("commit {} {period}", job.name()))
+                                .map_err(RunError::sql(format!("commit {} {period}", job.name())))
                                 .map(|()| done)
                         }
                         Err(e) => {
@@ -385,7 +420,7 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
                             Err(e)
                         }
                     },
-                    Err(e) => Err(anyhow!(e)),
+                    Err(e) => Err(RunError::Db(e)),
                 };
                 match result {
                     Ok((out, rows_out, mail)) => {
@@ -411,9 +446,9 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
                         break;
                     }
                     Err(e) => {
-                        let msg = format!("{e:#}");
+                        let msg = error_chain(&e);
                         app.db.fail_run(&run_id, &msg, Utc::now()).await?;
-                        let transient = is_transient(&e);
+                        let transient = e.is_transient();
                         if transient && attempt < retry::JOB_RUN.max_attempts {
                             tracing::warn!(job = job.name(), %period, run_id = %run_id, attempt, error = %msg, "Run failed transiently; running it again");
                             let what = format!("{} {period}", job.name());
@@ -446,7 +481,7 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
                             &rerun,
                         )
                         .await;
-                        return Err(e.context(format!(
+                        return Err(anyhow::Error::new(e).context(format!(
                             "{} {period} failed (run {run_id}); nothing was committed",
                             job.name()
                         )));
@@ -481,29 +516,19 @@ pub async fn deliver(app: &App) -> Result<DeliveryReport> {
     Ok(report)
 }
 
-/// Whether a failed run is worth running again: the first error in the chain that
-/// knows its layer decides (a job's, the database's, the outbox's, a store's, or a
-/// bare sqlx error from the runner). Anything else — control totals, bad data, a
-/// constraint — is permanent.
-fn is_transient(e: &anyhow::Error) -> bool {
-    for cause in e.chain() {
-        if let Some(e) = cause.downcast_ref::<jobs::JobError>() {
-            return e.is_transient();
+/// An error and its sources on one line, as the ledger and the failure mail show it.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
         }
-        if let Some(e) = cause.downcast_ref::<db::DbError>() {
-            return e.is_transient();
-        }
-        if let Some(e) = cause.downcast_ref::<mail::MailError>() {
-            return e.is_transient();
-        }
-        if let Some(e) = cause.downcast_ref::<store::StoreError>() {
-            return e.is_transient();
-        }
-        if let Some(e) = cause.downcast_ref::<sqlx::Error>() {
-            return db::is_transient_sqlx(e);
-        }
+        cause = c.source();
     }
-    false
+    text
 }
 
 /// A progress bar on a terminal; hidden (logs only) under cron, CI or a pipe.
@@ -528,7 +553,7 @@ async fn run_in_tx(
     ctx: &JobContext<'_>,
     tx: &mut sqlx::AnyConnection,
     dispose: &(dyn Fn(mail::Audience) -> Disposition + Sync),
-) -> Result<(JobOutput, i64, EnqueueReport)> {
+) -> Result<(JobOutput, i64, EnqueueReport), RunError> {
     let mut out = job.run(ctx, tx).await?;
     let period = ctx.period.to_string();
     let mut rows_out = 0i64;
@@ -538,7 +563,7 @@ async fn run_in_tx(
                 .bind(&period)
                 .execute(&mut *tx)
                 .await
-                .with_context(|| format!("replacing {} of {period}", w.table))?;
+                .map_err(RunError::sql(format!("replacing {} of {period}", w.table)))?;
         }
         rows_out += db::insert_frame(
             tx,
@@ -933,56 +958,60 @@ mod tests {
             .execute(&mut other)
             .await
             .expect_err("locked");
-        let e = anyhow!(db::DbError::Write {
+        let e = RunError::Db(db::DbError::Write {
             table: "payout_lines".into(),
             source: busy,
-        })
-        .context("payouts 2025-08");
-        assert!(is_transient(&e), "{e:#}");
+        });
+        assert!(e.is_transient(), "{e}");
     }
 
-    /// Issue 10 item 6: one "last complete month", in the business timezone.
-
     #[test]
-    fn run_errors_are_classified_through_their_context() {
+    fn run_errors_say_whether_another_run_may_succeed() {
         let period = Period::parse("2025-08").unwrap();
         let transient = [
-            anyhow!(jobs::JobError::Database {
+            RunError::Job(jobs::JobError::Database {
                 job: "payouts",
                 period,
                 source: db::DbError::query("history")(sqlx::Error::PoolTimedOut),
-            })
-            .context("payouts 2025-08"),
-            anyhow!(db::DbError::Write {
+            }),
+            RunError::Db(db::DbError::Write {
                 table: "payout_lines".into(),
                 source: sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
             }),
-            Err::<(), _>(sqlx::Error::PoolClosed)
-                .context("replacing payout_lines of 2025-08")
-                .unwrap_err(),
+            RunError::sql("replacing payout_lines of 2025-08")(sqlx::Error::PoolClosed),
         ];
         for e in &transient {
-            assert!(is_transient(e), "{e:#}");
+            assert!(e.is_transient(), "{e}");
         }
         let permanent = [
-            anyhow!(jobs::JobError::Control {
+            RunError::Job(jobs::JobError::Payout {
                 job: "payouts",
                 period,
-                message: "lines do not sum".into(),
+                source: opnet_pipelines::payouts::PayoutError::ControlTotals {
+                    currency: "USD".into(),
+                    detail: "lines do not sum".into(),
+                },
             }),
-            anyhow!(jobs::JobError::Data {
+            RunError::Job(jobs::JobError::Data {
                 job: "alerts",
                 period,
                 message: "bad row".into(),
-            })
-            .context("alerts 2025-08"),
-            Err::<(), _>(sqlx::Error::RowNotFound)
-                .context("replacing")
-                .unwrap_err(),
-            anyhow!("injected failure"),
+            }),
+            RunError::sql("replacing")(sqlx::Error::RowNotFound),
         ];
         for e in &permanent {
-            assert!(!is_transient(e), "{e:#}");
+            assert!(!e.is_transient(), "{e}");
         }
+        // The ledger's text names every layer.
+        let e = RunError::Job(jobs::JobError::Database {
+            job: "payouts",
+            period,
+            source: db::DbError::query("reading history")(sqlx::Error::PoolTimedOut),
+        });
+        assert!(
+            error_chain(&e).contains("reading history"),
+            "{}",
+            error_chain(&e)
+        );
     }
 }

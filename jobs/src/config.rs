@@ -36,7 +36,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub email: EmailConfig,
     /// `[schedule]`: timezone and cron expressions of `opnet schedule` (issue 5).
-    pub schedule: Option<crate::schedule::ScheduleFile>,
+    pub schedule: Option<crate::schedule::config::ScheduleFile>,
     /// `[sources."<system>/<name>"]`: datasets read from a SQL query instead of a file.
     #[serde(default)]
     pub sources: BTreeMap<String, SqlSource>,
@@ -223,7 +223,7 @@ pub struct Config {
     pub mail: String,
     pub email: EmailConfig,
     /// `opnet schedule`: business timezone, schedules, lease.
-    pub schedule: crate::schedule::ScheduleConfig,
+    pub schedule: crate::schedule::config::ScheduleConfig,
     pub plan: PlanBook,
     /// Where the plan came from, for messages and the ledger.
     pub plan_origin: String,
@@ -371,7 +371,7 @@ impl Config {
                 .or_else(|| file.clone())
                 .unwrap_or_else(|| default.to_string())
         };
-        let schedule = crate::schedule::ScheduleConfig::resolve(file.schedule.as_ref());
+        let schedule = crate::schedule::config::ScheduleConfig::resolve(file.schedule.as_ref());
         // Paths in the file are relative to it, like plan_file; paths from the
         // environment are taken as given.
         let base = path

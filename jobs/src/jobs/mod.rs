@@ -89,8 +89,8 @@ pub struct JobOutput {
     pub summary: Vec<String>,
 }
 
-/// Errors a job can end with. `Data` and `Control` are permanent (bad input, broken
-/// control totals); `Database` may be transient.
+/// Errors a job can end with. `Data`, `Payout` and `Polars` are permanent (bad input,
+/// broken control totals); `Database` and `Mail` may be transient.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     #[error("{job} {period}: {source}")]
@@ -111,11 +111,13 @@ pub enum JobError {
         period: Period,
         message: String,
     },
-    #[error("{job} {period}: control totals broken (R1.10): {message}")]
-    Control {
+    /// The payout close (R1) refused to produce a result: broken control totals
+    /// (R1.10), an invalid plan value, or a computation error — kept as its own error.
+    #[error("{job} {period}: {source}")]
+    Payout {
         job: &'static str,
         period: Period,
-        message: String,
+        source: opnet_pipelines::payouts::PayoutError,
     },
     #[error("{job} {period}: {source}")]
     Mail {
@@ -133,7 +135,7 @@ impl JobError {
         match self {
             JobError::Database { source, .. } => source.is_transient(),
             JobError::Mail { source, .. } => source.is_transient(),
-            JobError::Polars { .. } | JobError::Data { .. } | JobError::Control { .. } => false,
+            JobError::Polars { .. } | JobError::Data { .. } | JobError::Payout { .. } => false,
         }
     }
 }

@@ -36,10 +36,13 @@ fn transient_job_errors() {
             false,
         ),
         (
-            JobError::Control {
+            JobError::Payout {
                 job,
                 period,
-                message: "lines do not sum".into(),
+                source: opnet_pipelines::payouts::PayoutError::ControlTotals {
+                    currency: "USD".into(),
+                    detail: "lines do not sum".into(),
+                },
             },
             false,
         ),

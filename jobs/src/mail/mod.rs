@@ -31,7 +31,7 @@ pub use outbox::{
     DeliverOptions, DeliveryReport, Disposition, EnqueueReport, Enqueued, MAX_ATTEMPTS,
     SmtpSettings, Transport, deliver, deliver_queued, enqueue, enqueue_all, enqueue_one,
 };
-pub use render::{format_bp, format_cents, html_report_email, run_failed_email};
+pub use render::{format_bp, format_cents, run_failed_email};
 
 /// The kinds of email the mail layer itself knows: the statement (whose delivery the
 /// outbox reports back to `payout_statements`, issue 9 item 3), and the notices it or

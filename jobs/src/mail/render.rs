@@ -15,7 +15,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{Attachment, Audience, MailError, OutgoingEmail, kind};
+use super::{Audience, MailError, OutgoingEmail, kind};
 
 /// The layout every HTML template extends.
 const LAYOUT: (&str, &str) = ("layout.html", include_str!("templates/layout.html"));
@@ -254,7 +254,7 @@ pub fn csv_row(out: &mut String, fields: &[&str]) {
 }
 
 // ---------------------------------------------------------------------------
-// Run failures and generic reports.
+// Run failures.
 // ---------------------------------------------------------------------------
 
 /// Tells the operators of the back office that a job run failed.
@@ -300,33 +300,6 @@ pub fn run_failed_email(
         text,
         html: None,
         attachments: Vec::new(),
-    }
-}
-
-/// Wraps HTML rendered elsewhere (the leadership report) into an email. `period` is
-/// left empty; set the field on the result when the report belongs to one. The
-/// caller's `dedup_key` must differ per recipient when the same report goes to a
-/// list of addresses, or the outbox keeps only the first.
-pub fn html_report_email(
-    kind: impl Into<String>,
-    audience: Audience,
-    dedup_key: impl Into<String>,
-    recipient: impl Into<String>,
-    subject: impl Into<String>,
-    html: impl Into<String>,
-    text: impl Into<String>,
-    attachments: Vec<Attachment>,
-) -> OutgoingEmail {
-    OutgoingEmail {
-        dedup_key: dedup_key.into(),
-        kind: kind.into(),
-        audience,
-        period: None,
-        recipient: recipient.into(),
-        subject: subject.into(),
-        text: text.into(),
-        html: Some(html.into()),
-        attachments,
     }
 }
 

@@ -1,9 +1,19 @@
 //! Fire times across DST transitions, ledger-derived due periods, leases and the
 //! SQLite process lock.
 
-use super::*;
+use super::config::*;
+use super::cron::*;
+use super::lease::*;
+use super::ledger::*;
+use crate::app::last_complete_period;
+use crate::db::{self, Db, DbError};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use chrono::{Datelike, Timelike};
+use chrono_tz::Tz;
 use chrono_tz::{America::New_York, Europe::Berlin};
+use opnet_pipelines::Period;
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 fn utc(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

@@ -151,20 +151,21 @@ impl Job for NetworkHealth {
         let digest = hex::encode(Sha256::digest(&report.csv));
         let mut emails = Vec::new();
         for to in &ctx.config.email.leadership {
-            emails.push(mail::html_report_email(
-                KIND,
-                mail::Audience::PeriodicInternal,
-                mail::dedup_key("network_health", &[&p, to.as_str(), &digest[..16]]),
-                to,
-                format!("Candlefish network health — {p}"),
-                &report.html,
-                &report.text,
-                vec![mail::Attachment {
+            emails.push(mail::OutgoingEmail {
+                dedup_key: mail::dedup_key("network_health", &[&p, to.as_str(), &digest[..16]]),
+                kind: KIND.into(),
+                audience: mail::Audience::PeriodicInternal,
+                period: Some(p.clone()),
+                recipient: to.clone(),
+                subject: format!("Candlefish network health — {p}"),
+                text: report.text.clone(),
+                html: Some(report.html.clone()),
+                attachments: vec![mail::Attachment {
                     filename: format!("network_health_{p}.csv"),
                     content_type: "text/csv".into(),
                     bytes: report.csv.clone(),
                 }],
-            ));
+            });
         }
         Ok(JobOutput {
             summary: vec![format!("network health: {} figures", rows.height())],

@@ -205,19 +205,14 @@ impl Job for Payouts {
         let period = ctx.period;
         let p = period.to_string();
         let history = load_history(ctx, conn).await?;
-        let close =
-            compute(|| close_payouts(ctx.inputs, &history, period, ctx.plan)).map_err(|e| {
-                JobError::Data {
-                    job: JOB,
-                    period,
-                    message: e.to_string(),
-                }
-            })?;
-        check_control_totals(&close).map_err(|e| JobError::Control {
+        let payout = |source| JobError::Payout {
             job: JOB,
             period,
-            message: e.to_string(),
-        })?;
+            source,
+        };
+        let close =
+            compute(|| close_payouts(ctx.inputs, &history, period, ctx.plan)).map_err(payout)?;
+        check_control_totals(&close).map_err(payout)?;
 
         // R1.9: drafts are replaced; approved revisions stay and the new one gets the next number.
         let approved = approved_revision(conn, period)

@@ -79,23 +79,6 @@ fn run_failed_email_has_error_and_rerun_command() {
 }
 
 #[test]
-fn html_report_email_wraps_given_parts() {
-    let email = html_report_email(
-        "network_health",
-        Audience::PeriodicInternal,
-        "network_health:2025-08:abc",
-        "leadership@candlefish.example",
-        "Network health 2025-08",
-        "<p>hi</p>",
-        String::from("hi"),
-        Vec::new(),
-    );
-    assert_eq!(email.kind, "network_health");
-    assert_eq!(email.html.as_deref(), Some("<p>hi</p>"));
-    assert_eq!(email.text, "hi");
-}
-
-#[test]
 fn the_layout_parses() {
     environment(&[]).expect("the layout parses");
 }
