@@ -2,10 +2,12 @@
 //! (types, allowed values, keys, bounds, the date window), quarantine and warnings
 //! files, the quarantine bound, and snapshot reuse by fingerprint.
 
+use super::values::{blank, parse_date, parse_ts};
 use super::*;
 use crate::store::LocalDir;
-use chrono::TimeZone;
-use opnet_pipelines::contract::ALL;
+use chrono::{NaiveDate, TimeZone};
+use opnet_pipelines::contract::{ALL, Check, ColType};
+use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 
