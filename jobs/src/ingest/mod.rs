@@ -345,7 +345,44 @@ pub async fn ingest_with_sources(
     sql: &BTreeMap<String, SqlSource>,
     opts: &IngestConfig,
 ) -> Result<IngestReport, IngestError> {
-    // Find every file before reading any: a missing one fails fast.
+    let files = locate_all(source, sql).await?;
+    let (inputs, fingerprint) = read_sources(source, sql, files, opts).await?;
+    if let Some(reused) = reuse_snapshot(lake, &fingerprint, opts).await? {
+        return Ok(reused);
+    }
+
+    let snapshot = new_snapshot_id(lake, now).await?;
+    info!(snapshot = %snapshot, fingerprint = %fingerprint, "ingesting a new snapshot");
+    let rules = Rules::new(opts, now.date_naive());
+    let mut checked = Vec::new();
+    for (d, input) in contract::ALL.iter().copied().zip(inputs) {
+        checked.push(check_dataset(source, lake, &snapshot, d, input, rules).await?);
+    }
+
+    // Issue 9 item 10: too much quarantined fails before any snapshot data is written
+    // (the quarantine files above are, so that ops can see why).
+    let reports: Vec<DatasetReport> = checked.iter().map(|c| c.report.clone()).collect();
+    check_quarantine_share(
+        &reports,
+        opts.max_quarantine_share,
+        opts.quarantine_allowance_rows,
+    )?;
+    publish_snapshot(lake, &snapshot, &fingerprint, now, checked).await?;
+    Ok(IngestReport {
+        snapshot,
+        fingerprint,
+        reused: false,
+        datasets: reports,
+    })
+}
+
+/// The source file of every dataset that does not come from `sql`, in contract
+/// order (`None` where it does). Every file is found before any is read, so that a
+/// missing one fails fast.
+async fn locate_all(
+    source: &dyn ObjectStore,
+    sql: &BTreeMap<String, SqlSource>,
+) -> Result<Vec<Option<(String, Format)>>, IngestError> {
     let mut files = Vec::with_capacity(contract::ALL.len());
     for d in contract::ALL {
         files.push(match sql.get(&d.path()) {
@@ -353,34 +390,44 @@ pub async fn ingest_with_sources(
             None => Some(locate(source, d).await?),
         });
     }
+    Ok(files)
+}
 
+/// Length-prefixed, so that no two different inputs hash the same stream.
+fn hash_part(hasher: &mut Sha256, bytes: &[u8]) {
+    hasher.update((bytes.len() as u64).to_le_bytes());
+    hasher.update(bytes);
+}
+
+/// Read every dataset (the file's bytes or the query's rows) and the fingerprint of
+/// them all (see the module documentation).
+async fn read_sources(
+    source: &dyn ObjectStore,
+    sql: &BTreeMap<String, SqlSource>,
+    files: Vec<Option<(String, Format)>>,
+    opts: &IngestConfig,
+) -> Result<(Vec<Input>, String), IngestError> {
     let mut hasher = Sha256::new();
     hasher.update(FINGERPRINT_VERSION);
     // The window's settings change what a snapshot holds; the quarantine bound only
     // decides whether one is made (and is checked again on reuse).
     let window = format!("{}+{}", opts.earliest_date, opts.max_months_ahead);
-    hasher.update((window.len() as u64).to_le_bytes());
-    hasher.update(window.as_bytes());
+    hash_part(&mut hasher, window.as_bytes());
     let mut inputs = Vec::with_capacity(files.len());
     // One connection per distinct URL, shared by the datasets that use it.
     let mut conns: BTreeMap<String, sqlx::AnyConnection> = BTreeMap::new();
     for (d, file) in contract::ALL.iter().zip(files) {
-        // Length-prefixed so that no two different inputs hash the same stream.
         let path = d.path();
-        hasher.update((path.len() as u64).to_le_bytes());
-        hasher.update(path.as_bytes());
+        hash_part(&mut hasher, path.as_bytes());
         match (file, sql.get(&path)) {
             (Some((key, format)), _) => {
                 let bytes = source.get(&key).await?;
-                hasher.update((bytes.len() as u64).to_le_bytes());
-                hasher.update(&bytes);
+                hash_part(&mut hasher, &bytes);
                 inputs.push(Input::File { key, format, bytes });
             }
             (None, Some(src)) => {
                 let (label, rows) = read_sql(d, src, &mut conns).await?;
-                let canonical = canonical_rows(&rows);
-                hasher.update((canonical.len() as u64).to_le_bytes());
-                hasher.update(&canonical);
+                hash_part(&mut hasher, &canonical_rows(&rows));
                 let frame = rows_frame(d, rows).map_err(|source| IngestError::Read {
                     file: label.clone(),
                     source,
@@ -400,137 +447,171 @@ pub async fn ingest_with_sources(
         // Closing politely; a failure here changes nothing that was read.
         let _ = sqlx::Connection::close(conn).await;
     }
-    let fingerprint = hex::encode(hasher.finalize());
+    Ok((inputs, hex::encode(hasher.finalize())))
+}
 
-    if let Some(snapshot) = lake.find_snapshot_by_fingerprint(&fingerprint).await? {
-        let manifest = lake.read_manifest(&snapshot).await?;
-        let store = lake.store();
-        let datasets: Vec<DatasetReport> = manifest
-            .datasets
-            .iter()
-            .map(|m| DatasetReport {
-                dataset: m.dataset.clone(),
-                source: m.source.clone(),
-                rows_in: m.rows_in as usize,
-                rows_ok: m.rows_ok as usize,
-                rows_quarantined: m.rows_quarantined as usize,
-                rows_collapsed: m.rows_collapsed as usize,
-                warnings: m.warnings as usize,
-                quarantine: m.quarantine.as_deref().map(|k| store.location(k)),
-                warnings_file: m.warnings_file.as_deref().map(|k| store.location(k)),
-            })
-            .collect();
-        // A bound lowered since: the snapshot is no more acceptable than a new one.
-        check_quarantine_share(
-            &datasets,
-            opts.max_quarantine_share,
-            opts.quarantine_allowance_rows,
-        )?;
-        info!(snapshot = %snapshot, fingerprint = %fingerprint, "sources unchanged: reusing snapshot");
-        return Ok(IngestReport {
-            snapshot,
-            fingerprint,
-            reused: true,
-            datasets,
-        });
-    }
-
-    let snapshot = new_snapshot_id(lake, now).await?;
-    info!(snapshot = %snapshot, fingerprint = %fingerprint, "ingesting a new snapshot");
-    let rules = Rules::new(opts, now.date_naive());
-
-    let mut checked = Vec::new();
-    for (d, input) in contract::ALL.iter().copied().zip(inputs) {
-        let (file, format_name) = match &input {
-            Input::File { key, format, .. } => (source.location(key), format.name()),
-            Input::Sql { label, .. } => (label.clone(), "sql"),
-        };
-        let dataset = d.path();
-        // Parsing and validating is CPU work; keep it off the async workers.
-        let task_file = file.clone();
-        let (mut v, rows_in) = tokio::task::spawn_blocking(move || {
-            let raw = match input {
-                Input::File { format, bytes, .. } => read_raw(d, format, &bytes, &task_file)?,
-                Input::Sql { frame, .. } => Raw::from(frame),
-            };
-            let rows_in = raw.frame.height();
-            let v = validate(d, raw, &task_file, &rules)?;
-            Ok::<_, IngestError>((v, rows_in))
+/// The report of the complete snapshot with this fingerprint, if there is one: the
+/// sources are unchanged and it is reused (when its recorded counts still pass the
+/// quarantine bound).
+async fn reuse_snapshot(
+    lake: &Lake,
+    fingerprint: &str,
+    opts: &IngestConfig,
+) -> Result<Option<IngestReport>, IngestError> {
+    let Some(snapshot) = lake.find_snapshot_by_fingerprint(fingerprint).await? else {
+        return Ok(None);
+    };
+    let manifest = lake.read_manifest(&snapshot).await?;
+    let store = lake.store();
+    let datasets: Vec<DatasetReport> = manifest
+        .datasets
+        .iter()
+        .map(|m| DatasetReport {
+            dataset: m.dataset.clone(),
+            source: m.source.clone(),
+            rows_in: m.rows_in as usize,
+            rows_ok: m.rows_ok as usize,
+            rows_quarantined: m.rows_quarantined as usize,
+            rows_collapsed: m.rows_collapsed as usize,
+            warnings: m.warnings as usize,
+            quarantine: m.quarantine.as_deref().map(|k| store.location(k)),
+            warnings_file: m.warnings_file.as_deref().map(|k| store.location(k)),
         })
-        .await
-        .map_err(|e| IngestError::Task {
-            dataset: dataset.clone(),
-            reason: e.to_string(),
-        })??;
-
-        let rows_ok = v.ok.height();
-        let put_report = async |key: String, frame: &mut DataFrame| {
-            let mut buf = Vec::new();
-            CsvWriter::new(&mut buf)
-                .include_header(true)
-                .finish(frame)
-                .map_err(|source| IngestError::Validate {
-                    file: file.clone(),
-                    source,
-                })?;
-            lake.put_file(&key, buf).await?;
-            Ok::<_, IngestError>(Some(key))
-        };
-        let quarantine_key = match v.quarantine.height() {
-            0 => None,
-            _ => put_report(Lake::quarantine_key(d, &snapshot), &mut v.quarantine).await?,
-        };
-        let warnings_key = match v.warnings.height() {
-            0 => None,
-            _ => put_report(Lake::warnings_key(d, &snapshot), &mut v.warnings).await?,
-        };
-        let location = |k: &Option<String>| k.as_deref().map(|k| lake.store().location(k));
-        let report = DatasetReport {
-            dataset: dataset.clone(),
-            source: file.clone(),
-            rows_in,
-            rows_ok,
-            rows_quarantined: v.rows_quarantined,
-            rows_collapsed: v.rows_collapsed,
-            warnings: v.warnings.height(),
-            quarantine: location(&quarantine_key),
-            warnings_file: location(&warnings_key),
-        };
-        if report.rows_quarantined > 0 {
-            warn!(dataset = %dataset, rows_in, rows_ok, rows_quarantined = report.rows_quarantined,
-                quarantine = %report.quarantine.as_deref().unwrap_or_default(),
-                "rows quarantined");
-        }
-        if report.warnings > 0 {
-            warn!(dataset = %dataset, warnings = report.warnings, rows_collapsed = report.rows_collapsed,
-                file = %report.warnings_file.as_deref().unwrap_or_default(),
-                "rows kept with warnings");
-        }
-        if report.rows_quarantined == 0 && report.warnings == 0 {
-            info!(dataset = %dataset, rows_in, rows_ok, "ingested");
-        }
-        checked.push(Checked {
-            dataset: d,
-            format: format_name,
-            ok: v.ok,
-            report,
-            quarantine_key,
-            warnings_key,
-        });
-    }
-
-    // Issue 9 item 10: too much quarantined fails before any snapshot data is written
-    // (the quarantine files above are, so that ops can see why).
-    let reports: Vec<DatasetReport> = checked.iter().map(|c| c.report.clone()).collect();
+        .collect();
+    // A bound lowered since: the snapshot is no more acceptable than a new one.
     check_quarantine_share(
-        &reports,
+        &datasets,
         opts.max_quarantine_share,
         opts.quarantine_allowance_rows,
     )?;
+    info!(snapshot = %snapshot, fingerprint = %fingerprint, "sources unchanged: reusing snapshot");
+    Ok(Some(IngestReport {
+        snapshot,
+        fingerprint: fingerprint.to_string(),
+        reused: true,
+        datasets,
+    }))
+}
 
+/// Read and validate one dataset, write its quarantine and warnings files (if it
+/// has any) under `snapshot`, and report on it.
+async fn check_dataset(
+    source: &dyn ObjectStore,
+    lake: &Lake,
+    snapshot: &str,
+    d: &'static Dataset,
+    input: Input,
+    rules: Rules,
+) -> Result<Checked, IngestError> {
+    let (file, format_name) = match &input {
+        Input::File { key, format, .. } => (source.location(key), format.name()),
+        Input::Sql { label, .. } => (label.clone(), "sql"),
+    };
+    let dataset = d.path();
+    // Parsing and validating is CPU work; keep it off the async workers.
+    let task_file = file.clone();
+    let (mut v, rows_in) = tokio::task::spawn_blocking(move || {
+        let raw = match input {
+            Input::File { format, bytes, .. } => read_raw(d, format, &bytes, &task_file)?,
+            Input::Sql { frame, .. } => Raw::from(frame),
+        };
+        let rows_in = raw.frame.height();
+        let v = validate(d, raw, &task_file, &rules)?;
+        Ok::<_, IngestError>((v, rows_in))
+    })
+    .await
+    .map_err(|e| IngestError::Task {
+        dataset: dataset.clone(),
+        reason: e.to_string(),
+    })??;
+
+    let rows_ok = v.ok.height();
+    let quarantine_key = match v.quarantine.height() {
+        0 => None,
+        _ => {
+            let key = Lake::quarantine_key(d, snapshot);
+            Some(put_report(lake, key, &mut v.quarantine, &file).await?)
+        }
+    };
+    let warnings_key = match v.warnings.height() {
+        0 => None,
+        _ => {
+            let key = Lake::warnings_key(d, snapshot);
+            Some(put_report(lake, key, &mut v.warnings, &file).await?)
+        }
+    };
+    let location = |k: &Option<String>| k.as_deref().map(|k| lake.store().location(k));
+    let report = DatasetReport {
+        dataset,
+        source: file,
+        rows_in,
+        rows_ok,
+        rows_quarantined: v.rows_quarantined,
+        rows_collapsed: v.rows_collapsed,
+        warnings: v.warnings.height(),
+        quarantine: location(&quarantine_key),
+        warnings_file: location(&warnings_key),
+    };
+    log_dataset(&report);
+    Ok(Checked {
+        dataset: d,
+        format: format_name,
+        ok: v.ok,
+        report,
+        quarantine_key,
+        warnings_key,
+    })
+}
+
+/// Write a quarantine or warnings frame as CSV to `key` in the lake; returns `key`.
+async fn put_report(
+    lake: &Lake,
+    key: String,
+    frame: &mut DataFrame,
+    file: &str,
+) -> Result<String, IngestError> {
+    let mut buf = Vec::new();
+    CsvWriter::new(&mut buf)
+        .include_header(true)
+        .finish(frame)
+        .map_err(|source| IngestError::Validate {
+            file: file.to_string(),
+            source,
+        })?;
+    lake.put_file(&key, buf).await?;
+    Ok(key)
+}
+
+/// What happened to one dataset, in the log: quarantined rows and warnings stand out.
+fn log_dataset(report: &DatasetReport) {
+    let (dataset, rows_in, rows_ok) = (&report.dataset, report.rows_in, report.rows_ok);
+    if report.rows_quarantined > 0 {
+        warn!(dataset = %dataset, rows_in, rows_ok, rows_quarantined = report.rows_quarantined,
+            quarantine = %report.quarantine.as_deref().unwrap_or_default(),
+            "rows quarantined");
+    }
+    if report.warnings > 0 {
+        warn!(dataset = %dataset, warnings = report.warnings, rows_collapsed = report.rows_collapsed,
+            file = %report.warnings_file.as_deref().unwrap_or_default(),
+            "rows kept with warnings");
+    }
+    if report.rows_quarantined == 0 && report.warnings == 0 {
+        info!(dataset = %dataset, rows_in, rows_ok, "ingested");
+    }
+}
+
+/// Write the data of every dataset, then the manifest: only the manifest makes the
+/// snapshot exist, so an ingest interrupted before it leaves no snapshot.
+async fn publish_snapshot(
+    lake: &Lake,
+    snapshot: &str,
+    fingerprint: &str,
+    now: DateTime<Utc>,
+    checked: Vec<Checked>,
+) -> Result<(), IngestError> {
     let mut entries = Vec::with_capacity(checked.len());
     for mut c in checked {
-        lake.write_snapshot(c.dataset, &snapshot, &mut c.ok).await?;
+        lake.write_snapshot(c.dataset, snapshot, &mut c.ok).await?;
         entries.push(ManifestDataset {
             dataset: c.report.dataset,
             source: c.report.source,
@@ -540,7 +621,7 @@ pub async fn ingest_with_sources(
             rows_quarantined: c.report.rows_quarantined as u64,
             rows_collapsed: c.report.rows_collapsed as u64,
             warnings: c.report.warnings as u64,
-            data: Lake::snapshot_key(c.dataset, &snapshot),
+            data: Lake::snapshot_key(c.dataset, snapshot),
             quarantine: c.quarantine_key,
             warnings_file: c.warnings_key,
         });
@@ -549,18 +630,13 @@ pub async fn ingest_with_sources(
     // Last: only now does the snapshot exist.
     crate::failpoint::point(crate::failpoint::INGEST_BEFORE_MANIFEST);
     lake.write_manifest(&SnapshotManifest {
-        snapshot: snapshot.clone(),
-        fingerprint: fingerprint.clone(),
+        snapshot: snapshot.to_string(),
+        fingerprint: fingerprint.to_string(),
         created_at: now,
         datasets: entries,
     })
     .await?;
-    Ok(IngestReport {
-        snapshot,
-        fingerprint,
-        reused: false,
-        datasets: reports,
-    })
+    Ok(())
 }
 
 /// `2025-09-01T020000Z`, or `…Z-2`, `…Z-3` when taken (two ingests in one second, or
