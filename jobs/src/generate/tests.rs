@@ -257,12 +257,18 @@ fn billing_invariants_hold_except_for_the_sprinkled_anomalies() -> Result<()> {
         );
     }
 
-    // Refunds: never more than what is left of the line, except the deliberate one.
-    let exceeding: BTreeSet<(u32, i64)> = kinds_of(&net, RefundExceedsLine)
+    assert_refunds_within_their_lines(&net);
+    Ok(())
+}
+
+/// Refunds: never more than what is left of the line, except the deliberate one.
+fn assert_refunds_within_their_lines(net: &Network) {
+    use AnomalyKind::*;
+    let exceeding: BTreeSet<(u32, i64)> = kinds_of(net, RefundExceedsLine)
         .iter()
         .filter_map(|a| Some((a.invoice_no?, a.line_no?)))
         .collect();
-    let uncollected = invoices_with(&net, RefundOfUncollectedLine);
+    let uncollected = invoices_with(net, RefundOfUncollectedLine);
     let by_no: BTreeMap<u32, &Invoice> = net.invoices.iter().map(|i| (i.no, i)).collect();
     let mut refunded: BTreeMap<(u32, i64), i64> = BTreeMap::new();
     for r in &net.refunds {
@@ -285,7 +291,6 @@ fn billing_invariants_hold_except_for_the_sprinkled_anomalies() -> Result<()> {
                     .map_or(0, |l| l.amount_cents)
         );
     }
-    Ok(())
 }
 
 #[test]
