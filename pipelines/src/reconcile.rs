@@ -119,9 +119,67 @@ pub fn exceptions(
     period: Period,
 ) -> PolarsResult<Reconciliation> {
     let p = period.to_string();
-    let (first, last) = (period.first_day(), period.last_day());
-    let in_m = move |e: Expr| e.clone().gt_eq(lit(first)).and(e.lt_eq(lit(last)));
+    let customers = crm_customers(inputs);
+    let paid = paid_invoices_of_month(inputs, period, customers.clone())?;
+    let invoice_exceptions = invoice_exception_rows(inputs, &paid, &p)?;
+    let held_invoices = invoice_exceptions
+        .clone()
+        .select([col("invoice_id")])
+        .unique_stable(None, UniqueKeepStrategy::First);
 
+    let collectable_lines = collectable_lines(inputs, period, held_invoices.clone(), customers)?;
+    let collected = collected_lines(history, period, &collectable_lines)?;
+    let refunds = decide_refunds(refunds_of_month(inputs, history, period, collected)?)?.lazy();
+    let refund_exceptions = refund_exception_rows(&refunds, &p)?;
+    let held_refunds = refunds
+        .clone()
+        .filter(col("status").neq(lit(REFUND_ACCEPTED)))
+        .select([col("refund_id")])
+        .unique_stable(None, UniqueKeepStrategy::First);
+    let payable_refunds = refunds
+        .filter(col("status").eq(lit(REFUND_ACCEPTED)))
+        .select([
+            col("refund_id"),
+            col("invoice_id"),
+            col("line_no"),
+            col("refunded_on"),
+            col("amount_cents"),
+        ]);
+
+    Ok(Reconciliation {
+        exceptions: one_row_per_key(invoice_exceptions, refund_exceptions)?,
+        held_invoices,
+        held_refunds,
+        collectable_lines,
+        payable_refunds,
+    })
+}
+
+/// R7: whether the date `e` falls in `period` (the month an exception belongs to).
+fn in_month(period: Period, e: Expr) -> Expr {
+    let (first, last) = (period.first_day(), period.last_day());
+    e.clone().gt_eq(lit(first)).and(e.lt_eq(lit(last)))
+}
+
+/// R7 (and R1.5): each CRM customer's `operator_id`, one row per `customer_id`.
+fn crm_customers(inputs: &Inputs) -> LazyFrame {
+    // A customer listed twice in the CRM: the first record decides, as in MRR (R6.1).
+    inputs
+        .customers
+        .clone()
+        .select([col("customer_id"), col("operator_id")])
+        .unique_stable(Some(cols(["customer_id"])), UniqueKeepStrategy::First)
+}
+
+/// R7: the paid invoice copies whose exceptions belong to M — month of `paid_on`, or
+/// of `issued_on` when `paid_on` is missing — with what the invoice checks read:
+/// `copies` of the id under any status, `lines_cents`, `customer_known`,
+/// `operator_id` and `operator_known`.
+fn paid_invoices_of_month(
+    inputs: &Inputs,
+    period: Period,
+    customers: LazyFrame,
+) -> PolarsResult<LazyFrame> {
     // R7 duplicate_invoice counts copies under every status.
     let copies = inputs
         .invoices
@@ -136,12 +194,6 @@ pub fn exceptions(
             .cast(DataType::Int64)
             .sum()
             .alias("lines_cents")]);
-    // A customer listed twice in the CRM: the first record decides, as in MRR (R6.1).
-    let customers = inputs
-        .customers
-        .clone()
-        .select([col("customer_id"), col("operator_id")])
-        .unique_stable(Some(cols(["customer_id"])), UniqueKeepStrategy::First);
     let operators = inputs
         .operators
         .clone()
@@ -149,13 +201,14 @@ pub fn exceptions(
         .unique_stable(None, UniqueKeepStrategy::First)
         .with_column(lit(true).alias("operator_known"));
 
-    // Paid invoice copies whose exceptions belong to M: month of paid_on, or of
-    // issued_on when paid_on is missing (R7).
-    let paid = inputs
+    Ok(inputs
         .invoices
         .clone()
         .filter(col("status").eq(lit("paid")))
-        .filter(in_m(coalesce(&[col("paid_on"), col("issued_on")])))
+        .filter(in_month(
+            period,
+            coalesce(&[col("paid_on"), col("issued_on")]),
+        ))
         .select([
             col("invoice_id"),
             col("customer_id"),
@@ -176,9 +229,7 @@ pub fn exceptions(
             JoinArgs::new(JoinType::Left),
         )
         .join(
-            customers
-                .clone()
-                .with_column(lit(true).alias("customer_known")),
+            customers.with_column(lit(true).alias("customer_known")),
             [col("customer_id")],
             [col("customer_id")],
             JoinArgs::new(JoinType::Left),
@@ -197,12 +248,25 @@ pub fn exceptions(
         // Materialized here and below: every check reads these frames, and one lazy
         // plan holding all of them is deep enough to overflow a thread's stack.
         .collect()?
-        .lazy();
+        .lazy())
+}
 
+/// R7: every invoice-level exception of M — the checks of each paid invoice, then
+/// `duplicate_line` — materialized.
+fn invoice_exception_rows(inputs: &Inputs, paid: &LazyFrame, p: &str) -> PolarsResult<LazyFrame> {
+    let mut parts = paid_invoice_check_rows(paid, p);
+    parts.push(duplicate_line_rows(inputs, paid, p));
+    Ok(concat(parts, UnionArgs::default())?.collect()?.lazy())
+}
+
+/// R7 `total_mismatch`, `unknown_customer`, `customer_without_operator`,
+/// `duplicate_invoice`, `paid_before_issued` and `paid_without_date`: one frame per
+/// check, one row per paid invoice copy of M that fails it.
+fn paid_invoice_check_rows(paid: &LazyFrame, p: &str) -> Vec<LazyFrame> {
     let inv = |filter: Expr, kind: &str, detail: Expr| {
         rows(
             paid.clone().filter(filter),
-            &p,
+            p,
             kind,
             lit(NULL),
             col("customer_id"),
@@ -210,7 +274,7 @@ pub fn exceptions(
             detail,
         )
     };
-    let mut parts = vec![
+    vec![
         inv(
             col("total_cents").neq(col("lines_cents")),
             kind::TOTAL_MISMATCH,
@@ -282,9 +346,11 @@ pub fn exceptions(
                 lit(")"),
             ]),
         ),
-    ];
+    ]
+}
 
-    // R7 duplicate_line: one row per repeated (invoice, line) of a paid invoice of M.
+/// R7 `duplicate_line`: one row per repeated (invoice, line) of a paid invoice of M.
+fn duplicate_line_rows(inputs: &Inputs, paid: &LazyFrame, p: &str) -> LazyFrame {
     let paid_ids = paid
         .clone()
         .select([col("invoice_id"), col("customer_id")])
@@ -301,9 +367,9 @@ pub fn exceptions(
             [col("invoice_id")],
             JoinArgs::new(JoinType::Inner),
         );
-    parts.push(rows(
+    rows(
         dup_lines,
-        &p,
+        p,
         kind::DUPLICATE_LINE,
         col("line_no"),
         col("customer_id"),
@@ -315,23 +381,29 @@ pub fn exceptions(
             str_of(col("times")),
             lit(" times"),
         ]),
-    ));
+    )
+}
 
-    let invoice_exceptions = concat(parts, UnionArgs::default())?.collect()?.lazy();
-    let held_invoices = invoice_exceptions
-        .clone()
-        .select([col("invoice_id")])
-        .unique_stable(None, UniqueKeepStrategy::First);
-
-    // R1.5 what M collects: paid in M, not held, owned by a known operator (the
-    // checks above guarantee the last for every invoice not held).
-    let collectable_lines = inputs
+/// R1.5: the invoice lines M collects — paid in M, not held, owned by a known
+/// operator (the checks of [`paid_invoice_check_rows`] guarantee the last for every
+/// invoice not held); materialized.
+fn collectable_lines(
+    inputs: &Inputs,
+    period: Period,
+    held_invoices: LazyFrame,
+    customers: LazyFrame,
+) -> PolarsResult<LazyFrame> {
+    Ok(inputs
         .invoices
         .clone()
-        .filter(col("status").eq(lit("paid")).and(in_m(col("paid_on"))))
+        .filter(
+            col("status")
+                .eq(lit("paid"))
+                .and(in_month(period, col("paid_on"))),
+        )
         .select([col("invoice_id"), col("customer_id"), col("currency")])
         .join(
-            held_invoices.clone(),
+            held_invoices,
             [col("invoice_id")],
             [col("invoice_id")],
             JoinArgs::new(JoinType::Anti),
@@ -363,10 +435,17 @@ pub fn exceptions(
             col("amount_cents"),
         ])
         .collect()?
-        .lazy();
+        .lazy())
+}
 
-    // Every line that has a collection payout line, in history or in M (R1.6).
-    let collected = first_collection_per_line(concat(
+/// R1.6/R7: every line that has a collection payout line, in history or in M:
+/// `invoice_id`, `line_no`, `line_cents`, `collected_period`.
+fn collected_lines(
+    history: &PayoutHistory,
+    period: Period,
+    collectable_lines: &LazyFrame,
+) -> PolarsResult<LazyFrame> {
+    Ok(first_collection_per_line(concat(
         [
             prior_collections(history, period)?.select([
                 col("invoice_id"),
@@ -378,7 +457,7 @@ pub fn exceptions(
                 col("invoice_id"),
                 col("line_no"),
                 col("amount_cents"),
-                lit(p.clone()).alias("collected_period"),
+                lit(period.to_string()).alias("collected_period"),
             ]),
         ],
         UnionArgs::default(),
@@ -388,10 +467,20 @@ pub fn exceptions(
         col("line_no"),
         col("amount_cents").alias("line_cents"),
         col("collected_period"),
-    ]);
+    ]))
+}
 
-    // R7 refunds of M, decided one by one in (`refunded_on`, `refund_id`) order per
-    // line, because whether a refund fits depends on which earlier ones were accepted.
+/// R7: the refunds of M with what [`decide_refunds`] reads — `copies` of the refund
+/// id, the line's collection (`line_cents`, `collected_period`), what earlier closes
+/// accepted of the line (`refunded_cents`) and the invoice's `customer_id` — sorted
+/// per line in (`refunded_on`, `refund_id`) order, because whether a refund fits
+/// depends on which earlier ones were accepted.
+fn refunds_of_month(
+    inputs: &Inputs,
+    history: &PayoutHistory,
+    period: Period,
+    collected: LazyFrame,
+) -> PolarsResult<DataFrame> {
     let refunds = inputs.refunds.clone().select([
         col("refund_id"),
         col("invoice_id"),
@@ -403,19 +492,9 @@ pub fn exceptions(
         .clone()
         .group_by([col("refund_id")])
         .agg([len().cast(DataType::Int64).alias("copies")]);
-    // The customer of a refunded invoice, so finance sees whose money is held; the
-    // smallest id should a duplicated invoice name several.
-    let invoice_customer = inputs
-        .invoices
-        .clone()
-        .select([col("invoice_id"), col("customer_id")])
-        .sort(
-            ["invoice_id", "customer_id"],
-            SortMultipleOptions::default(),
-        )
-        .unique_stable(Some(cols(["invoice_id"])), UniqueKeepStrategy::First);
-    let refunds = refunds
-        .filter(in_m(col("refunded_on")))
+    let invoice_customer = invoice_customer(inputs);
+    refunds
+        .filter(in_month(period, col("refunded_on")))
         .join(
             copies,
             [col("refund_id")],
@@ -445,15 +524,32 @@ pub fn exceptions(
             ["invoice_id", "line_no", "refunded_on", "refund_id"],
             SortMultipleOptions::default(),
         )
-        .collect()?;
-    let refunds = decide_refunds(refunds)?.lazy();
+        .collect()
+}
 
+/// R7: the `customer_id` of each invoice, so a refund exception shows whose money is
+/// held; the smallest id should a duplicated invoice name several.
+fn invoice_customer(inputs: &Inputs) -> LazyFrame {
+    inputs
+        .invoices
+        .clone()
+        .select([col("invoice_id"), col("customer_id")])
+        .sort(
+            ["invoice_id", "customer_id"],
+            SortMultipleOptions::default(),
+        )
+        .unique_stable(Some(cols(["invoice_id"])), UniqueKeepStrategy::First)
+}
+
+/// R7 `duplicate_refund`, `refund_of_uncollected_line` and `refund_exceeds_line`: one
+/// row per refund of M that [`decide_refunds`] held, materialized.
+fn refund_exception_rows(refunds: &LazyFrame, p: &str) -> PolarsResult<LazyFrame> {
     let refund_row = |status: &str, kind: &str, detail: Expr| {
         rows(
             refunds
                 .clone()
                 .filter(col("status").eq(lit(status.to_string()))),
-            &p,
+            p,
             kind,
             col("line_no"),
             col("customer_id"),
@@ -461,7 +557,7 @@ pub fn exceptions(
             detail,
         )
     };
-    let refund_exceptions = concat(
+    Ok(concat(
         [
             refund_row(
                 REFUND_DUPLICATE,
@@ -504,26 +600,19 @@ pub fn exceptions(
         UnionArgs::default(),
     )?
     .collect()?
-    .lazy();
-    let held_refunds = refunds
-        .clone()
-        .filter(col("status").neq(lit(REFUND_ACCEPTED)))
-        .select([col("refund_id")])
-        .unique_stable(None, UniqueKeepStrategy::First);
-    let payable_refunds = refunds
-        .filter(col("status").eq(lit(REFUND_ACCEPTED)))
-        .select([
-            col("refund_id"),
-            col("invoice_id"),
-            col("line_no"),
-            col("refunded_on"),
-            col("amount_cents"),
-        ]);
+    .lazy())
+}
 
+/// R7: the `reconciliation_exceptions` rows of M, one per (`kind`, `invoice_id`,
+/// `line_no`, `refund_id`), sorted by `invoice_id`, `line_no`, `kind`, `refund_id`.
+fn one_row_per_key(
+    invoice_exceptions: LazyFrame,
+    refund_exceptions: LazyFrame,
+) -> PolarsResult<LazyFrame> {
     // A duplicated invoice repeats its per-copy findings: keep one row per key, the
     // first detail in sort order so the choice is deterministic.
     let key = ["kind", "invoice_id", "line_no", "refund_id"];
-    let exceptions = concat(
+    Ok(concat(
         [invoice_exceptions, refund_exceptions],
         UnionArgs::default(),
     )?
@@ -531,15 +620,7 @@ pub fn exceptions(
         ["invoice_id", "line_no", "kind", "refund_id", "detail"],
         SortMultipleOptions::default(),
     )
-    .unique_stable(Some(cols(key)), UniqueKeepStrategy::First);
-
-    Ok(Reconciliation {
-        exceptions,
-        held_invoices,
-        held_refunds,
-        collectable_lines,
-        payable_refunds,
-    })
+    .unique_stable(Some(cols(key)), UniqueKeepStrategy::First))
 }
 
 /// Outcomes of [`decide_refunds`], in its `status` column.
