@@ -182,17 +182,7 @@ fn evaluate(
     ex: &Exclusivity,
     min_responses: i64,
 ) -> LazyFrame {
-    let calendar = df!(
-        "period" => periods.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-        "p_months" => periods.iter().map(|p| p.months() as i64).collect::<Vec<_>>(),
-        "p_last" => periods.iter().map(|p| p.last_day()).collect::<Vec<_>>(),
-        // R3.4: the survey window is M−2..M
-        "win_first" => periods.iter().map(|p| p.add_months(-2).first_day()).collect::<Vec<_>>(),
-        "period_3" => periods.iter().map(|p| p.add_months(-3).to_string()).collect::<Vec<_>>(),
-    )
-    .expect("columns of equal length")
-    .lazy();
-
+    let calendar = calendar(periods);
     let operator_ids = pairs
         .clone()
         .select([col("operator_id")])
@@ -203,122 +193,11 @@ fn evaluate(
             .select([col("period"), col("p_last"), col("win_first")]),
         None,
     );
+    let active = active_customers_by_period(inputs, ops_periods.clone());
+    let csat = csat_by_period(inputs, ops_periods, ex);
+    let (revenue, revenue_3) = mrr_of_m_and_m_3(inputs, operator_ids, periods);
 
-    // R3.2 / R2.1: the operator's active customers at the end of each period.
-    let active = ops_periods
-        .clone()
-        .join(
-            inputs.customers.clone().select([
-                col("operator_id"),
-                col("contract_signed_on"),
-                col("churned_on"),
-            ]),
-            [col("operator_id")],
-            [col("operator_id")],
-            JoinArgs::new(JoinType::Inner),
-        )
-        .filter(
-            col("contract_signed_on").lt_eq(col("p_last")).and(
-                col("churned_on")
-                    .is_null()
-                    .or(col("churned_on").gt(col("p_last"))),
-            ),
-        )
-        .group_by([col("operator_id"), col("period")])
-        .agg([len().cast(DataType::Int64).alias("active_customers")]);
-
-    // R3.4: responses with a CSAT score, by the response's operator_id, in M−2..M.
-    let csat = ops_periods
-        .join(
-            inputs
-                .survey_responses
-                .clone()
-                .filter(col("csat_score").is_not_null())
-                .select([col("operator_id"), col("submitted_on"), col("csat_score")]),
-            [col("operator_id")],
-            [col("operator_id")],
-            JoinArgs::new(JoinType::Inner),
-        )
-        .filter(
-            col("submitted_on")
-                .gt_eq(col("win_first"))
-                .and(col("submitted_on").lt_eq(col("p_last"))),
-        )
-        .group_by([col("operator_id"), col("period")])
-        .agg([
-            len().cast(DataType::Int64).alias("csat_responses"),
-            col("csat_score")
-                .gt_eq(lit(ex.satisfied_csat_score))
-                .cast(DataType::Int64)
-                .sum()
-                .alias("csat_satisfied"),
-        ]);
-
-    // R3.1 / R3.3 / R6.1: MRR of M and M−3, only for the exclusive operators'
-    // customers (the rest of the network is not needed and would multiply the work
-    // by the number of months).
-    let mut own = inputs.clone();
-    own.customers = inputs.customers.clone().join(
-        operator_ids,
-        [col("operator_id")],
-        [col("operator_id")],
-        JoinArgs::new(JoinType::Semi),
-    );
-    let mrr_periods: Vec<Period> = match (periods.first(), periods.last()) {
-        (Some(first), Some(last)) => first.add_months(-3).through(*last).collect(),
-        _ => Vec::new(),
-    };
-    let revenue = mrr(&own, &mrr_periods);
-    let revenue_3 = revenue.clone().select([
-        col("period").alias("period_3"),
-        col("operator_id"),
-        col("currency"),
-        col("mrr_cents").alias("mrr_cents_3"),
-    ]);
-
-    let mrr_ok = col("mrr_cents").gt_eq(min_mrr_expr(ex));
-    let customers_ok = col("active_customers").gt_eq(lit(ex.min_active_customers));
-    // R3.3: month 1 is the month of exclusive_since.
-    let exclusivity_month = col("p_months") - months_of(col("exclusive_since")) + lit(1i64);
-    let growth_checked = exclusivity_month.lt_eq(lit(ex.growth_check_months));
-    // Integer form of MRR(M) ≥ (1 + bp/10000) × MRR(M−3); with MRR(M−3) = 0 any
-    // positive MRR is growth.
-    let growth_holds = when(col("mrr_cents_3").eq(lit(0i64)))
-        .then(col("mrr_cents").gt(lit(0i64)))
-        .otherwise(
-            (col("mrr_cents") * lit(10_000i64))
-                .gt_eq(col("mrr_cents_3") * lit(10_000i64 + ex.min_qoq_growth_bp)),
-        );
-    let growth_ok = growth_checked.clone().not().or(growth_holds);
-    let qoq_growth = when(growth_checked.and(col("mrr_cents_3").neq(lit(0i64))))
-        .then(
-            col("mrr_cents").cast(DataType::Float64) / col("mrr_cents_3").cast(DataType::Float64)
-                - lit(1.0f64),
-        )
-        .otherwise(lit(NULL).cast(DataType::Float64));
-    let insufficient = col("csat_responses").lt(lit(min_responses));
-    // R3.4 "above 0.90", compared in integers: satisfied × 10000 > responses × bp.
-    let csat_ok = (col("csat_satisfied") * lit(10_000i64))
-        .gt(col("csat_responses") * lit(ex.min_csat_share_bp));
-    let satisfaction = when(insufficient.clone())
-        .then(lit(SATISFACTION_INSUFFICIENT))
-        .when(csat_ok)
-        .then(lit(SATISFACTION_OK))
-        .otherwise(lit(SATISFACTION_FAILED));
-    let csat_share = when(insufficient.not())
-        .then(
-            col("csat_satisfied").cast(DataType::Float64)
-                / col("csat_responses").cast(DataType::Float64),
-        )
-        .otherwise(lit(NULL).cast(DataType::Float64));
-    let failed = |ok: Expr, name: &str| {
-        when(ok.not())
-            .then(lit(name.to_string()))
-            .otherwise(lit(NULL).cast(DataType::String))
-    };
-    let satisfaction_failed = col("satisfaction").eq(lit(SATISFACTION_FAILED));
-
-    pairs
+    let grid = pairs
         .cross_join(calendar, None)
         .with_column(
             // R6.2 active at end of the period, and exclusivity already started.
@@ -362,38 +241,204 @@ fn evaluate(
             col("active_customers").fill_null(lit(0i64)),
             col("csat_responses").fill_null(lit(0i64)),
             col("csat_satisfied").fill_null(lit(0i64)),
-        ])
-        .with_columns([
-            mrr_ok.clone().alias("mrr_ok"),
-            customers_ok.clone().alias("customers_ok"),
-            growth_ok.clone().alias("growth_ok"),
-            qoq_growth.alias("qoq_growth"),
-            satisfaction.alias("satisfaction"),
-            csat_share.alias("csat_share"),
-        ])
-        .with_column(
-            // R3.5: insufficient_data is not a failure.
-            col("mrr_ok")
-                .and(col("customers_ok"))
-                .and(col("growth_ok"))
-                .and(satisfaction_failed.clone().not())
-                .alias("compliant"),
+        ]);
+    judge(grid, ex, min_responses)
+}
+
+/// R3 for each period of `periods`: `period`, `p_months`, `p_last` (end of M),
+/// `win_first` (first day of the R3.4 survey window) and `period_3` (M−3, for R3.3).
+fn calendar(periods: &[Period]) -> LazyFrame {
+    df!(
+        "period" => periods.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        "p_months" => periods.iter().map(|p| p.months() as i64).collect::<Vec<_>>(),
+        "p_last" => periods.iter().map(|p| p.last_day()).collect::<Vec<_>>(),
+        // R3.4: the survey window is M−2..M
+        "win_first" => periods.iter().map(|p| p.add_months(-2).first_day()).collect::<Vec<_>>(),
+        "period_3" => periods.iter().map(|p| p.add_months(-3).to_string()).collect::<Vec<_>>(),
+    )
+    .expect("columns of equal length")
+    .lazy()
+}
+
+/// R3.2 / R2.1: `active_customers` of each operator at the end of each period of
+/// `ops_periods` (operator × calendar), by `operator_id` and `period`.
+fn active_customers_by_period(inputs: &Inputs, ops_periods: LazyFrame) -> LazyFrame {
+    ops_periods
+        .join(
+            inputs.customers.clone().select([
+                col("operator_id"),
+                col("contract_signed_on"),
+                col("churned_on"),
+            ]),
+            [col("operator_id")],
+            [col("operator_id")],
+            JoinArgs::new(JoinType::Inner),
         )
-        .with_columns([
-            concat_str(
-                [
-                    failed(col("mrr_ok"), "mrr"),
-                    failed(col("customers_ok"), "customers"),
-                    failed(col("growth_ok"), "growth"),
-                    failed(satisfaction_failed.not(), "satisfaction"),
-                ],
-                ",",
-                true,
-            )
-            .fill_null(lit(""))
-            .alias("failed_criteria"),
-            col("eligible").and(col("compliant").not()).alias("breach"),
+        .filter(
+            col("contract_signed_on").lt_eq(col("p_last")).and(
+                col("churned_on")
+                    .is_null()
+                    .or(col("churned_on").gt(col("p_last"))),
+            ),
+        )
+        .group_by([col("operator_id"), col("period")])
+        .agg([len().cast(DataType::Int64).alias("active_customers")])
+}
+
+/// R3.4: `csat_responses` and `csat_satisfied` (score ≥ the plan's satisfied score)
+/// over the responses with a CSAT score, by the response's `operator_id`, submitted
+/// in M−2..M of each period of `ops_periods`.
+fn csat_by_period(inputs: &Inputs, ops_periods: LazyFrame, ex: &Exclusivity) -> LazyFrame {
+    ops_periods
+        .join(
+            inputs
+                .survey_responses
+                .clone()
+                .filter(col("csat_score").is_not_null())
+                .select([col("operator_id"), col("submitted_on"), col("csat_score")]),
+            [col("operator_id")],
+            [col("operator_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .filter(
+            col("submitted_on")
+                .gt_eq(col("win_first"))
+                .and(col("submitted_on").lt_eq(col("p_last"))),
+        )
+        .group_by([col("operator_id"), col("period")])
+        .agg([
+            len().cast(DataType::Int64).alias("csat_responses"),
+            col("csat_score")
+                .gt_eq(lit(ex.satisfied_csat_score))
+                .cast(DataType::Int64)
+                .sum()
+                .alias("csat_satisfied"),
         ])
+}
+
+/// R3.1 / R3.3 / R6.1: the exclusive operators' MRR by `period`, `operator_id` and
+/// `currency` (`mrr_cents`), and the same keyed by `period_3` for M−3 (`mrr_cents_3`).
+fn mrr_of_m_and_m_3(
+    inputs: &Inputs,
+    operator_ids: LazyFrame,
+    periods: &[Period],
+) -> (LazyFrame, LazyFrame) {
+    // Only the exclusive operators' customers: the rest of the network is not needed
+    // and would multiply the work by the number of months.
+    let mut own = inputs.clone();
+    own.customers = inputs.customers.clone().join(
+        operator_ids,
+        [col("operator_id")],
+        [col("operator_id")],
+        JoinArgs::new(JoinType::Semi),
+    );
+    let mrr_periods: Vec<Period> = match (periods.first(), periods.last()) {
+        (Some(first), Some(last)) => first.add_months(-3).through(*last).collect(),
+        _ => Vec::new(),
+    };
+    let revenue = mrr(&own, &mrr_periods);
+    let revenue_3 = revenue.clone().select([
+        col("period").alias("period_3"),
+        col("operator_id"),
+        col("currency"),
+        col("mrr_cents").alias("mrr_cents_3"),
+    ]);
+    (revenue, revenue_3)
+}
+
+/// R3.3: (`growth_ok`, `qoq_growth`) over `p_months`, `exclusive_since`, `mrr_cents`
+/// and `mrr_cents_3` — growth is checked only in the first months of exclusivity,
+/// and `qoq_growth` is null where it is not checked or MRR(M−3) is 0.
+fn growth_exprs(ex: &Exclusivity) -> (Expr, Expr) {
+    // R3.3: month 1 is the month of exclusive_since.
+    let exclusivity_month = col("p_months") - months_of(col("exclusive_since")) + lit(1i64);
+    let growth_checked = exclusivity_month.lt_eq(lit(ex.growth_check_months));
+    // Integer form of MRR(M) ≥ (1 + bp/10000) × MRR(M−3); with MRR(M−3) = 0 any
+    // positive MRR is growth.
+    let growth_holds = when(col("mrr_cents_3").eq(lit(0i64)))
+        .then(col("mrr_cents").gt(lit(0i64)))
+        .otherwise(
+            (col("mrr_cents") * lit(10_000i64))
+                .gt_eq(col("mrr_cents_3") * lit(10_000i64 + ex.min_qoq_growth_bp)),
+        );
+    let growth_ok = growth_checked.clone().not().or(growth_holds);
+    let qoq_growth = when(growth_checked.and(col("mrr_cents_3").neq(lit(0i64))))
+        .then(
+            col("mrr_cents").cast(DataType::Float64) / col("mrr_cents_3").cast(DataType::Float64)
+                - lit(1.0f64),
+        )
+        .otherwise(lit(NULL).cast(DataType::Float64));
+    (growth_ok, qoq_growth)
+}
+
+/// R3.4: (`satisfaction`, `csat_share`) over `csat_responses` and `csat_satisfied`:
+/// `insufficient_data` below `min_responses` (and no share), else `ok` when the share
+/// is above the plan's threshold, `failed` otherwise.
+fn satisfaction_exprs(ex: &Exclusivity, min_responses: i64) -> (Expr, Expr) {
+    let insufficient = col("csat_responses").lt(lit(min_responses));
+    // R3.4 "above 0.90", compared in integers: satisfied × 10000 > responses × bp.
+    let csat_ok = (col("csat_satisfied") * lit(10_000i64))
+        .gt(col("csat_responses") * lit(ex.min_csat_share_bp));
+    let satisfaction = when(insufficient.clone())
+        .then(lit(SATISFACTION_INSUFFICIENT))
+        .when(csat_ok)
+        .then(lit(SATISFACTION_OK))
+        .otherwise(lit(SATISFACTION_FAILED));
+    let csat_share = when(insufficient.not())
+        .then(
+            col("csat_satisfied").cast(DataType::Float64)
+                / col("csat_responses").cast(DataType::Float64),
+        )
+        .otherwise(lit(NULL).cast(DataType::Float64));
+    (satisfaction, csat_share)
+}
+
+/// R3.1–R3.5 on the grid of pairs × periods with their figures: adds `mrr_ok`,
+/// `customers_ok`, `growth_ok`, `qoq_growth`, `satisfaction`, `csat_share`,
+/// `compliant`, `failed_criteria` and `breach` (eligible and not compliant).
+fn judge(grid: LazyFrame, ex: &Exclusivity, min_responses: i64) -> LazyFrame {
+    let mrr_ok = col("mrr_cents").gt_eq(min_mrr_expr(ex));
+    let customers_ok = col("active_customers").gt_eq(lit(ex.min_active_customers));
+    let (growth_ok, qoq_growth) = growth_exprs(ex);
+    let (satisfaction, csat_share) = satisfaction_exprs(ex, min_responses);
+    let failed = |ok: Expr, name: &str| {
+        when(ok.not())
+            .then(lit(name.to_string()))
+            .otherwise(lit(NULL).cast(DataType::String))
+    };
+    let satisfaction_failed = col("satisfaction").eq(lit(SATISFACTION_FAILED));
+
+    grid.with_columns([
+        mrr_ok.clone().alias("mrr_ok"),
+        customers_ok.clone().alias("customers_ok"),
+        growth_ok.clone().alias("growth_ok"),
+        qoq_growth.alias("qoq_growth"),
+        satisfaction.alias("satisfaction"),
+        csat_share.alias("csat_share"),
+    ])
+    .with_column(
+        // R3.5: insufficient_data is not a failure.
+        col("mrr_ok")
+            .and(col("customers_ok"))
+            .and(col("growth_ok"))
+            .and(satisfaction_failed.clone().not())
+            .alias("compliant"),
+    )
+    .with_columns([
+        concat_str(
+            [
+                failed(col("mrr_ok"), "mrr"),
+                failed(col("customers_ok"), "customers"),
+                failed(col("growth_ok"), "growth"),
+                failed(satisfaction_failed.not(), "satisfaction"),
+            ],
+            ",",
+            true,
+        )
+        .fill_null(lit(""))
+        .alias("failed_criteria"),
+        col("eligible").and(col("compliant").not()).alias("breach"),
+    ])
 }
 
 #[cfg(test)]
