@@ -371,23 +371,57 @@ pub fn close_payouts(
     plan: &Plan,
 ) -> Result<PayoutClose, PayoutError> {
     let p = period.to_string();
-    let ctx = |context: &'static str| {
-        let period = p.clone();
-        move |source: PolarsError| PayoutError::Polars {
-            period,
-            context,
-            source,
-        }
-    };
+    let ctx = |context: &'static str| failed(&p, context);
 
     let recon = reconcile::exceptions(inputs, history, period).map_err(ctx("reconciling (R7)"))?;
     let tiers = operator_tiers(inputs, period, plan)
         .collect()
         .map_err(ctx("computing tiers (R2)"))?;
+    let standing = standing_in_month(inputs, &tiers, period, plan);
+    let collections = collection_lines(recon.collectable_lines, standing.clone(), &p, plan)
+        .map_err(ctx("pricing collections (R1.5)"))?;
+    let clawbacks = clawback_lines(recon.payable_refunds, &collections, history, period)?;
 
-    // Each operator's standing in M: phase by tenure (R1.1–R1.2), tier (R2.2; none
-    // when not active at end of M).
-    let standing = inputs
+    let lines = concat([collections, clawbacks], UnionArgs::default())
+        .map_err(ctx("combining payout lines"))?
+        .sort(LINE_SORT, SortMultipleOptions::default())
+        .collect()
+        .map_err(ctx("computing payout lines (R1.5–R1.6)"))?;
+    let statements = statements(lines.clone().lazy(), history, standing, period, plan)?
+        .collect()
+        .map_err(ctx("computing statements (R1.7)"))?;
+    let exceptions = recon
+        .exceptions
+        .collect()
+        .map_err(ctx("collecting exceptions (R7)"))?;
+    let control =
+        control_frame(&lines, &statements).map_err(ctx("computing control totals (R1.10)"))?;
+
+    let close = PayoutClose {
+        tiers,
+        lines,
+        statements,
+        exceptions,
+        control,
+    };
+    check_control_totals(&close)?;
+    Ok(close)
+}
+
+/// A Polars error of the payout close of `period`, with what the close was doing.
+fn failed(period: &str, context: &'static str) -> impl FnOnce(PolarsError) -> PayoutError {
+    let period = period.to_string();
+    move |source: PolarsError| PayoutError::Polars {
+        period,
+        context,
+        source,
+    }
+}
+
+/// R1.1–R1.2, R2.2: each operator's standing in M — `operator_id`, `phase` by
+/// tenure, `tier` (none when not active at end of M) — from M's `tiers`.
+fn standing_in_month(inputs: &Inputs, tiers: &DataFrame, period: Period, plan: &Plan) -> LazyFrame {
+    inputs
         .operators
         .clone()
         .select([col("operator_id"), col("joined_on")])
@@ -403,29 +437,46 @@ pub fn close_payouts(
             JoinArgs::new(JoinType::Left),
         )
         .with_column(col("tier").fill_null(lit("none")))
-        .select([col("operator_id"), col("phase"), col("tier")]);
+        .select([col("operator_id"), col("phase"), col("tier")])
+}
 
-    // R1.5 collections.
-    let collections = priced(
-        recon
-            .collectable_lines
+/// R1.5: the `collection` payout lines of M — the collectable lines at their
+/// operator's shares in M (R1.3–R1.4) — materialized.
+fn collection_lines(
+    collectable_lines: LazyFrame,
+    standing: LazyFrame,
+    p: &str,
+    plan: &Plan,
+) -> PolarsResult<LazyFrame> {
+    Ok(priced(
+        collectable_lines
             .join(
-                standing.clone(),
+                standing,
                 [col("operator_id")],
                 [col("operator_id")],
                 JoinArgs::new(JoinType::Inner),
             )
             .with_column(operator_bp_expr(plan).alias("operator_bp")),
-        &p,
+        p,
         "collection",
         lit(NULL),
-        lit(p.clone()),
+        lit(p.to_string()),
     )
-    .collect()
-    .map_err(ctx("pricing collections (R1.5)"))?
-    .lazy();
+    .collect()?
+    .lazy())
+}
 
-    // R1.6 clawbacks at the shares of the collection line, wherever it was collected.
+/// R1.6: the `clawback` payout lines of M — each payable refund, negative, at the
+/// operator, currency, revenue type and `operator_bp` of the collection line it
+/// refunds, wherever (history or M's `collections`) that line was collected.
+fn clawback_lines(
+    payable_refunds: LazyFrame,
+    collections: &LazyFrame,
+    history: &PayoutHistory,
+    period: Period,
+) -> Result<LazyFrame, PayoutError> {
+    let p = period.to_string();
+    let ctx = |context: &'static str| failed(&p, context);
     let index = first_collection_per_line(
         concat(
             [
@@ -449,9 +500,8 @@ pub fn close_payouts(
     .collect()
     .map_err(ctx("indexing collection lines"))?
     .lazy();
-    let clawbacks = priced(
-        recon
-            .payable_refunds
+    Ok(priced(
+        payable_refunds
             .join(
                 index,
                 [col("invoice_id"), col("line_no")],
@@ -463,23 +513,13 @@ pub fn close_payouts(
         "clawback",
         col("refund_id"),
         col("collected_period"),
-    );
+    ))
+}
 
-    let lines = concat([collections, clawbacks], UnionArgs::default())
-        .map_err(ctx("combining payout lines"))?
-        .sort(LINE_SORT, SortMultipleOptions::default())
-        .collect()
-        .map_err(ctx("computing payout lines (R1.5–R1.6)"))?;
-    let statements = statements(lines.clone().lazy(), history, standing, period, plan)?
-        .collect()
-        .map_err(ctx("computing statements (R1.7)"))?;
-    let exceptions = recon
-        .exceptions
-        .collect()
-        .map_err(ctx("collecting exceptions (R7)"))?;
-
-    let t = totals(&lines, &statements).map_err(ctx("computing control totals (R1.10)"))?;
-    let control = t
+/// R1.10: the control frame of a close ([`CONTROL_COLUMNS`]), from its lines and
+/// statements.
+fn control_frame(lines: &DataFrame, statements: &DataFrame) -> PolarsResult<DataFrame> {
+    totals(lines, statements)?
         .lazy()
         .select([
             col("currency"),
@@ -489,17 +529,6 @@ pub fn close_payouts(
             col("lines_total_cents"),
         ])
         .collect()
-        .map_err(ctx("computing control totals (R1.10)"))?;
-
-    let close = PayoutClose {
-        tiers,
-        lines,
-        statements,
-        exceptions,
-        control,
-    };
-    check_control_totals(&close)?;
-    Ok(close)
 }
 
 /// R1.10 — per currency, Σ(operator_share + clawback + candlefish_share) over the
@@ -509,35 +538,67 @@ pub fn close_payouts(
 /// The figures are recomputed from `close.lines` and `close.statements` and compared
 /// with `close.control` too, so a close doctored after the fact fails.
 pub fn check_control_totals(close: &PayoutClose) -> Result<(), PayoutError> {
-    let broken = |currency: &str, detail: String| PayoutError::ControlTotals {
+    check_lines_split(&close.lines)?;
+    let recomputed = totals(&close.lines, &close.statements).map_err(unreadable)?;
+    let currencies = check_totals(&recomputed)?;
+    check_stated_control(&close.control, &recomputed, &currencies)
+}
+
+/// R1.10: a control total that does not hold for `currency`.
+fn broken(currency: &str, detail: String) -> PayoutError {
+    PayoutError::ControlTotals {
         currency: currency.to_string(),
         detail,
-    };
-    let polars = |e: PolarsError| broken("*", format!("cannot read the close: {e}"));
+    }
+}
 
-    // R0.4 per line.
-    let lines = &close.lines;
+/// R1.10: a close whose frames cannot be read cannot be checked, so it fails.
+fn unreadable(e: PolarsError) -> PayoutError {
+    broken("*", format!("cannot read the close: {e}"))
+}
+
+fn i64_values(df: &DataFrame, name: &str) -> Result<Vec<Option<i64>>, PayoutError> {
+    Ok(df
+        .column(name)
+        .and_then(|c| c.i64())
+        .map_err(unreadable)?
+        .iter()
+        .collect())
+}
+
+fn str_values(df: &DataFrame, name: &str) -> Result<Vec<String>, PayoutError> {
+    Ok(df
+        .column(name)
+        .and_then(|c| c.str())
+        .map_err(unreadable)?
+        .iter()
+        .map(|s| s.unwrap_or("").to_string())
+        .collect())
+}
+
+/// R0.4: every payout line splits exactly, operator + Candlefish = amount (in i128).
+fn check_lines_split(lines: &DataFrame) -> Result<(), PayoutError> {
     let (cur, inv, amt, op, cf) = (
         lines
             .column("currency")
             .and_then(|c| c.str())
-            .map_err(polars)?,
+            .map_err(unreadable)?,
         lines
             .column("invoice_id")
             .and_then(|c| c.str())
-            .map_err(polars)?,
+            .map_err(unreadable)?,
         lines
             .column("amount_cents")
             .and_then(|c| c.i64())
-            .map_err(polars)?,
+            .map_err(unreadable)?,
         lines
             .column("operator_cents")
             .and_then(|c| c.i64())
-            .map_err(polars)?,
+            .map_err(unreadable)?,
         lines
             .column("candlefish_cents")
             .and_then(|c| c.i64())
-            .map_err(polars)?,
+            .map_err(unreadable)?,
     );
     for i in 0..lines.height() {
         let (a, o, c) = (amt.get(i), op.get(i), cf.get(i));
@@ -555,31 +616,19 @@ pub fn check_control_totals(close: &PayoutClose) -> Result<(), PayoutError> {
             ));
         }
     }
+    Ok(())
+}
 
-    let recomputed = totals(&close.lines, &close.statements).map_err(polars)?;
-    let col_i64 = |df: &DataFrame, name: &str| -> Result<Vec<Option<i64>>, PayoutError> {
-        Ok(df
-            .column(name)
-            .and_then(|c| c.i64())
-            .map_err(polars)?
-            .iter()
-            .collect())
-    };
-    let col_str = |df: &DataFrame, name: &str| -> Result<Vec<String>, PayoutError> {
-        Ok(df
-            .column(name)
-            .and_then(|c| c.str())
-            .map_err(polars)?
-            .iter()
-            .map(|s| s.unwrap_or("").to_string())
-            .collect())
-    };
-    let currencies = col_str(&recomputed, "currency")?;
+/// R1.10 on the totals recomputed from the lines and statements ([`totals`]): per
+/// currency, statements total = collected − refunds = lines total. Returns the
+/// currencies, in order.
+fn check_totals(recomputed: &DataFrame) -> Result<Vec<String>, PayoutError> {
+    let currencies = str_values(recomputed, "currency")?;
     let (collected, refunds, stmts, total) = (
-        col_i64(&recomputed, "lines_collected_cents")?,
-        col_i64(&recomputed, "lines_refunds_cents")?,
-        col_i64(&recomputed, "statements_total_cents")?,
-        col_i64(&recomputed, "lines_total_cents")?,
+        i64_values(recomputed, "lines_collected_cents")?,
+        i64_values(recomputed, "lines_refunds_cents")?,
+        i64_values(recomputed, "statements_total_cents")?,
+        i64_values(recomputed, "lines_total_cents")?,
     );
     for (i, currency) in currencies.iter().enumerate() {
         let (c, r, s, t) = (
@@ -599,14 +648,21 @@ pub fn check_control_totals(close: &PayoutClose) -> Result<(), PayoutError> {
             ));
         }
     }
+    Ok(currencies)
+}
 
-    // The control frame handed over must say the same as the lines and statements.
-    let stated = close
-        .control
+/// R1.10: the control frame handed over says the same as the lines and statements
+/// (`recomputed`, over `currencies`) — same currencies, same four figures.
+fn check_stated_control(
+    control: &DataFrame,
+    recomputed: &DataFrame,
+    currencies: &[String],
+) -> Result<(), PayoutError> {
+    let stated = control
         .clone()
         .sort(["currency"], SortMultipleOptions::default())
-        .map_err(polars)?;
-    let stated_currencies = col_str(&stated, "currency")?;
+        .map_err(unreadable)?;
+    let stated_currencies = str_values(&stated, "currency")?;
     if stated_currencies != currencies {
         return Err(broken(
             &stated_currencies.join(","),
@@ -622,8 +678,8 @@ pub fn check_control_totals(close: &PayoutClose) -> Result<(), PayoutError> {
         ("lines_total_cents", "lines_total_cents"),
     ] {
         let (a, b) = (
-            col_i64(&stated, name)?,
-            col_i64(&recomputed, recomputed_name)?,
+            i64_values(&stated, name)?,
+            i64_values(recomputed, recomputed_name)?,
         );
         if let Some(i) = (0..a.len()).find(|&i| a[i] != b[i]) {
             return Err(broken(
