@@ -200,6 +200,7 @@ impl Leads {
         })
     }
 
+    /// R8.3: how many leads crm/leads has.
     fn len(&self) -> usize {
         self.lead_id.len()
     }

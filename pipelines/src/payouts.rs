@@ -557,6 +557,7 @@ fn unreadable(e: PolarsError) -> PayoutError {
     broken("*", format!("cannot read the close: {e}"))
 }
 
+/// R1.10: the i64 column `name` of a close frame, or the close fails as unreadable.
 fn i64_values(df: &DataFrame, name: &str) -> Result<Vec<Option<i64>>, PayoutError> {
     Ok(df
         .column(name)
@@ -566,6 +567,8 @@ fn i64_values(df: &DataFrame, name: &str) -> Result<Vec<Option<i64>>, PayoutErro
         .collect())
 }
 
+/// R1.10: the string column `name` of a close frame (null as empty), or the close
+/// fails as unreadable.
 fn str_values(df: &DataFrame, name: &str) -> Result<Vec<String>, PayoutError> {
     Ok(df
         .column(name)
