@@ -103,54 +103,161 @@ pub fn assign_leads(inputs: &Inputs, run: &LeadRun<'_>, plan: &Plan) -> PolarsRe
     let t_date = t.date_naive();
     let t_month = Period::of_date(t_date);
 
-    let leads = inputs
-        .leads
-        .clone()
-        .select([
-            col("lead_id").cast(DataType::String),
-            col("vertical").cast(DataType::String),
-            col("metro").cast(DataType::String),
-            col("created_at").cast(DataType::Int64),
-            col("assigned_operator_id").cast(DataType::String),
-            col("first_contact_at").cast(DataType::Int64),
-            col("converted_customer_id").cast(DataType::String),
-        ])
-        .sort(["created_at", "lead_id"], SortMultipleOptions::default())
-        .collect()?;
-    let lead_id = strs(&leads, "lead_id")?;
-    let vertical = strs(&leads, "vertical")?;
-    let metro = strs(&leads, "metro")?;
-    let created = ints(&leads, "created_at")?;
-    let upstream = strs(&leads, "assigned_operator_id")?;
-    let contacted = ints(&leads, "first_contact_at")?;
-    let converted = strs(&leads, "converted_customer_id")?;
-
-    // opnet's earlier assignments; a `no_capacity` row names no operator and its lead
-    // is tried again.
-    let by_opnet: HashMap<String, String> = strs(run.assigned, "lead_id")?
-        .into_iter()
-        .zip(strs(run.assigned, "operator_id")?)
-        .filter_map(|(id, op)| Some((id?, op?)))
+    let leads = Leads::in_order(inputs)?;
+    let by_opnet = earlier_assignments(run)?;
+    let mut counted = counted_per_month(&leads, &by_opnet);
+    let history = lead_history(&leads, &by_opnet, t_month, plan);
+    let satisfaction = satisfaction_shares(inputs, t_month, plan)?;
+    let standing = standing_of(run)?;
+    let candidates = candidates(inputs, t_date, plan, &standing, &history, &satisfaction)?;
+    let index: HashMap<&str, usize> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
         .collect();
 
-    // Who each lead is assigned to, upstream or by opnet (both count, once each).
-    let assignees = |i: usize| -> Vec<&str> {
+    // Rule 1: a metro's exclusive candidate (lowest territory_id first).
+    let exclusive = exclusive_by_metro(inputs, t_date, &index)?;
+
+    let mut out_lead = Vec::new();
+    let mut out_op: Vec<Option<String>> = Vec::new();
+    let mut out_rule = Vec::new();
+    let mut out_score: Vec<Option<f64>> = Vec::new();
+    for i in 0..leads.len() {
+        let (Some(id), Some(c)) = (leads.lead_id[i].as_deref(), leads.created[i]) else {
+            continue;
+        };
+        if leads.upstream[i].is_some() || by_opnet.contains_key(id) || c > at_ms {
+            continue;
+        }
+        let Some(month) = months_of_ms(c) else {
+            continue;
+        };
+        let choice = choose(
+            &candidates,
+            &exclusive,
+            &counted,
+            month,
+            leads.metro[i].as_deref(),
+            leads.vertical[i].as_deref(),
+        );
+        out_lead.push(id.to_string());
+        match choice {
+            Some((k, r, score)) => {
+                let op = candidates[k].id.clone();
+                *counted.entry((op.clone(), month)).or_default() += 1;
+                out_op.push(Some(op));
+                out_rule.push(r);
+                out_score.push(score);
+            }
+            None => {
+                out_op.push(None);
+                out_rule.push(rule::NO_CAPACITY);
+                out_score.push(None);
+            }
+        }
+    }
+    assignment_frame(at_ms, out_lead, out_op, out_rule, out_score)
+}
+
+/// The leads of crm/leads in R8.3's order (`created_at`, `lead_id`), one vector per
+/// column read (timestamps as milliseconds).
+struct Leads {
+    lead_id: Vec<Option<String>>,
+    vertical: Vec<Option<String>>,
+    metro: Vec<Option<String>>,
+    created: Vec<Option<i64>>,
+    upstream: Vec<Option<String>>,
+    contacted: Vec<Option<i64>>,
+    converted: Vec<Option<String>>,
+}
+
+impl Leads {
+    /// R8.3: every lead of crm/leads, sorted by (`created_at`, `lead_id`).
+    fn in_order(inputs: &Inputs) -> PolarsResult<Leads> {
+        let leads = inputs
+            .leads
+            .clone()
+            .select([
+                col("lead_id").cast(DataType::String),
+                col("vertical").cast(DataType::String),
+                col("metro").cast(DataType::String),
+                col("created_at").cast(DataType::Int64),
+                col("assigned_operator_id").cast(DataType::String),
+                col("first_contact_at").cast(DataType::Int64),
+                col("converted_customer_id").cast(DataType::String),
+            ])
+            .sort(["created_at", "lead_id"], SortMultipleOptions::default())
+            .collect()?;
+        Ok(Leads {
+            lead_id: strs(&leads, "lead_id")?,
+            vertical: strs(&leads, "vertical")?,
+            metro: strs(&leads, "metro")?,
+            created: ints(&leads, "created_at")?,
+            upstream: strs(&leads, "assigned_operator_id")?,
+            contacted: ints(&leads, "first_contact_at")?,
+            converted: strs(&leads, "converted_customer_id")?,
+        })
+    }
+
+    /// R8.3: how many leads crm/leads has.
+    fn len(&self) -> usize {
+        self.lead_id.len()
+    }
+
+    /// R8.3 capacity counting: who lead `i` is assigned to, upstream or by opnet (both
+    /// count, once each).
+    fn assignees<'a>(&'a self, i: usize, by_opnet: &'a HashMap<String, String>) -> Vec<&'a str> {
         let mut v: Vec<&str> = Vec::with_capacity(2);
-        if let Some(op) = upstream[i].as_deref() {
+        if let Some(op) = self.upstream[i].as_deref() {
             v.push(op);
         }
-        if let Some(id) = lead_id[i].as_deref()
+        if let Some(id) = self.lead_id[i].as_deref()
             && let Some(op) = by_opnet.get(id)
             && !v.contains(&op.as_str())
         {
             v.push(op.as_str());
         }
         v
-    };
+    }
+}
 
-    // Leads counted per (operator, month of created_at) for capacity.
+/// R8.3: opnet's earlier assignments, lead → operator; a `no_capacity` row names no
+/// operator and its lead is tried again, so it is left out.
+fn earlier_assignments(run: &LeadRun<'_>) -> PolarsResult<HashMap<String, String>> {
+    Ok(strs(run.assigned, "lead_id")?
+        .into_iter()
+        .zip(strs(run.assigned, "operator_id")?)
+        .filter_map(|(id, op)| Some((id?, op?)))
+        .collect())
+}
+
+/// R8.3 capacity: leads counted per (operator, month of `created_at`), whoever
+/// assigned them.
+fn counted_per_month(
+    leads: &Leads,
+    by_opnet: &HashMap<String, String>,
+) -> HashMap<(String, i32), i64> {
     let mut counted: HashMap<(String, i32), i64> = HashMap::new();
-    // Close rate and response over the complete months before T's month.
+    for i in 0..leads.len() {
+        let Some(c) = leads.created[i] else { continue };
+        let Some(m) = months_of_ms(c) else { continue };
+        for op in leads.assignees(i, by_opnet) {
+            *counted.entry((op.to_string(), m)).or_default() += 1;
+        }
+    }
+    counted
+}
+
+/// R8.3 rule 3 history: per operator, over the leads assigned to it and created in
+/// the `history_months` complete months before T's month — (leads, converted, sum
+/// of hours to first contact, contacted leads).
+fn lead_history<'a>(
+    leads: &'a Leads,
+    by_opnet: &'a HashMap<String, String>,
+    t_month: Period,
+    plan: &Plan,
+) -> HashMap<&'a str, (i64, i64, f64, i64)> {
     let window = (
         date_to_millis(
             t_month
@@ -160,41 +267,52 @@ pub fn assign_leads(inputs: &Inputs, run: &LeadRun<'_>, plan: &Plan) -> PolarsRe
         date_to_millis(t_month.first_day()),
     );
     let mut history: HashMap<&str, (i64, i64, f64, i64)> = HashMap::new();
-    for i in 0..leads.height() {
-        let Some(c) = created[i] else { continue };
-        let month = months_of_ms(c);
-        let in_window = window.0 <= c && c < window.1;
-        for op in assignees(i) {
-            if let Some(m) = month {
-                *counted.entry((op.to_string(), m)).or_default() += 1;
-            }
-            if in_window {
-                let h = history.entry(op).or_default();
-                h.0 += 1;
-                h.1 += i64::from(converted[i].is_some());
-                if let Some(first) = contacted[i] {
-                    h.2 += (first - c) as f64 / MS_PER_HOUR;
-                    h.3 += 1;
-                }
+    for i in 0..leads.len() {
+        let Some(c) = leads.created[i] else { continue };
+        if !(window.0 <= c && c < window.1) {
+            continue;
+        }
+        for op in leads.assignees(i, by_opnet) {
+            let h = history.entry(op).or_default();
+            h.0 += 1;
+            h.1 += i64::from(leads.converted[i].is_some());
+            if let Some(first) = leads.contacted[i] {
+                h.2 += (first - c) as f64 / MS_PER_HOUR;
+                h.3 += 1;
             }
         }
     }
+    history
+}
 
-    let satisfaction = satisfaction_shares(inputs, t_month, plan)?;
-    let standing: HashMap<String, (String, Option<f64>)> = {
-        let ids = strs(run.standing, "operator_id")?;
-        let tiers = strs(run.standing, "tier")?;
-        let totals = floats(run.standing, "total_score")?;
-        ids.into_iter()
-            .zip(tiers)
-            .zip(totals)
-            .filter_map(|((id, tier), total)| {
-                Some((id?, (tier.unwrap_or_else(|| "none".into()), total)))
-            })
-            .collect()
-    };
+/// R8.3: the latest closed period's standing, operator → (tier, R8.1 total); a
+/// missing tier is `none`.
+fn standing_of(run: &LeadRun<'_>) -> PolarsResult<HashMap<String, (String, Option<f64>)>> {
+    let ids = strs(run.standing, "operator_id")?;
+    let tiers = strs(run.standing, "tier")?;
+    let totals = floats(run.standing, "total_score")?;
+    Ok(ids
+        .into_iter()
+        .zip(tiers)
+        .zip(totals)
+        .filter_map(|((id, tier), total)| {
+            Some((id?, (tier.unwrap_or_else(|| "none".into()), total)))
+        })
+        .collect())
+}
 
-    // Candidates: operators active at T's date (R6.2), each once.
+/// R8.3 candidates: the operators active at T's date (R6.2), each once, sorted by
+/// `operator_id`, with their monthly capacity (by tier), R8.1 total, selection score
+/// and verticals.
+fn candidates(
+    inputs: &Inputs,
+    t_date: NaiveDate,
+    plan: &Plan,
+    standing: &HashMap<String, (String, Option<f64>)>,
+    history: &HashMap<&str, (i64, i64, f64, i64)>,
+    satisfaction: &BTreeMap<String, f64>,
+) -> PolarsResult<Vec<Candidate>> {
+    let t_month = Period::of_date(t_date);
     let ops = inputs
         .operators
         .clone()
@@ -221,7 +339,6 @@ pub fn assign_leads(inputs: &Inputs, run: &LeadRun<'_>, plan: &Plan) -> PolarsRe
         .iter()
         .map(|d| d.map(crate::period::days_to_date))
         .collect();
-    let w = &plan.leads.selection_weights;
     let mut candidates: Vec<Candidate> = Vec::new();
     for ((id, verticals), joined) in strs(&ops, "operator_id")?
         .into_iter()
@@ -233,27 +350,13 @@ pub fn assign_leads(inputs: &Inputs, run: &LeadRun<'_>, plan: &Plan) -> PolarsRe
             .get(&id)
             .cloned()
             .unwrap_or_else(|| ("none".into(), None));
-        let (assigned, conv, hours, n_contacted) =
-            history.get(id.as_str()).copied().unwrap_or_default();
-        let close_rate = (assigned > 0).then(|| 100.0 * conv as f64 / assigned as f64);
-        let response = (n_contacted > 0).then(|| {
-            let h = hours / n_contacted as f64;
-            (100.0 * (plan.leads.response_target_hours - h) / plan.leads.response_span_hours)
-                .clamp(0.0, 100.0)
-        });
-        let tenure = joined.map(|j| {
-            let months = t_month.months() - Period::of_date(j).months() + 1;
-            (100.0 * months as f64 / plan.leads.tenure_full_months as f64).min(100.0)
-        });
-        let parts = [
-            (w.close_rate, close_rate),
-            (w.satisfaction, satisfaction.get(&id).map(|s| 100.0 * s)),
-            (w.response, response),
-            (w.tenure, tenure),
-        ];
-        let weight: f64 = parts.iter().filter(|p| p.1.is_some()).map(|p| p.0).sum();
-        let weighted: f64 = parts.iter().filter_map(|p| p.1.map(|v| p.0 * v)).sum();
-        let selection = if weight > 0.0 { weighted / weight } else { 0.0 };
+        let selection = selection_score(
+            history.get(id.as_str()).copied().unwrap_or_default(),
+            satisfaction.get(&id).copied(),
+            joined,
+            t_month,
+            plan,
+        );
         candidates.push(Candidate {
             capacity: plan.leads.capacity_of(&tier),
             total,
@@ -267,86 +370,95 @@ pub fn assign_leads(inputs: &Inputs, run: &LeadRun<'_>, plan: &Plan) -> PolarsRe
             id,
         });
     }
-    let index: HashMap<&str, usize> = candidates
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.id.as_str(), i))
-        .collect();
+    Ok(candidates)
+}
 
-    // Rule 1: a metro's exclusive candidate (lowest territory_id first).
-    let exclusive = exclusive_by_metro(inputs, t_date, &index)?;
+/// R8.3 rule 3: the selection score of one operator from its lead `history` (see
+/// [`lead_history`]), its R3.4 satisfaction share and its `joined_on` — the weighted
+/// mean of close rate, satisfaction, response and tenure (each 0–100) over the
+/// components it has, 0 when it has none.
+fn selection_score(
+    history: (i64, i64, f64, i64),
+    satisfaction: Option<f64>,
+    joined: Option<NaiveDate>,
+    t_month: Period,
+    plan: &Plan,
+) -> f64 {
+    let w = &plan.leads.selection_weights;
+    let (assigned, conv, hours, n_contacted) = history;
+    let close_rate = (assigned > 0).then(|| 100.0 * conv as f64 / assigned as f64);
+    let response = (n_contacted > 0).then(|| {
+        let h = hours / n_contacted as f64;
+        (100.0 * (plan.leads.response_target_hours - h) / plan.leads.response_span_hours)
+            .clamp(0.0, 100.0)
+    });
+    let tenure = joined.map(|j| {
+        let months = t_month.months() - Period::of_date(j).months() + 1;
+        (100.0 * months as f64 / plan.leads.tenure_full_months as f64).min(100.0)
+    });
+    let parts = [
+        (w.close_rate, close_rate),
+        (w.satisfaction, satisfaction.map(|s| 100.0 * s)),
+        (w.response, response),
+        (w.tenure, tenure),
+    ];
+    let weight: f64 = parts.iter().filter(|p| p.1.is_some()).map(|p| p.0).sum();
+    let weighted: f64 = parts.iter().filter_map(|p| p.1.map(|v| p.0 * v)).sum();
+    if weight > 0.0 { weighted / weight } else { 0.0 }
+}
 
-    let mut out_lead = Vec::new();
-    let mut out_op: Vec<Option<String>> = Vec::new();
-    let mut out_rule = Vec::new();
-    let mut out_score: Vec<Option<f64>> = Vec::new();
-    for i in 0..leads.height() {
-        let (Some(id), Some(c)) = (lead_id[i].as_deref(), created[i]) else {
-            continue;
-        };
-        if upstream[i].is_some() || by_opnet.contains_key(id) || c > at_ms {
-            continue;
-        }
-        let Some(month) = months_of_ms(c) else {
-            continue;
-        };
-        let count = |op: &str, counted: &HashMap<(String, i32), i64>| {
-            counted.get(&(op.to_string(), month)).copied().unwrap_or(0)
-        };
-        let open = |k: usize, counted: &HashMap<(String, i32), i64>| {
-            count(&candidates[k].id, counted) < candidates[k].capacity
-        };
-        // Best by (score desc, null last), then fewer leads this month, then id.
-        let best = |pool: &mut dyn Iterator<Item = usize>,
-                    score: &dyn Fn(&Candidate) -> Option<f64>,
-                    counted: &HashMap<(String, i32), i64>| {
-            pool.min_by_key(|&k| {
-                let s = score_key(score(&candidates[k]));
-                (
-                    s.is_none(),
-                    std::cmp::Reverse(s.unwrap_or(0)),
-                    count(&candidates[k].id, counted),
-                    candidates[k].id.clone(),
-                )
-            })
-        };
-        let choice = if let Some(&k) = metro[i].as_deref().and_then(|m| exclusive.get(m)) {
-            Some((k, rule::EXCLUSIVE, None))
-        } else if let Some(k) = best(
-            &mut (0..candidates.len()).filter(|&k| {
-                open(k, &counted)
-                    && vertical[i]
-                        .as_deref()
-                        .is_some_and(|v| candidates[k].verticals.contains(v.trim()))
-            }),
-            &|c: &Candidate| c.total,
-            &counted,
-        ) {
-            Some((k, rule::SPECIALIST, candidates[k].total))
-        } else {
-            best(
-                &mut (0..candidates.len()).filter(|&k| open(k, &counted)),
-                &|c: &Candidate| Some(c.selection),
-                &counted,
+/// R8.3 rules 1–3 for one lead created in `month` (months since year 0): the chosen
+/// candidate's index, the rule and the deciding score, given the leads already
+/// `counted` this run; `None` when no candidate has capacity left.
+fn choose(
+    candidates: &[Candidate],
+    exclusive: &HashMap<String, usize>,
+    counted: &HashMap<(String, i32), i64>,
+    month: i32,
+    metro: Option<&str>,
+    vertical: Option<&str>,
+) -> Option<(usize, &'static str, Option<f64>)> {
+    let count = |op: &str| counted.get(&(op.to_string(), month)).copied().unwrap_or(0);
+    let open = |k: usize| count(&candidates[k].id) < candidates[k].capacity;
+    // Best by (score desc, null last), then fewer leads this month, then id.
+    let best = |pool: &mut dyn Iterator<Item = usize>,
+                score: &dyn Fn(&Candidate) -> Option<f64>| {
+        pool.min_by_key(|&k| {
+            let s = score_key(score(&candidates[k]));
+            (
+                s.is_none(),
+                std::cmp::Reverse(s.unwrap_or(0)),
+                count(&candidates[k].id),
+                candidates[k].id.clone(),
             )
-            .map(|k| (k, rule::SCORE, Some(candidates[k].selection)))
-        };
-        out_lead.push(id.to_string());
-        match choice {
-            Some((k, r, score)) => {
-                let op = candidates[k].id.clone();
-                *counted.entry((op.clone(), month)).or_default() += 1;
-                out_op.push(Some(op));
-                out_rule.push(r);
-                out_score.push(score);
-            }
-            None => {
-                out_op.push(None);
-                out_rule.push(rule::NO_CAPACITY);
-                out_score.push(None);
-            }
-        }
+        })
+    };
+    if let Some(&k) = metro.and_then(|m| exclusive.get(m)) {
+        Some((k, rule::EXCLUSIVE, None))
+    } else if let Some(k) = best(
+        &mut (0..candidates.len()).filter(|&k| {
+            open(k) && vertical.is_some_and(|v| candidates[k].verticals.contains(v.trim()))
+        }),
+        &|c: &Candidate| c.total,
+    ) {
+        Some((k, rule::SPECIALIST, candidates[k].total))
+    } else {
+        best(
+            &mut (0..candidates.len()).filter(|&k| open(k)),
+            &|c: &Candidate| Some(c.selection),
+        )
+        .map(|k| (k, rule::SCORE, Some(candidates[k].selection)))
     }
+}
+
+/// R8.3: the `lead_assignments` frame of the run's rows, `assigned_at` = T for all.
+fn assignment_frame(
+    at_ms: i64,
+    out_lead: Vec<String>,
+    out_op: Vec<Option<String>>,
+    out_rule: Vec<&str>,
+    out_score: Vec<Option<f64>>,
+) -> PolarsResult<DataFrame> {
     let n = out_lead.len();
     let mut df = DataFrame::new(
         n,

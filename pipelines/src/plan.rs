@@ -432,6 +432,22 @@ impl Plan {
     /// Every problem of this version, each naming its key (prefixed by `at`).
     pub fn problems(&self, at: &str) -> Vec<String> {
         let mut out = Vec::new();
+        self.basis_point_problems(at, &mut out);
+        self.close_problems(at, &mut out);
+        self.scorecard_problems(at, &mut out);
+        self.equity_problems(at, &mut out);
+        self.lead_problems(at, &mut out);
+        if self.network.target_currency.len() != 3 {
+            out.push(format!(
+                "{at}.network.target_currency must be an ISO 4217 code"
+            ));
+        }
+        out
+    }
+
+    /// R0.3: every basis-point figure (R1.3 shares, R1.4 bonuses, R3.4 CSAT share)
+    /// lies in 0–10000.
+    fn basis_point_problems(&self, at: &str, out: &mut Vec<String>) {
         let mut bp = |key: &str, v: i64| {
             if !(0..=10_000).contains(&v) {
                 out.push(format!(
@@ -465,6 +481,13 @@ impl Plan {
             "exclusivity.min_csat_share_bp",
             self.exclusivity.min_csat_share_bp,
         );
+    }
+
+    /// R0.5 version, R1.2 phase bounds, R2.2 tier bounds, R1.8 terms, R3.4/R4 minimum
+    /// responses, R3.3/R3.5 exclusivity windows and the R5.1 target band: the figures
+    /// of the monthly close that must be ordered or positive.
+    fn close_problems(&self, at: &str, out: &mut Vec<String>) {
+        let rs = &self.revenue_share;
         if self.version.trim().is_empty() {
             out.push(format!("{at}.version must not be empty"));
         }
@@ -503,6 +526,11 @@ impl Plan {
                 "{at}.network.active_operators_min exceeds active_operators_max"
             ));
         }
+    }
+
+    /// R8.1: component weights ≥ 0 and targets > 0, the implementation-speed range,
+    /// the acquisition and referral windows and the reporting currency.
+    fn scorecard_problems(&self, at: &str, out: &mut Vec<String>) {
         let sc = &self.scorecard;
         for (key, c) in [
             ("revenue_generation", &sc.revenue_generation),
@@ -539,6 +567,10 @@ impl Plan {
                 "{at}.scorecard.reporting_currency must be an ISO 4217 code"
             ));
         }
+    }
+
+    /// R8.2: the equity tier is one of R2.2's tiers.
+    fn equity_problems(&self, at: &str, out: &mut Vec<String>) {
         if !crate::tiers::TIER_ORDER.contains(&self.equity.tier.as_str()) {
             out.push(format!(
                 "{at}.equity.tier = {:?}: must be one of {}",
@@ -546,6 +578,11 @@ impl Plan {
                 crate::tiers::TIER_ORDER.join(", ")
             ));
         }
+    }
+
+    /// R8.3: capacities ≥ 0, selection weights ≥ 0, windows of at least a month and
+    /// a positive response span.
+    fn lead_problems(&self, at: &str, out: &mut Vec<String>) {
         let l = &self.leads;
         for (key, v) in [
             ("capacity_none", l.capacity_none),
@@ -573,12 +610,6 @@ impl Plan {
         if l.response_span_hours.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             out.push(format!("{at}.leads.response_span_hours must be > 0"));
         }
-        if n.target_currency.len() != 3 {
-            out.push(format!(
-                "{at}.network.target_currency must be an ISO 4217 code"
-            ));
-        }
-        out
     }
 }
 

@@ -119,9 +119,67 @@ pub fn exceptions(
     period: Period,
 ) -> PolarsResult<Reconciliation> {
     let p = period.to_string();
-    let (first, last) = (period.first_day(), period.last_day());
-    let in_m = move |e: Expr| e.clone().gt_eq(lit(first)).and(e.lt_eq(lit(last)));
+    let customers = crm_customers(inputs);
+    let paid = paid_invoices_of_month(inputs, period, customers.clone())?;
+    let invoice_exceptions = invoice_exception_rows(inputs, &paid, &p)?;
+    let held_invoices = invoice_exceptions
+        .clone()
+        .select([col("invoice_id")])
+        .unique_stable(None, UniqueKeepStrategy::First);
 
+    let collectable_lines = collectable_lines(inputs, period, held_invoices.clone(), customers)?;
+    let collected = collected_lines(history, period, &collectable_lines)?;
+    let refunds = decide_refunds(refunds_of_month(inputs, history, period, collected)?)?.lazy();
+    let refund_exceptions = refund_exception_rows(&refunds, &p)?;
+    let held_refunds = refunds
+        .clone()
+        .filter(col("status").neq(lit(REFUND_ACCEPTED)))
+        .select([col("refund_id")])
+        .unique_stable(None, UniqueKeepStrategy::First);
+    let payable_refunds = refunds
+        .filter(col("status").eq(lit(REFUND_ACCEPTED)))
+        .select([
+            col("refund_id"),
+            col("invoice_id"),
+            col("line_no"),
+            col("refunded_on"),
+            col("amount_cents"),
+        ]);
+
+    Ok(Reconciliation {
+        exceptions: one_row_per_key(invoice_exceptions, refund_exceptions)?,
+        held_invoices,
+        held_refunds,
+        collectable_lines,
+        payable_refunds,
+    })
+}
+
+/// R7: whether the date `e` falls in `period` (the month an exception belongs to).
+fn in_month(period: Period, e: Expr) -> Expr {
+    let (first, last) = (period.first_day(), period.last_day());
+    e.clone().gt_eq(lit(first)).and(e.lt_eq(lit(last)))
+}
+
+/// R7 (and R1.5): each CRM customer's `operator_id`, one row per `customer_id`.
+fn crm_customers(inputs: &Inputs) -> LazyFrame {
+    // A customer listed twice in the CRM: the first record decides, as in MRR (R6.1).
+    inputs
+        .customers
+        .clone()
+        .select([col("customer_id"), col("operator_id")])
+        .unique_stable(Some(cols(["customer_id"])), UniqueKeepStrategy::First)
+}
+
+/// R7: the paid invoice copies whose exceptions belong to M — month of `paid_on`, or
+/// of `issued_on` when `paid_on` is missing — with what the invoice checks read:
+/// `copies` of the id under any status, `lines_cents`, `customer_known`,
+/// `operator_id` and `operator_known`.
+fn paid_invoices_of_month(
+    inputs: &Inputs,
+    period: Period,
+    customers: LazyFrame,
+) -> PolarsResult<LazyFrame> {
     // R7 duplicate_invoice counts copies under every status.
     let copies = inputs
         .invoices
@@ -136,12 +194,6 @@ pub fn exceptions(
             .cast(DataType::Int64)
             .sum()
             .alias("lines_cents")]);
-    // A customer listed twice in the CRM: the first record decides, as in MRR (R6.1).
-    let customers = inputs
-        .customers
-        .clone()
-        .select([col("customer_id"), col("operator_id")])
-        .unique_stable(Some(cols(["customer_id"])), UniqueKeepStrategy::First);
     let operators = inputs
         .operators
         .clone()
@@ -149,13 +201,14 @@ pub fn exceptions(
         .unique_stable(None, UniqueKeepStrategy::First)
         .with_column(lit(true).alias("operator_known"));
 
-    // Paid invoice copies whose exceptions belong to M: month of paid_on, or of
-    // issued_on when paid_on is missing (R7).
-    let paid = inputs
+    Ok(inputs
         .invoices
         .clone()
         .filter(col("status").eq(lit("paid")))
-        .filter(in_m(coalesce(&[col("paid_on"), col("issued_on")])))
+        .filter(in_month(
+            period,
+            coalesce(&[col("paid_on"), col("issued_on")]),
+        ))
         .select([
             col("invoice_id"),
             col("customer_id"),
@@ -176,9 +229,7 @@ pub fn exceptions(
             JoinArgs::new(JoinType::Left),
         )
         .join(
-            customers
-                .clone()
-                .with_column(lit(true).alias("customer_known")),
+            customers.with_column(lit(true).alias("customer_known")),
             [col("customer_id")],
             [col("customer_id")],
             JoinArgs::new(JoinType::Left),
@@ -197,12 +248,25 @@ pub fn exceptions(
         // Materialized here and below: every check reads these frames, and one lazy
         // plan holding all of them is deep enough to overflow a thread's stack.
         .collect()?
-        .lazy();
+        .lazy())
+}
 
+/// R7: every invoice-level exception of M — the checks of each paid invoice, then
+/// `duplicate_line` — materialized.
+fn invoice_exception_rows(inputs: &Inputs, paid: &LazyFrame, p: &str) -> PolarsResult<LazyFrame> {
+    let mut parts = paid_invoice_check_rows(paid, p);
+    parts.push(duplicate_line_rows(inputs, paid, p));
+    Ok(concat(parts, UnionArgs::default())?.collect()?.lazy())
+}
+
+/// R7 `total_mismatch`, `unknown_customer`, `customer_without_operator`,
+/// `duplicate_invoice`, `paid_before_issued` and `paid_without_date`: one frame per
+/// check, one row per paid invoice copy of M that fails it.
+fn paid_invoice_check_rows(paid: &LazyFrame, p: &str) -> Vec<LazyFrame> {
     let inv = |filter: Expr, kind: &str, detail: Expr| {
         rows(
             paid.clone().filter(filter),
-            &p,
+            p,
             kind,
             lit(NULL),
             col("customer_id"),
@@ -210,7 +274,7 @@ pub fn exceptions(
             detail,
         )
     };
-    let mut parts = vec![
+    vec![
         inv(
             col("total_cents").neq(col("lines_cents")),
             kind::TOTAL_MISMATCH,
@@ -282,9 +346,11 @@ pub fn exceptions(
                 lit(")"),
             ]),
         ),
-    ];
+    ]
+}
 
-    // R7 duplicate_line: one row per repeated (invoice, line) of a paid invoice of M.
+/// R7 `duplicate_line`: one row per repeated (invoice, line) of a paid invoice of M.
+fn duplicate_line_rows(inputs: &Inputs, paid: &LazyFrame, p: &str) -> LazyFrame {
     let paid_ids = paid
         .clone()
         .select([col("invoice_id"), col("customer_id")])
@@ -301,9 +367,9 @@ pub fn exceptions(
             [col("invoice_id")],
             JoinArgs::new(JoinType::Inner),
         );
-    parts.push(rows(
+    rows(
         dup_lines,
-        &p,
+        p,
         kind::DUPLICATE_LINE,
         col("line_no"),
         col("customer_id"),
@@ -315,23 +381,29 @@ pub fn exceptions(
             str_of(col("times")),
             lit(" times"),
         ]),
-    ));
+    )
+}
 
-    let invoice_exceptions = concat(parts, UnionArgs::default())?.collect()?.lazy();
-    let held_invoices = invoice_exceptions
-        .clone()
-        .select([col("invoice_id")])
-        .unique_stable(None, UniqueKeepStrategy::First);
-
-    // R1.5 what M collects: paid in M, not held, owned by a known operator (the
-    // checks above guarantee the last for every invoice not held).
-    let collectable_lines = inputs
+/// R1.5: the invoice lines M collects — paid in M, not held, owned by a known
+/// operator (the checks of [`paid_invoice_check_rows`] guarantee the last for every
+/// invoice not held); materialized.
+fn collectable_lines(
+    inputs: &Inputs,
+    period: Period,
+    held_invoices: LazyFrame,
+    customers: LazyFrame,
+) -> PolarsResult<LazyFrame> {
+    Ok(inputs
         .invoices
         .clone()
-        .filter(col("status").eq(lit("paid")).and(in_m(col("paid_on"))))
+        .filter(
+            col("status")
+                .eq(lit("paid"))
+                .and(in_month(period, col("paid_on"))),
+        )
         .select([col("invoice_id"), col("customer_id"), col("currency")])
         .join(
-            held_invoices.clone(),
+            held_invoices,
             [col("invoice_id")],
             [col("invoice_id")],
             JoinArgs::new(JoinType::Anti),
@@ -363,10 +435,17 @@ pub fn exceptions(
             col("amount_cents"),
         ])
         .collect()?
-        .lazy();
+        .lazy())
+}
 
-    // Every line that has a collection payout line, in history or in M (R1.6).
-    let collected = first_collection_per_line(concat(
+/// R1.6/R7: every line that has a collection payout line, in history or in M:
+/// `invoice_id`, `line_no`, `line_cents`, `collected_period`.
+fn collected_lines(
+    history: &PayoutHistory,
+    period: Period,
+    collectable_lines: &LazyFrame,
+) -> PolarsResult<LazyFrame> {
+    Ok(first_collection_per_line(concat(
         [
             prior_collections(history, period)?.select([
                 col("invoice_id"),
@@ -378,7 +457,7 @@ pub fn exceptions(
                 col("invoice_id"),
                 col("line_no"),
                 col("amount_cents"),
-                lit(p.clone()).alias("collected_period"),
+                lit(period.to_string()).alias("collected_period"),
             ]),
         ],
         UnionArgs::default(),
@@ -388,10 +467,20 @@ pub fn exceptions(
         col("line_no"),
         col("amount_cents").alias("line_cents"),
         col("collected_period"),
-    ]);
+    ]))
+}
 
-    // R7 refunds of M, decided one by one in (`refunded_on`, `refund_id`) order per
-    // line, because whether a refund fits depends on which earlier ones were accepted.
+/// R7: the refunds of M with what [`decide_refunds`] reads — `copies` of the refund
+/// id, the line's collection (`line_cents`, `collected_period`), what earlier closes
+/// accepted of the line (`refunded_cents`) and the invoice's `customer_id` — sorted
+/// per line in (`refunded_on`, `refund_id`) order, because whether a refund fits
+/// depends on which earlier ones were accepted.
+fn refunds_of_month(
+    inputs: &Inputs,
+    history: &PayoutHistory,
+    period: Period,
+    collected: LazyFrame,
+) -> PolarsResult<DataFrame> {
     let refunds = inputs.refunds.clone().select([
         col("refund_id"),
         col("invoice_id"),
@@ -403,19 +492,9 @@ pub fn exceptions(
         .clone()
         .group_by([col("refund_id")])
         .agg([len().cast(DataType::Int64).alias("copies")]);
-    // The customer of a refunded invoice, so finance sees whose money is held; the
-    // smallest id should a duplicated invoice name several.
-    let invoice_customer = inputs
-        .invoices
-        .clone()
-        .select([col("invoice_id"), col("customer_id")])
-        .sort(
-            ["invoice_id", "customer_id"],
-            SortMultipleOptions::default(),
-        )
-        .unique_stable(Some(cols(["invoice_id"])), UniqueKeepStrategy::First);
-    let refunds = refunds
-        .filter(in_m(col("refunded_on")))
+    let invoice_customer = invoice_customer(inputs);
+    refunds
+        .filter(in_month(period, col("refunded_on")))
         .join(
             copies,
             [col("refund_id")],
@@ -445,15 +524,32 @@ pub fn exceptions(
             ["invoice_id", "line_no", "refunded_on", "refund_id"],
             SortMultipleOptions::default(),
         )
-        .collect()?;
-    let refunds = decide_refunds(refunds)?.lazy();
+        .collect()
+}
 
+/// R7: the `customer_id` of each invoice, so a refund exception shows whose money is
+/// held; the smallest id should a duplicated invoice name several.
+fn invoice_customer(inputs: &Inputs) -> LazyFrame {
+    inputs
+        .invoices
+        .clone()
+        .select([col("invoice_id"), col("customer_id")])
+        .sort(
+            ["invoice_id", "customer_id"],
+            SortMultipleOptions::default(),
+        )
+        .unique_stable(Some(cols(["invoice_id"])), UniqueKeepStrategy::First)
+}
+
+/// R7 `duplicate_refund`, `refund_of_uncollected_line` and `refund_exceeds_line`: one
+/// row per refund of M that [`decide_refunds`] held, materialized.
+fn refund_exception_rows(refunds: &LazyFrame, p: &str) -> PolarsResult<LazyFrame> {
     let refund_row = |status: &str, kind: &str, detail: Expr| {
         rows(
             refunds
                 .clone()
                 .filter(col("status").eq(lit(status.to_string()))),
-            &p,
+            p,
             kind,
             col("line_no"),
             col("customer_id"),
@@ -461,7 +557,7 @@ pub fn exceptions(
             detail,
         )
     };
-    let refund_exceptions = concat(
+    Ok(concat(
         [
             refund_row(
                 REFUND_DUPLICATE,
@@ -504,26 +600,19 @@ pub fn exceptions(
         UnionArgs::default(),
     )?
     .collect()?
-    .lazy();
-    let held_refunds = refunds
-        .clone()
-        .filter(col("status").neq(lit(REFUND_ACCEPTED)))
-        .select([col("refund_id")])
-        .unique_stable(None, UniqueKeepStrategy::First);
-    let payable_refunds = refunds
-        .filter(col("status").eq(lit(REFUND_ACCEPTED)))
-        .select([
-            col("refund_id"),
-            col("invoice_id"),
-            col("line_no"),
-            col("refunded_on"),
-            col("amount_cents"),
-        ]);
+    .lazy())
+}
 
+/// R7: the `reconciliation_exceptions` rows of M, one per (`kind`, `invoice_id`,
+/// `line_no`, `refund_id`), sorted by `invoice_id`, `line_no`, `kind`, `refund_id`.
+fn one_row_per_key(
+    invoice_exceptions: LazyFrame,
+    refund_exceptions: LazyFrame,
+) -> PolarsResult<LazyFrame> {
     // A duplicated invoice repeats its per-copy findings: keep one row per key, the
     // first detail in sort order so the choice is deterministic.
     let key = ["kind", "invoice_id", "line_no", "refund_id"];
-    let exceptions = concat(
+    Ok(concat(
         [invoice_exceptions, refund_exceptions],
         UnionArgs::default(),
     )?
@@ -531,15 +620,7 @@ pub fn exceptions(
         ["invoice_id", "line_no", "kind", "refund_id", "detail"],
         SortMultipleOptions::default(),
     )
-    .unique_stable(Some(cols(key)), UniqueKeepStrategy::First);
-
-    Ok(Reconciliation {
-        exceptions,
-        held_invoices,
-        held_refunds,
-        collectable_lines,
-        payable_refunds,
-    })
+    .unique_stable(Some(cols(key)), UniqueKeepStrategy::First))
 }
 
 /// Outcomes of [`decide_refunds`], in its `status` column.
@@ -616,177 +697,4 @@ fn decide_refunds(mut refunds: DataFrame) -> PolarsResult<DataFrame> {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use crate::payouts::tests::{d, fixture, history_with};
-
-    fn kinds(r: &Reconciliation) -> Vec<(String, String, Option<i64>, Option<String>)> {
-        let df = r.exceptions.clone().collect().unwrap();
-        let s = |c: &str| {
-            df.column(c)
-                .unwrap()
-                .str()
-                .unwrap()
-                .iter()
-                .map(|v| v.map(str::to_string))
-                .collect::<Vec<_>>()
-        };
-        let (k, i, rf) = (s("kind"), s("invoice_id"), s("refund_id"));
-        let l: Vec<Option<i64>> = df
-            .column("line_no")
-            .unwrap()
-            .i64()
-            .unwrap()
-            .iter()
-            .collect();
-        (0..df.height())
-            .map(|n| {
-                (
-                    k[n].clone().unwrap(),
-                    i[n].clone().unwrap(),
-                    l[n],
-                    rf[n].clone(),
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn r7_clean_fixture_has_no_exceptions() {
-        let (inputs, _) = fixture();
-        let r = exceptions(
-            &inputs,
-            &PayoutHistory::empty(),
-            Period::parse("2025-03").unwrap(),
-        )
-        .unwrap();
-        assert!(kinds(&r).is_empty(), "{:?}", kinds(&r));
-        assert_eq!(r.collectable_lines.collect().unwrap().height(), 4);
-    }
-
-    #[test]
-    fn r7_refund_exceeds_counts_earlier_refunds_by_date_then_id() {
-        let (mut inputs, _) = fixture();
-        // line I1/1 is 10000: 6000 on 03-05 (r1), then 3000 (r2) and 2000 (r3) on
-        // 03-20: r2 is earlier than r3 by id, so r3 finds 1000 left and exceeds.
-        inputs.refunds = df!(
-            "refund_id" => ["r3", "r1", "r2"],
-            "invoice_id" => ["I1", "I1", "I1"],
-            "line_no" => [1i64, 1, 1],
-            "refunded_on" => [d("2025-03-20"), d("2025-03-05"), d("2025-03-20")],
-            "amount_cents" => [2000i64, 6000, 3000],
-        )
-        .unwrap()
-        .lazy();
-        let r = exceptions(
-            &inputs,
-            &PayoutHistory::empty(),
-            Period::parse("2025-03").unwrap(),
-        )
-        .unwrap();
-        assert_eq!(
-            kinds(&r),
-            [(
-                "refund_exceeds_line".into(),
-                "I1".into(),
-                Some(1),
-                Some("r3".into())
-            )]
-        );
-        let detail = r
-            .exceptions
-            .clone()
-            .collect()
-            .unwrap()
-            .column("detail")
-            .unwrap()
-            .str()
-            .unwrap()
-            .get(0)
-            .unwrap()
-            .to_string();
-        assert_eq!(
-            detail,
-            "refund 2000 > left 1000 (line 10000, accepted earlier refunds 9000)"
-        );
-        let ok = r.payable_refunds.collect().unwrap();
-        let ids: Vec<_> = ok
-            .column("refund_id")
-            .unwrap()
-            .str()
-            .unwrap()
-            .iter()
-            .flatten()
-            .collect();
-        assert_eq!(ids, ["r1", "r2"]);
-    }
-
-    #[test]
-    fn r7_refund_exceptions_name_the_invoice_customer() {
-        // Both refund kinds name the refunded invoice's customer; a refund of an
-        // invoice billing does not know has none.
-        let (mut inputs, _) = fixture();
-        inputs.refunds = df!(
-            "refund_id" => ["big", "never", "ghost"],
-            "invoice_id" => ["I1", "I1", "NOPE"],
-            "line_no" => [1i64, 9, 1],
-            "refunded_on" => [d("2025-03-05"), d("2025-03-05"), d("2025-03-05")],
-            "amount_cents" => [10_001i64, 5, 5],
-        )
-        .unwrap()
-        .lazy();
-        let r = exceptions(
-            &inputs,
-            &PayoutHistory::empty(),
-            Period::parse("2025-03").unwrap(),
-        )
-        .unwrap();
-        let df = r.exceptions.collect().unwrap();
-        let col_of = |c: &str| -> Vec<Option<String>> {
-            df.column(c)
-                .unwrap()
-                .str()
-                .unwrap()
-                .iter()
-                .map(|v| v.map(str::to_string))
-                .collect()
-        };
-        assert_eq!(
-            col_of("kind"),
-            [
-                Some("refund_exceeds_line".to_string()),
-                Some("refund_of_uncollected_line".to_string()),
-                Some("refund_of_uncollected_line".to_string()),
-            ]
-        );
-        assert_eq!(
-            col_of("customer_id"),
-            [Some("ca1".to_string()), Some("ca1".to_string()), None]
-        );
-    }
-
-    #[test]
-    fn r7_refund_of_a_line_collected_in_history_is_not_uncollected() {
-        let (mut inputs, _) = fixture();
-        inputs.refunds = df!(
-            "refund_id" => ["old", "ghost"],
-            "invoice_id" => ["H1", "H1"],
-            "line_no" => [1i64, 2],
-            "refunded_on" => [d("2025-03-02"), d("2025-03-02")],
-            "amount_cents" => [100i64, 100],
-        )
-        .unwrap()
-        .lazy();
-        let history = history_with(&[("2025-01", "a", "USD", "H1", 1, "software", 500, 7000)]);
-        let r = exceptions(&inputs, &history, Period::parse("2025-03").unwrap()).unwrap();
-        assert_eq!(
-            kinds(&r),
-            [(
-                "refund_of_uncollected_line".into(),
-                "H1".into(),
-                Some(2),
-                Some("ghost".into())
-            )]
-        );
-    }
-}
+mod tests;

@@ -124,30 +124,37 @@ pub fn operator_scorecards(
     let operators = active_operators(inputs.operators.clone(), period.last_day())
         .select([col("operator_id")])
         .unique_stable(None, UniqueKeepStrategy::First);
-    let metrics = operator_metrics(inputs, period, plan);
+    let parts = component_values(inputs, period, plan, &operators);
+    let components = component_rows(&operators, parts, sc)?;
+    let total = total_rows(components.clone());
 
-    let revenue = mrr(inputs, &[period])
-        .filter(col("currency").eq(lit(sc.reporting_currency.as_str())))
+    Ok(concat([components, total], UnionArgs::default())?
         .select([
+            lit(period.to_string()).alias("period"),
             col("operator_id"),
-            col("mrr_cents").cast(DataType::Float64).alias("value"),
-        ]);
-    let first = period.add_months(-(sc.acquisition_months - 1) as i32);
-    let acquisition = count_by(
-        inputs.customers.clone().filter(
-            col("operator_id").is_not_null().and(
-                col("contract_signed_on")
-                    .gt_eq(lit(first.first_day()))
-                    .and(col("contract_signed_on").lt_eq(lit(period.last_day()))),
-            ),
-        ),
-        "operator_id",
-    )
-    .with_column(col("value") / lit(sc.acquisition_months as f64));
-    let referrals = referral_counts(inputs, period, sc);
+            col("component"),
+            col("value"),
+            col("score"),
+            col("weight"),
+        ])
+        .sort(["operator_id", "component"], SortMultipleOptions::default()))
+}
 
-    // (component, values, what a missing value means: Some(0) or None = null)
-    let parts: Vec<(&str, LazyFrame, Option<f64>)> = vec![
+/// R8.1: the seven components in the Playbook's order, each as (component, its
+/// `operator_id`/`value` frame, what a missing value means: `Some(0)` or `None` =
+/// null).
+fn component_values(
+    inputs: &Inputs,
+    period: Period,
+    plan: &Plan,
+    operators: &LazyFrame,
+) -> Vec<(&'static str, LazyFrame, Option<f64>)> {
+    let sc = &plan.scorecard;
+    let metrics = operator_metrics(inputs, period, plan);
+    let revenue = revenue_values(inputs, period, sc);
+    let acquisition = acquisition_values(inputs, period, sc);
+    let referrals = referral_counts(inputs, period, sc);
+    vec![
         (component::REVENUE_GENERATION, revenue, Some(0.0)),
         (component::CUSTOMER_ACQUISITION, acquisition, Some(0.0)),
         (
@@ -181,8 +188,44 @@ pub fn operator_scorecards(
                 None,
             ),
         },
-    ];
+    ]
+}
 
+/// R8.1 `revenue_generation`: each operator's MRR (R6.1) at M in the reporting
+/// currency, as `value` (f64).
+fn revenue_values(inputs: &Inputs, period: Period, sc: &Scorecard) -> LazyFrame {
+    mrr(inputs, &[period])
+        .filter(col("currency").eq(lit(sc.reporting_currency.as_str())))
+        .select([
+            col("operator_id"),
+            col("mrr_cents").cast(DataType::Float64).alias("value"),
+        ])
+}
+
+/// R8.1 `customer_acquisition`: customers with `contract_signed_on` in the
+/// `acquisition_months` ending with M, divided by that number of months.
+fn acquisition_values(inputs: &Inputs, period: Period, sc: &Scorecard) -> LazyFrame {
+    let first = period.add_months(-(sc.acquisition_months - 1) as i32);
+    count_by(
+        inputs.customers.clone().filter(
+            col("operator_id").is_not_null().and(
+                col("contract_signed_on")
+                    .gt_eq(lit(first.first_day()))
+                    .and(col("contract_signed_on").lt_eq(lit(period.last_day()))),
+            ),
+        ),
+        "operator_id",
+    )
+    .with_column(col("value") / lit(sc.acquisition_months as f64))
+}
+
+/// R8.1: one row per active operator and component — `operator_id`, `component`,
+/// `value` (a missing value filled as the component says), `score`, `weight`.
+fn component_rows(
+    operators: &LazyFrame,
+    parts: Vec<(&'static str, LazyFrame, Option<f64>)>,
+    sc: &Scorecard,
+) -> PolarsResult<LazyFrame> {
     let rows: Vec<LazyFrame> = parts
         .into_iter()
         .map(|(name, values, missing)| {
@@ -208,11 +251,15 @@ pub fn operator_scorecards(
                 ])
         })
         .collect();
-    let components = concat(rows, UnionArgs::default())?;
+    concat(rows, UnionArgs::default())
+}
 
+/// R8.1 `total` per operator: `score = Σ weight × score / Σ weight` over the
+/// components with a score (null when none has one), `weight = Σ weight` over them,
+/// `value` null.
+fn total_rows(components: LazyFrame) -> LazyFrame {
     let counted = col("score").is_not_null();
-    let total = components
-        .clone()
+    components
         .group_by([col("operator_id")])
         .agg([
             (col("weight") * col("score"))
@@ -230,18 +277,7 @@ pub fn operator_scorecards(
                 .otherwise(lit(NULL).cast(DataType::Float64))
                 .alias("score"),
             col("weight").cast(DataType::Float64),
-        ]);
-
-    Ok(concat([components, total], UnionArgs::default())?
-        .select([
-            lit(period.to_string()).alias("period"),
-            col("operator_id"),
-            col("component"),
-            col("value"),
-            col("score"),
-            col("weight"),
         ])
-        .sort(["operator_id", "component"], SortMultipleOptions::default()))
 }
 
 /// R8.1 `community_contribution`: leads with `source = referral` that the operator
