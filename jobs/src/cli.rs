@@ -321,6 +321,7 @@ fn overrides(g: &Global) -> Overrides {
         s3_endpoint: g.s3_endpoint.clone(),
         s3_region: g.s3_region.clone(),
         s3_force_path_style: g.s3_force_path_style,
+        env: crate::config::env_overrides(std::env::vars()),
     }
 }
 
