@@ -331,6 +331,7 @@ fn env(name: &str) -> Option<String> {
 }
 
 pub async fn run(cli: Cli) -> Result<Outcome> {
+    let Cli { global, command } = cli;
     // Generating data needs no config, database or lake.
     if let Command::Generate {
         out,
@@ -339,116 +340,142 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         seed,
         format,
         end,
-    } = &cli.command
+    } = command
     {
         // No config here: the generator's calendar is UTC.
         let end =
             end.unwrap_or_else(|| crate::app::last_complete_period(Utc::now(), chrono_tz::Tz::UTC));
-        let started = std::time::Instant::now();
-        let summary = generate::generate(&GenerateOptions {
-            out: out.clone(),
-            operators: *operators,
-            months: *months,
+        generate_command(&GenerateOptions {
+            out,
+            operators,
+            months,
             end,
-            seed: *seed,
-            format: *format,
+            seed,
+            format,
         })?;
-        let mut t = table(["dataset", "rows"]);
-        for (d, n) in &summary.rows {
-            t.add_row([d.clone(), n.to_string()]);
-        }
-        println!("{t}");
-        println!(
-            "wrote {} .. {} to {} in {:.1}s",
-            summary.first_period,
-            summary.last_period,
-            summary.out.display(),
-            started.elapsed().as_secs_f64()
-        );
         return Ok(Outcome::default());
     }
-    let config = Config::load(&overrides(&cli.global))?;
-    if let Command::Check = cli.command {
-        println!(
-            "config file: {}",
-            config
-                .file
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or("(none)".into())
-        );
-        println!("source:      {}", config.source);
-        println!("lake:        {}", config.lake);
-        println!("database:    {}", crate::db::redact(&config.database));
-        println!("mail:        {}", config.mail);
-        if let Some(user) = &config.smtp.username {
-            let from = match &config.smtp.password {
-                Some(crate::mail::smtp::Password::File(p)) => format!("file {}", p.display()),
-                Some(crate::mail::smtp::Password::Value(_)) => "OPNET_SMTP_PASSWORD".into(),
-                None => "(none)".into(),
-            };
-            println!("smtp login:  {user}, password from {from}");
-        }
-        if let Some(ca) = &config.smtp.ca_file {
-            println!("smtp ca:     {}", ca.display());
-        }
-        if config.source.starts_with("s3://") || config.lake.starts_with("s3://") {
-            // What opnet sets; unset values come from the AWS chain when a store opens.
-            let chain = || "(AWS chain)".to_string();
-            println!(
-                "s3:          endpoint {}, region {}, path-style {}",
-                config.s3.endpoint.clone().unwrap_or_else(chain),
-                config.s3.region.clone().unwrap_or_else(chain),
-                config.s3.force_path_style.unwrap_or(false)
-            );
-        }
-        println!(
-            "plan:        {} ({} version(s))",
-            config.plan_origin,
-            config.plan.versions.len()
-        );
-        println!("configuration is valid");
-        return Ok(Outcome::default());
-    }
+    let config = Config::load(&overrides(&global))?;
     let started = Utc::now();
-    if let Command::Demo {
-        operators,
-        months,
-        seed,
-    } = cli.command
-    {
-        let database = config.database.clone();
-        crate::commands::demo::run(config, operators, months, seed).await?;
-        let db = crate::db::Db::connect(&database).await?;
-        return Ok(Outcome {
-            mail_failed: crate::mail::outbox::failed_since(&db.pool, started).await?,
-        });
+    match command {
+        Command::Check => {
+            print_check(&config);
+            Ok(Outcome::default())
+        }
+        Command::Demo {
+            operators,
+            months,
+            seed,
+        } => {
+            let database = config.database.clone();
+            crate::commands::demo::run(config, operators, months, seed).await?;
+            let db = crate::db::Db::connect(&database).await?;
+            Ok(Outcome {
+                mail_failed: crate::mail::outbox::failed_since(&db.pool, started).await?,
+            })
+        }
+        command => {
+            let mut app = App::open(config).await?;
+            // Recorded on the runs and mail claims of this process (crash recovery, fencing).
+            app.lease_holder = Some(crate::schedule::holder_id());
+            app.notify = global.notify;
+            if matches!(command, Command::Schedule { .. }) {
+                app.notify = true;
+                app.invocation = crate::app::Invocation::Scheduled;
+            }
+            // The commands that queue or send mail answer for it in their exit code; a
+            // read-only command (or the daemon, which runs until stopped) does not.
+            let sends_mail = matches!(
+                command,
+                Command::Close { .. }
+                    | Command::Deliver
+                    | Command::Payouts(PayoutsCommand::Send { .. })
+                    | Command::Schedule { once: true }
+            );
+            app_command(&mut app, command, Duration::from_secs(global.lease_wait)).await?;
+            if !sends_mail {
+                return Ok(Outcome::default());
+            }
+            Ok(Outcome {
+                mail_failed: crate::mail::outbox::failed_since(&app.db.pool, started).await?,
+            })
+        }
     }
-    let mut app = App::open(config).await?;
-    // Recorded on the runs and mail claims of this process (crash recovery, fencing).
-    app.lease_holder = Some(crate::schedule::holder_id());
-    app.notify = cli.global.notify;
-    if matches!(cli.command, Command::Schedule { .. }) {
-        app.notify = true;
-        app.invocation = crate::app::Invocation::Scheduled;
+}
+
+/// `opnet generate`: the synthetic network, and a table of what was written.
+fn generate_command(opts: &GenerateOptions) -> Result<()> {
+    let started = std::time::Instant::now();
+    let summary = generate::generate(opts)?;
+    let mut t = table(["dataset", "rows"]);
+    for (d, n) in &summary.rows {
+        t.add_row([d.clone(), n.to_string()]);
     }
-    let wait = Duration::from_secs(cli.global.lease_wait);
-    let holder = app.lease_holder.clone().unwrap_or_default();
-    // The commands that queue or send mail answer for it in their exit code; a
-    // read-only command (or the daemon, which runs until stopped) does not.
-    let sends_mail = matches!(
-        cli.command,
-        Command::Close { .. }
-            | Command::Deliver
-            | Command::Payouts(PayoutsCommand::Send { .. })
-            | Command::Schedule { once: true }
+    println!("{t}");
+    println!(
+        "wrote {} .. {} to {} in {:.1}s",
+        summary.first_period,
+        summary.last_period,
+        summary.out.display(),
+        started.elapsed().as_secs_f64()
     );
-    match cli.command {
+    Ok(())
+}
+
+/// `opnet check`: the resolved configuration (credentials masked), once it is valid.
+fn print_check(config: &Config) {
+    println!(
+        "config file: {}",
+        config
+            .file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or("(none)".into())
+    );
+    println!("source:      {}", config.source);
+    println!("lake:        {}", config.lake);
+    println!("database:    {}", crate::db::redact(&config.database));
+    println!("mail:        {}", config.mail);
+    if let Some(user) = &config.smtp.username {
+        let from = match &config.smtp.password {
+            Some(crate::mail::smtp::Password::File(p)) => format!("file {}", p.display()),
+            Some(crate::mail::smtp::Password::Value(_)) => "OPNET_SMTP_PASSWORD".into(),
+            None => "(none)".into(),
+        };
+        println!("smtp login:  {user}, password from {from}");
+    }
+    if let Some(ca) = &config.smtp.ca_file {
+        println!("smtp ca:     {}", ca.display());
+    }
+    if config.source.starts_with("s3://") || config.lake.starts_with("s3://") {
+        // What opnet sets; unset values come from the AWS chain when a store opens.
+        let chain = || "(AWS chain)".to_string();
+        println!(
+            "s3:          endpoint {}, region {}, path-style {}",
+            config.s3.endpoint.clone().unwrap_or_else(chain),
+            config.s3.region.clone().unwrap_or_else(chain),
+            config.s3.force_path_style.unwrap_or(false)
+        );
+    }
+    println!(
+        "plan:        {} ({} version(s))",
+        config.plan_origin,
+        config.plan.versions.len()
+    );
+    println!("configuration is valid");
+}
+
+/// The commands that run against the database and the stores. Those that change
+/// what others read or send mail take the scheduler's lease (issue 9).
+async fn app_command(app: &mut App, command: Command, wait: Duration) -> Result<()> {
+    let holder = app.lease_holder.clone().unwrap_or_default();
+    match command {
         Command::Ingest => {
             app.invocation = crate::app::Invocation::Command("opnet ingest".into());
+            let app = &*app;
             let r =
-                crate::schedule::with_command_lease(&app, &holder, "opnet ingest", wait, async {
-                    close::run_ingest(&app, Utc::now()).await
+                crate::schedule::with_command_lease(app, &holder, "opnet ingest", wait, async {
+                    close::run_ingest(app, Utc::now()).await
                 })
                 .await?;
             print_ingest(&r);
@@ -461,23 +488,6 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             only,
             send_mail,
         } => {
-            let mut command = "opnet close".to_string();
-            for (flag, v) in [
-                ("--from", from.map(|p| p.to_string())),
-                ("--through", through.map(|p| p.to_string())),
-                ("--snapshot", snapshot.clone()),
-            ] {
-                if let Some(v) = v {
-                    command.push_str(&format!(" {flag} {v}"));
-                }
-            }
-            for j in &only {
-                command.push_str(&format!(" --job {j}"));
-            }
-            if revise {
-                command.push_str(" --revise");
-            }
-            app.invocation = crate::app::Invocation::Command(command.clone());
             let opts = CloseOptions {
                 from,
                 through,
@@ -487,8 +497,11 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
                 mail: send_mail,
                 defer_backfill_summary: false,
             };
-            let r = crate::schedule::with_command_lease(&app, &holder, &command, wait, async {
-                close::close(&app, &opts, Utc::now()).await
+            let command = close_command_line(&opts);
+            app.invocation = crate::app::Invocation::Command(command.clone());
+            let app = &*app;
+            let r = crate::schedule::with_command_lease(app, &holder, &command, wait, async {
+                close::close(app, &opts, Utc::now()).await
             })
             .await?;
             if let Some(i) = &r.ingest {
@@ -497,9 +510,10 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             print_close(&r);
         }
         Command::Deliver => {
+            let app = &*app;
             let r =
-                crate::schedule::with_command_lease(&app, &holder, "opnet deliver", wait, async {
-                    close::deliver(&app).await
+                crate::schedule::with_command_lease(app, &holder, "opnet deliver", wait, async {
+                    close::deliver(app).await
                 })
                 .await?;
             println!(
@@ -507,61 +521,10 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
                 r.sent, r.failed, app.transport
             );
         }
-        Command::Runs { limit } => {
-            let mut t = table([
-                "run_id",
-                "job",
-                "period",
-                "status",
-                "started_at",
-                "rows in/quar/out",
-                "plan",
-                "snapshot",
-                "error",
-            ]);
-            for r in app.db.recent_runs(limit).await? {
-                t.add_row([
-                    r.run_id,
-                    r.job,
-                    r.period.unwrap_or_default(),
-                    r.status,
-                    r.started_at,
-                    format!("{}/{}/{}", r.rows_in, r.rows_quarantined, r.rows_out),
-                    r.plan_version.unwrap_or_default(),
-                    r.snapshot.unwrap_or_default(),
-                    r.error.unwrap_or_default(),
-                ]);
-            }
-            println!("{t}");
-        }
-        Command::Payouts(PayoutsCommand::Show { period, operator }) => {
-            println!(
-                "{}",
-                payouts::show(&app, period, operator.as_deref()).await?
-            );
-        }
-        Command::Payouts(PayoutsCommand::Approve { period, operator }) => {
-            let command = format!("opnet payouts approve --period {period}");
-            let a = crate::schedule::with_command_lease(&app, &holder, &command, wait, async {
-                payouts::approve_explained(&app, period, operator.as_deref(), Utc::now()).await
-            })
-            .await?;
-            println!("{}", a.message);
-        }
-        Command::Payouts(PayoutsCommand::Send { period }) => {
-            let command = format!("opnet payouts send --period {period}");
-            let (queued, delivery) =
-                crate::schedule::with_command_lease(&app, &holder, &command, wait, async {
-                    payouts::send(&app, period, Utc::now()).await
-                })
-                .await?;
-            println!(
-                "{queued} statement email(s) queued for {period}; delivered {} (failed {}) via {}",
-                delivery.sent, delivery.failed, app.config.mail
-            );
-        }
+        Command::Runs { limit } => print_runs(app, limit).await?,
+        Command::Payouts(command) => payouts_command(app, command, &holder, wait).await?,
         Command::Report { period, out } => {
-            let report = crate::commands::report::report(&app, period).await?;
+            let report = crate::commands::report::report(app, period).await?;
             std::fs::write(&out, report.html)
                 .with_context(|| format!("writing {}", out.display()))?;
             println!(
@@ -572,29 +535,111 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Schedule { once } => {
             let cfg = app.config.schedule.clone();
             if once {
-                let log = crate::schedule::run_once(&app, &cfg, crate::schedule::shutdown_signal())
+                let log = crate::schedule::run_once(app, &cfg, crate::schedule::shutdown_signal())
                     .await?;
                 for line in log {
                     println!("{line}");
                 }
             } else {
-                crate::schedule::run_daemon(&app, &cfg, crate::schedule::shutdown_signal()).await?;
+                crate::schedule::run_daemon(app, &cfg, crate::schedule::shutdown_signal()).await?;
             }
         }
         Command::Status => {
             let cfg = app.config.schedule.clone();
-            println!("{}", crate::schedule::status(&app, &cfg, Utc::now()).await?);
+            println!("{}", crate::schedule::status(app, &cfg, Utc::now()).await?);
         }
         Command::Generate { .. } | Command::Demo { .. } | Command::Check => {
-            unreachable!("handled above")
+            anyhow::bail!("this command runs without the database (an opnet bug if you see this)")
         }
     }
-    if !sends_mail {
-        return Ok(Outcome::default());
+    Ok(())
+}
+
+/// The close as it can be typed again, for the failure mail's re-run hint and the
+/// lease (no secrets: built from the parsed options, never from the raw command line).
+fn close_command_line(opts: &CloseOptions) -> String {
+    let mut command = "opnet close".to_string();
+    for (flag, v) in [
+        ("--from", opts.from.map(|p| p.to_string())),
+        ("--through", opts.through.map(|p| p.to_string())),
+        ("--snapshot", opts.snapshot.clone()),
+    ] {
+        if let Some(v) = v {
+            command.push_str(&format!(" {flag} {v}"));
+        }
     }
-    Ok(Outcome {
-        mail_failed: crate::mail::outbox::failed_since(&app.db.pool, started).await?,
-    })
+    for j in &opts.only {
+        command.push_str(&format!(" --job {j}"));
+    }
+    if opts.revise {
+        command.push_str(" --revise");
+    }
+    command
+}
+
+/// `opnet runs`: the latest runs of the ledger.
+async fn print_runs(app: &App, limit: i64) -> Result<()> {
+    let mut t = table([
+        "run_id",
+        "job",
+        "period",
+        "status",
+        "started_at",
+        "rows in/quar/out",
+        "plan",
+        "snapshot",
+        "error",
+    ]);
+    for r in app.db.recent_runs(limit).await? {
+        t.add_row([
+            r.run_id,
+            r.job,
+            r.period.unwrap_or_default(),
+            r.status,
+            r.started_at,
+            format!("{}/{}/{}", r.rows_in, r.rows_quarantined, r.rows_out),
+            r.plan_version.unwrap_or_default(),
+            r.snapshot.unwrap_or_default(),
+            r.error.unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+/// `opnet payouts show|approve|send` (R1.9).
+async fn payouts_command(
+    app: &App,
+    command: PayoutsCommand,
+    holder: &str,
+    wait: Duration,
+) -> Result<()> {
+    match command {
+        PayoutsCommand::Show { period, operator } => {
+            println!("{}", payouts::show(app, period, operator.as_deref()).await?);
+        }
+        PayoutsCommand::Approve { period, operator } => {
+            let command = format!("opnet payouts approve --period {period}");
+            let a = crate::schedule::with_command_lease(app, holder, &command, wait, async {
+                payouts::approve_explained(app, period, operator.as_deref(), Utc::now()).await
+            })
+            .await?;
+            println!("{}", a.message);
+        }
+        PayoutsCommand::Send { period } => {
+            let command = format!("opnet payouts send --period {period}");
+            let (queued, delivery) =
+                crate::schedule::with_command_lease(app, holder, &command, wait, async {
+                    payouts::send(app, period, Utc::now()).await
+                })
+                .await?;
+            println!(
+                "{queued} statement email(s) queued for {period}; delivered {} (failed {}) via {}",
+                delivery.sent, delivery.failed, app.config.mail
+            );
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -305,11 +305,28 @@ fn disposition(
     }
 }
 
-/// Run the close for every period of the options, in order.
-pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result<CloseReport> {
+/// The snapshot a close reads and the periods it runs, settled before any run.
+struct Prepared {
+    ingest: Option<IngestReport>,
+    snapshot: String,
+    fingerprint: String,
+    datasets: Vec<DatasetCounts>,
+    inputs: Inputs,
+    from: Period,
+    through: Period,
+}
+
+/// Heal unpublished marts, ingest (or take the given snapshot), read it, and settle
+/// the range and the jobs to run.
+async fn prepare(
+    app: &App,
+    opts: &CloseOptions,
+    registry: &[Box<dyn jobs::Job>],
+    now: DateTime<Utc>,
+) -> Result<Prepared> {
     // Marts of runs committed by a process that died before publishing them.
     publish_pending(app).await?;
-    let (ingest_report, snapshot) = match &opts.snapshot {
+    let (ingest, snapshot) = match &opts.snapshot {
         Some(s) => (None, s.clone()),
         None => {
             let r = run_ingest(app, now).await?;
@@ -319,16 +336,12 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
     };
     // A re-run against a recorded snapshot records that snapshot's fingerprint too.
     let (fingerprint, datasets) = dataset_counts(app, &snapshot).await?;
-    let fingerprint = Some(fingerprint);
     let inputs = app
         .lake
         .read_snapshot(&snapshot)
         .await
         .with_context(|| format!("reading snapshot {snapshot}"))?;
     let (from, through) = close_range(app, opts, &inputs, now)?;
-    let max_age = app.config.email.operator_mail_max_age_months;
-    let recent_from = app.last_complete_period(now).add_months(1 - max_age as i32);
-    let registry = jobs::registry();
     for name in &opts.only {
         if !registry.iter().any(|j| j.name() == name) {
             return Err(anyhow!(
@@ -341,6 +354,22 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
             ));
         }
     }
+    Ok(Prepared {
+        ingest,
+        snapshot,
+        fingerprint,
+        datasets,
+        inputs,
+        from,
+        through,
+    })
+}
+
+/// Run the close for every period of the options, in order.
+pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result<CloseReport> {
+    let registry = jobs::registry();
+    let prepared = prepare(app, opts, &registry, now).await?;
+    let (from, through) = (prepared.from, prepared.through);
     let mut runs = Vec::new();
     let mut enqueued = EnqueueReport::default();
     let progress = progress_bar((from.through(through).count() * registry.len()) as u64);
@@ -355,139 +384,15 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
             let ctx = JobContext {
                 period,
                 plan,
-                inputs: &inputs,
+                inputs: &prepared.inputs,
                 config: &app.config,
                 run_id: "",
                 now,
                 revise: opts.revise,
-                datasets: &datasets,
+                datasets: &prepared.datasets,
             };
-            let start = RunStart {
-                job: job.name(),
-                period: Some(period.to_string()),
-                plan_version: Some(plan.version.clone()),
-                input_fingerprint: fingerprint.clone(),
-                snapshot: Some(snapshot.clone()),
-                lease_holder: app.lease_holder.clone(),
-            };
-            let refusal = {
-                let mut conn = app.db.pool.acquire().await.context("acquire")?;
-                job.refuse(&ctx, &mut conn).await?
-            };
-            if let Some(refusal) = refusal {
-                tracing::warn!(job = job.name(), %period, reason = %refusal.reason, "Run refused");
-                app.db
-                    .refuse_run(&start, &refusal.reason, Utc::now())
-                    .await?;
-                runs.push(RunSummary {
-                    period,
-                    job: job.name(),
-                    run_id: None,
-                    rows_out: 0,
-                    elapsed_ms: 0,
-                    notes: vec![refusal.reason.clone()],
-                    refusal: Some(refusal),
-                });
-                continue;
-            }
-            let dispose = |audience: mail::Audience| {
-                disposition(opts.mail, audience, period, recent_from, max_age)
-            };
-            // A run that fails transiently (a dropped database connection, a locked
-            // SQLite file) is tried again as a new run, up to
-            // `retry::JOB_RUN.max_attempts` runs in all; each failed one has rolled
-            // back and keeps its `failed` ledger row.
-            let mut attempt = 1u32;
-            loop {
-                let run_id = app.db.start_run(&start, Utc::now()).await?;
-                let ctx = JobContext {
-                    run_id: &run_id,
-                    ..ctx
-                };
-                let started = std::time::Instant::now();
-                let result = match app.db.begin_write().await {
-                    Ok(mut tx) => match run_in_tx(app, job.as_ref(), &ctx, &mut tx, &dispose).await
-                    {
-                        Ok(done) => {
-                            crate::failpoint::point(crate::failpoint::JOB_BEFORE_COMMIT);
-                            tx.commit()
-                                .await
-                                .map_err(RunError::sql(format!("commit {} {period}", job.name())))
-                                .map(|()| done)
-                        }
-                        Err(e) => {
-                            let _ = tx.rollback().await;
-                            Err(e)
-                        }
-                    },
-                    Err(e) => Err(RunError::Db(e)),
-                };
-                match result {
-                    Ok((out, rows_out, mail)) => {
-                        crate::failpoint::point(crate::failpoint::JOB_AFTER_COMMIT);
-                        tracing::info!(job = job.name(), %period, run_id = %run_id, rows_out, "Run succeeded");
-                        enqueued.queued += mail.queued;
-                        enqueued.suppressed += mail.suppressed;
-                        enqueued.failed += mail.failed;
-                        enqueued.already_there += mail.already_there;
-                        // Published from the committed rows; a crash before this is
-                        // healed by the next `publish_pending`.
-                        publish_period(app, job.name(), &period.to_string(), Some(&out.files))
-                            .await?;
-                        runs.push(RunSummary {
-                            period,
-                            job: job.name(),
-                            run_id: Some(run_id.clone()),
-                            rows_out,
-                            elapsed_ms: started.elapsed().as_millis(),
-                            notes: out.summary,
-                            refusal: None,
-                        });
-                        break;
-                    }
-                    Err(e) => {
-                        let msg = error_chain(&e);
-                        app.db.fail_run(&run_id, &msg, Utc::now()).await?;
-                        let transient = e.is_transient();
-                        if transient && attempt < retry::JOB_RUN.max_attempts {
-                            tracing::warn!(job = job.name(), %period, run_id = %run_id, attempt, error = %msg, "Run failed transiently; running it again");
-                            let what = format!("{} {period}", job.name());
-                            retry::pause(&retry::JOB_RUN, &what, attempt, &msg).await;
-                            attempt += 1;
-                            continue;
-                        }
-                        tracing::error!(job = job.name(), %period, run_id = %run_id, attempt, transient, error = %msg, "Run failed");
-                        let notice = if attempt > 1 {
-                            format!(
-                                "{msg}\n\n(run {attempt} of this close; the {} before it failed transiently)",
-                                attempt - 1
-                            )
-                        } else {
-                            msg
-                        };
-                        let rerun = match &app.invocation {
-                            Invocation::Scheduled => SCHEDULED_RERUN.to_string(),
-                            Invocation::Command(_) => format!(
-                                "opnet close --from {period} --through {period}{}",
-                                if opts.revise { " --revise" } else { "" }
-                            ),
-                        };
-                        queue_failure_notice(
-                            app,
-                            job.name(),
-                            Some(period),
-                            &run_id,
-                            &notice,
-                            &rerun,
-                        )
-                        .await;
-                        return Err(anyhow::Error::new(e).context(format!(
-                            "{} {period} failed (run {run_id}); nothing was committed",
-                            job.name()
-                        )));
-                    }
-                }
-            }
+            let summary = run_job(app, opts, job.as_ref(), &ctx, &prepared, &mut enqueued).await?;
+            runs.push(summary);
         }
     }
     progress.finish_and_clear();
@@ -496,12 +401,166 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
     }
     let delivery = deliver(app).await?;
     Ok(CloseReport {
-        ingest: ingest_report,
-        snapshot,
+        ingest: prepared.ingest,
+        snapshot: prepared.snapshot,
         runs,
         mail: enqueued,
         delivery,
     })
+}
+
+/// One job for one period: recorded `refused` when the job refuses it (R1.9), else
+/// run — again as a new run after a transient failure, up to
+/// `retry::JOB_RUN.max_attempts` runs in all, each failed one rolled back with its
+/// `failed` ledger row — and published once committed.
+async fn run_job(
+    app: &App,
+    opts: &CloseOptions,
+    job: &dyn jobs::Job,
+    ctx: &JobContext<'_>,
+    prepared: &Prepared,
+    enqueued: &mut EnqueueReport,
+) -> Result<RunSummary> {
+    let period = ctx.period;
+    let start = RunStart {
+        job: job.name(),
+        period: Some(period.to_string()),
+        plan_version: Some(ctx.plan.version.clone()),
+        input_fingerprint: Some(prepared.fingerprint.clone()),
+        snapshot: Some(prepared.snapshot.clone()),
+        lease_holder: app.lease_holder.clone(),
+    };
+    let refusal = {
+        let mut conn = app.db.pool.acquire().await.context("acquire")?;
+        job.refuse(ctx, &mut conn).await?
+    };
+    if let Some(refusal) = refusal {
+        tracing::warn!(job = job.name(), %period, reason = %refusal.reason, "Run refused");
+        app.db
+            .refuse_run(&start, &refusal.reason, Utc::now())
+            .await?;
+        return Ok(RunSummary {
+            period,
+            job: job.name(),
+            run_id: None,
+            rows_out: 0,
+            elapsed_ms: 0,
+            notes: vec![refusal.reason.clone()],
+            refusal: Some(refusal),
+        });
+    }
+    let max_age = app.config.email.operator_mail_max_age_months;
+    let recent_from = app
+        .last_complete_period(ctx.now)
+        .add_months(1 - max_age as i32);
+    let dispose =
+        |audience: mail::Audience| disposition(opts.mail, audience, period, recent_from, max_age);
+    let mut attempt = 1u32;
+    loop {
+        let run_id = app.db.start_run(&start, Utc::now()).await?;
+        let ctx = JobContext {
+            run_id: &run_id,
+            ..*ctx
+        };
+        let started = std::time::Instant::now();
+        match attempt_run(app, job, &ctx, &dispose).await {
+            Ok((out, rows_out, mail)) => {
+                crate::failpoint::point(crate::failpoint::JOB_AFTER_COMMIT);
+                tracing::info!(job = job.name(), %period, run_id = %run_id, rows_out, "Run succeeded");
+                add_enqueued(enqueued, &mail);
+                // Published from the committed rows; a crash before this is healed by
+                // the next `publish_pending`.
+                publish_period(app, job.name(), &period.to_string(), Some(&out.files)).await?;
+                return Ok(RunSummary {
+                    period,
+                    job: job.name(),
+                    run_id: Some(run_id),
+                    rows_out,
+                    elapsed_ms: started.elapsed().as_millis(),
+                    notes: out.summary,
+                    refusal: None,
+                });
+            }
+            Err(e) => {
+                let msg = error_chain(&e);
+                app.db.fail_run(&run_id, &msg, Utc::now()).await?;
+                let transient = e.is_transient();
+                if transient && attempt < retry::JOB_RUN.max_attempts {
+                    tracing::warn!(job = job.name(), %period, run_id = %run_id, attempt, error = %msg, "Run failed transiently; running it again");
+                    let what = format!("{} {period}", job.name());
+                    retry::pause(&retry::JOB_RUN, &what, attempt, &msg).await;
+                    attempt += 1;
+                    continue;
+                }
+                tracing::error!(job = job.name(), %period, run_id = %run_id, attempt, transient, error = %msg, "Run failed");
+                notify_failed_run(app, opts, job.name(), period, &run_id, &msg, attempt).await;
+                return Err(anyhow::Error::new(e).context(format!(
+                    "{} {period} failed (run {run_id}); nothing was committed",
+                    job.name()
+                )));
+            }
+        }
+    }
+}
+
+fn add_enqueued(total: &mut EnqueueReport, run: &EnqueueReport) {
+    total.queued += run.queued;
+    total.suppressed += run.suppressed;
+    total.failed += run.failed;
+    total.already_there += run.already_there;
+}
+
+/// One run in its own transaction, committed when it succeeds, rolled back when not.
+async fn attempt_run(
+    app: &App,
+    job: &dyn jobs::Job,
+    ctx: &JobContext<'_>,
+    dispose: &(dyn Fn(mail::Audience) -> Disposition + Sync),
+) -> Result<(JobOutput, i64, EnqueueReport), RunError> {
+    let mut tx = app.db.begin_write().await?;
+    match run_in_tx(app, job, ctx, &mut tx, dispose).await {
+        Ok(done) => {
+            crate::failpoint::point(crate::failpoint::JOB_BEFORE_COMMIT);
+            tx.commit().await.map_err(RunError::sql(format!(
+                "commit {} {}",
+                job.name(),
+                ctx.period
+            )))?;
+            Ok(done)
+        }
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+/// The failure mail of a run that failed for good, with the command to run it again.
+async fn notify_failed_run(
+    app: &App,
+    opts: &CloseOptions,
+    job: &str,
+    period: Period,
+    run_id: &str,
+    msg: &str,
+    attempt: u32,
+) {
+    let notice = if attempt > 1 {
+        format!(
+            "{msg}\n\n(run {attempt} of this close; the {} before it failed transiently)",
+            attempt - 1
+        )
+    } else {
+        msg.to_string()
+    };
+    let rerun = match &app.invocation {
+        Invocation::Scheduled => SCHEDULED_RERUN.to_string(),
+        Invocation::Command(_) => format!(
+            "opnet close --from {period} --through {period}{}",
+            if opts.revise { " --revise" } else { "" }
+        ),
+    };
+    queue_failure_notice(app, job, Some(period), run_id, &notice, &rerun).await;
 }
 
 /// Deliver what is queued as this process (its lease holder id on the claims), then
@@ -835,183 +894,4 @@ async fn queue_failure_notice(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(s: &str) -> Period {
-        Period::parse(s).unwrap()
-    }
-
-    /// Issue 9 item 16: under the default policy only mail of the latest
-    /// `max_age` complete months goes out; older operator and per-period internal mail
-    /// is suppressed (and summarised); notices (a failed run) never are.
-    #[test]
-    fn mail_of_a_backfill_is_suppressed_by_audience_and_age() {
-        use mail::Audience;
-        let recent_from = p("2026-10");
-        let d = |policy, audience, period: &str| {
-            disposition(policy, audience, p(period), recent_from, 1)
-        };
-        for audience in [Audience::Operator, Audience::PeriodicInternal] {
-            assert_eq!(
-                d(MailPolicy::Recent, audience, "2026-10"),
-                Disposition::Queue,
-                "{audience:?}"
-            );
-            assert_eq!(
-                d(MailPolicy::Recent, audience, "2026-11"),
-                Disposition::Queue,
-                "{audience:?}"
-            );
-            assert!(
-                matches!(
-                    d(MailPolicy::Recent, audience, "2026-09"),
-                    Disposition::Suppress {
-                        summarize: true,
-                        ..
-                    }
-                ),
-                "{audience:?}"
-            );
-            assert_eq!(
-                d(MailPolicy::All, audience, "2020-01"),
-                Disposition::Requeue
-            );
-            assert!(matches!(
-                d(MailPolicy::None, audience, "2026-10"),
-                Disposition::Suppress {
-                    summarize: false,
-                    ..
-                }
-            ));
-        }
-        assert_eq!(
-            d(MailPolicy::Recent, Audience::Notice, "2020-01"),
-            Disposition::Queue
-        );
-    }
-
-    /// Issue 9 item 9: more than `close.max_backfill_months` periods without an
-    /// explicit --from are refused with what to do instead.
-    #[test]
-    fn a_default_range_beyond_max_backfill_is_refused() {
-        assert!(check_backfill(p("2023-11"), p("2026-10"), 36).is_ok());
-        let err = check_backfill(p("2000-01"), p("2026-10"), 36)
-            .unwrap_err()
-            .to_string();
-        for needle in [
-            "322 periods",
-            "2000-01 .. 2026-10",
-            "close.max_backfill_months = 36",
-            "--from 2000-01",
-            "--from 2023-11",
-        ] {
-            assert!(err.contains(needle), "{needle:?} in {err}");
-        }
-    }
-
-    /// Issue 9 item 9: the default --from is the first month that moved money (paid or
-    /// refunded), not the earliest issued invoice.
-    #[test]
-    fn first_billing_period_comes_from_paid_and_refunded_dates() {
-        let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-        let mut inputs = Inputs::empty();
-        inputs.invoices = df!(
-            "issued_on" => [d("2000-01-15"), d("2025-03-02"), d("2025-04-01")],
-            "paid_on" => [None, Some(d("2025-03-20")), Some(d("2025-04-03"))],
-        )
-        .unwrap()
-        .lazy();
-        inputs.refunds = df!("refunded_on" => [d("2025-05-01")]).unwrap().lazy();
-        assert_eq!(first_billing_period(&inputs).unwrap(), Some(p("2025-03")));
-        inputs.refunds = df!("refunded_on" => [d("2025-02-27")]).unwrap().lazy();
-        assert_eq!(first_billing_period(&inputs).unwrap(), Some(p("2025-02")));
-        inputs.invoices = df!(
-            "issued_on" => [d("2000-01-15")],
-            "paid_on" => [None::<chrono::NaiveDate>],
-        )
-        .unwrap()
-        .lazy();
-        inputs.refunds = df!("refunded_on" => Vec::<chrono::NaiveDate>::new())
-            .unwrap()
-            .lazy();
-        assert_eq!(first_billing_period(&inputs).unwrap(), None);
-    }
-
-    /// Issue 9 item 14: a job run that hits "database is locked" is run again (a
-    /// transient failure), not failed for good with a failure mail.
-    #[tokio::test]
-    async fn a_locked_sqlite_database_fails_a_run_transiently() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/t.db", dir.path().display());
-        let db = crate::db::Db::connect(&url).await.unwrap();
-        db.migrate().await.unwrap();
-        let mut other = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
-            .await
-            .unwrap();
-        sqlx::query("PRAGMA busy_timeout = 0")
-            .execute(&mut other)
-            .await
-            .unwrap();
-        let _writer = db.begin_write().await.unwrap();
-        let busy = sqlx::query("INSERT INTO job_leases (name, holder, acquired_at, expires_at) VALUES ('x', 'h', 'a', 'b')")
-            .execute(&mut other)
-            .await
-            .expect_err("locked");
-        let e = RunError::Db(db::DbError::Write {
-            table: "payout_lines".into(),
-            source: busy,
-        });
-        assert!(e.is_transient(), "{e}");
-    }
-
-    #[test]
-    fn run_errors_say_whether_another_run_may_succeed() {
-        let period = Period::parse("2025-08").unwrap();
-        let transient = [
-            RunError::Job(jobs::JobError::Database {
-                job: "payouts",
-                period,
-                source: db::DbError::query("history")(sqlx::Error::PoolTimedOut),
-            }),
-            RunError::Db(db::DbError::Write {
-                table: "payout_lines".into(),
-                source: sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
-            }),
-            RunError::sql("replacing payout_lines of 2025-08")(sqlx::Error::PoolClosed),
-        ];
-        for e in &transient {
-            assert!(e.is_transient(), "{e}");
-        }
-        let permanent = [
-            RunError::Job(jobs::JobError::Payout {
-                job: "payouts",
-                period,
-                source: opnet_pipelines::payouts::PayoutError::ControlTotals {
-                    currency: "USD".into(),
-                    detail: "lines do not sum".into(),
-                },
-            }),
-            RunError::Job(jobs::JobError::Data {
-                job: "alerts",
-                period,
-                message: "bad row".into(),
-            }),
-            RunError::sql("replacing")(sqlx::Error::RowNotFound),
-        ];
-        for e in &permanent {
-            assert!(!e.is_transient(), "{e}");
-        }
-        // The ledger's text names every layer.
-        let e = RunError::Job(jobs::JobError::Database {
-            job: "payouts",
-            period,
-            source: db::DbError::query("reading history")(sqlx::Error::PoolTimedOut),
-        });
-        assert!(
-            error_chain(&e).contains("reading history"),
-            "{}",
-            error_chain(&e)
-        );
-    }
-}
+mod tests;
