@@ -7,7 +7,6 @@ use crate::db::{self, DbError};
 use crate::ingest::IngestReport;
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
-use opnet_pipelines::Period;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
@@ -149,16 +148,12 @@ async fn close_due(
     if first > through {
         return Ok(vec![format!("close: nothing due through {through}")]);
     }
-    let done = succeeded_runs(&app.db, &names, first, through).await?;
-    let due: Vec<Period> = first
-        .through(through)
-        .filter(|p| names.iter().any(|j| !done.contains(&(j.clone(), *p))))
-        .collect();
+    let due = due_jobs(&app.db, CLOSE, first, through).await?;
     if due.is_empty() {
         return Ok(vec![format!("close: nothing due through {through}")]);
     }
     info!(
-        due = %due.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
+        due = %due.iter().map(|(p, _)| p.to_string()).collect::<Vec<_>>().join(","),
         "Closing due periods"
     );
     let ingest = match ingest {
@@ -168,11 +163,8 @@ async fn close_due(
             .map_err(run_err("ingest before the close"))?,
     };
     let mut log = Vec::new();
-    for period in due {
-        for name in &names {
-            if done.contains(&(name.clone(), period)) {
-                continue;
-            }
+    for (period, missing) in due {
+        for name in &missing {
             if *stop.borrow() {
                 log.push(format!("close: stopping before {period} {name}"));
                 return Ok(log);

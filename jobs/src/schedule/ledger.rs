@@ -74,11 +74,34 @@ pub async fn due_periods(
     first: Period,
     through: Period,
 ) -> Result<Vec<Period>, ScheduleError> {
-    let jobs = ledger_jobs(job);
+    Ok(due_jobs(db, job, first, through)
+        .await?
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect())
+}
+
+/// [`due_periods`] with, for each period, the jobs still to run in registry order —
+/// the one reading of the ledger that both `opnet status` and the scheduler use.
+pub async fn due_jobs(
+    db: &Db,
+    task: &str,
+    first: Period,
+    through: Period,
+) -> Result<Vec<(Period, Vec<String>)>, ScheduleError> {
+    let jobs = ledger_jobs(task);
     let done = succeeded_runs(db, &jobs, first, through).await?;
     Ok(first
         .through(through)
-        .filter(|p| jobs.iter().any(|j| !done.contains(&(j.clone(), *p))))
+        .map(|p| {
+            let missing: Vec<String> = jobs
+                .iter()
+                .filter(|j| !done.contains(&((*j).clone(), p)))
+                .cloned()
+                .collect();
+            (p, missing)
+        })
+        .filter(|(_, missing)| !missing.is_empty())
         .collect())
 }
 
