@@ -157,7 +157,8 @@ pub enum Command {
         /// Re-run against a recorded lake snapshot instead of ingesting.
         #[arg(long, value_name = "ID")]
         snapshot: Option<String>,
-        /// Run only this job (repeatable): payouts, exclusivity, alerts, network_health.
+        /// Run only this job of the registry (repeatable), e.g. payouts; an unknown
+        /// name is refused with the list of jobs.
         #[arg(long = "job", value_name = "NAME")]
         only: Vec<String>,
         /// Which mails go out: `recent` sends only mail of the latest
