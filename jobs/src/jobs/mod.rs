@@ -17,6 +17,7 @@ use polars::prelude::DataFrame;
 use sqlx::AnyConnection;
 
 pub mod alerts;
+pub mod equity;
 pub mod exclusivity;
 pub mod network_health;
 pub mod payouts;
@@ -198,6 +199,7 @@ pub fn registry() -> Vec<Box<dyn Job>> {
         Box::new(payouts::Payouts),
         Box::new(exclusivity::Exclusivity),
         Box::new(alerts::Alerts),
+        Box::new(equity::Equity),
         Box::new(network_health::NetworkHealth),
     ]
 }

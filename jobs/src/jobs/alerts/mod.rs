@@ -18,9 +18,9 @@ pub struct Alerts;
 
 const JOB: &str = "alerts";
 
-/// The tables this job writes, as published: columns and row order.
 use DataType::{Boolean as B, Float64 as F, String as S};
 
+/// The tables this job writes, as published: columns and row order.
 const OUTPUTS: &[TableSpec] = &[TableSpec {
     table: "operator_metrics",
     columns: &[

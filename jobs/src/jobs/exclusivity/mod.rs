@@ -17,9 +17,9 @@ pub struct Exclusivity;
 
 const JOB: &str = "exclusivity";
 
-/// The tables this job writes, as published: columns and row order.
 use DataType::{Boolean as B, Float64 as F, Int64 as I, String as S};
 
+/// The tables this job writes, as published: columns and row order.
 const OUTPUTS: &[TableSpec] = &[TableSpec {
     table: "exclusivity_checks",
     columns: &[

@@ -21,9 +21,9 @@ pub const KIND: &str = "network_health";
 
 const JOB: &str = "network_health";
 
-/// The tables this job writes, as published: columns and row order.
 use DataType::{Boolean as B, Float64 as F, Int64 as I, String as S};
 
+/// The tables this job writes, as published: columns and row order.
 const OUTPUTS: &[TableSpec] = &[TableSpec {
     table: "network_health",
     columns: &[

@@ -39,9 +39,9 @@ pub fn latest_statements() -> String {
 
 const JOB: &str = "payouts";
 
-/// The tables this job writes, as published: columns and row order.
 use DataType::{Date as D, Int32 as I32, Int64 as I, String as S};
 
+/// The tables this job writes, as published: columns and row order.
 const OUTPUTS: &[TableSpec] = &[
     TableSpec {
         table: "operator_tiers",
