@@ -194,7 +194,9 @@ pub async fn finish_run(
     Ok(())
 }
 
-fn hostname() -> String {
+/// This machine's name (`$HOSTNAME`, else `/etc/hostname`, else empty): the `host` of
+/// a run and the first part of a scheduler's lease holder id.
+pub(crate) fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .or_else(|| {

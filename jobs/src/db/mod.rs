@@ -33,6 +33,7 @@ pub(crate) mod testing;
 mod tests;
 
 pub use frame::{TableSpec, Value, bool_as_int, insert_frame, period_frame, query_frame};
+pub(crate) use ledger::hostname;
 pub use ledger::{RunCounts, RunRow, RunStart, finish_run};
 pub use migrate::MIGRATIONS;
 pub use redact::redact;
