@@ -23,6 +23,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::mail::format_cents;
+use crate::mail::render::csv_row;
 use opnet_pipelines::Plan;
 use opnet_pipelines::plan::NetworkTargets;
 
@@ -1241,31 +1242,37 @@ fn render_text(m: Period, rows: &[Row], net: &NetworkTargets) -> String {
     out
 }
 
-/// RFC 4180 quoting: only when the field needs it.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
+/// The report's rows as CSV (`period,metric,dimension,value,value_cents,target,
+/// on_target`), RFC 4180 quoted by the one CSV writer of the mail layer.
 fn render_csv(rows: &[Row]) -> Vec<u8> {
     let opt = |v: Option<String>| v.unwrap_or_default();
-    let mut out = String::from("period,metric,dimension,value,value_cents,target,on_target\n");
+    let mut out = String::new();
+    csv_row(
+        &mut out,
+        &[
+            "period",
+            "metric",
+            "dimension",
+            "value",
+            "value_cents",
+            "target",
+            "on_target",
+        ],
+    );
     for r in rows {
         // `{}` on f64 is the shortest text that reads back to the same number.
-        let fields = [
-            r.period.to_string(),
-            csv_field(&r.metric),
-            csv_field(r.dimension.as_deref().unwrap_or("")),
-            opt(r.value.map(|v| v.to_string())),
-            opt(r.value_cents.map(|v| v.to_string())),
-            opt(r.target.map(|v| v.to_string())),
-            opt(r.on_target.map(|v| v.to_string())),
-        ];
-        out.push_str(&fields.join(","));
-        out.push('\n');
+        csv_row(
+            &mut out,
+            &[
+                &r.period.to_string(),
+                &r.metric,
+                r.dimension.as_deref().unwrap_or(""),
+                &opt(r.value.map(|v| v.to_string())),
+                &opt(r.value_cents.map(|v| v.to_string())),
+                &opt(r.target.map(|v| v.to_string())),
+                &opt(r.on_target.map(|v| v.to_string())),
+            ],
+        );
     }
     out.into_bytes()
 }
