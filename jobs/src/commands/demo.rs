@@ -18,9 +18,10 @@ use crate::commands::payouts;
 use crate::config::Config;
 use crate::generate::{self, Format, GenerateOptions};
 use crate::jobs::payouts::{latest_revision, latest_statements};
+use crate::mail::DeliveryReport;
 use crate::term::table;
 use anyhow::{Context, Result, bail};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use opnet_pipelines::Period;
 use sqlx::Row;
 use std::collections::BTreeMap;
@@ -31,6 +32,33 @@ pub const SHOWN_PERIODS: usize = 12;
 
 pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Result<()> {
     let now = Utc::now();
+    let generated = generate_network(&config, operators, months, seed, now)?;
+    let (first, end) = (generated.first_period, generated.end);
+    let app = App::open(config).await?;
+    let report = close_every_month(&app, first, end, now).await?;
+    print_periods(&app, &report, first, end).await?;
+    let statements = approve_and_send(&app, end, now).await?;
+    let totals = Totals::read(&app, end).await?;
+    print_summary(&app, &report, first, end, &statements, &totals);
+    print_hints(end);
+    Ok(())
+}
+
+/// The network the demo generated: its first period and the last complete one.
+struct Generated {
+    first_period: Period,
+    end: Period,
+}
+
+/// Generates the synthetic network into the local source folder, through the last
+/// complete period, and says so.
+fn generate_network(
+    config: &Config,
+    operators: usize,
+    months: u32,
+    seed: u64,
+    now: DateTime<Utc>,
+) -> Result<Generated> {
     let source =
         local_dir(&config.source).context("the demo writes its data to a local source folder")?;
     let end = crate::app::last_complete_period(now, config.schedule.timezone);
@@ -48,11 +76,23 @@ pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Re
         generated.last_period,
         source.display()
     );
-    let app = App::open(config).await?;
+    Ok(Generated {
+        first_period: generated.first_period,
+        end,
+    })
+}
+
+/// Closes every month from `first` through `end`, and says on which snapshot.
+async fn close_every_month(
+    app: &App,
+    first: Period,
+    end: Period,
+    now: DateTime<Utc>,
+) -> Result<CloseReport> {
     let report = close::close(
-        &app,
+        app,
         &CloseOptions {
-            from: Some(generated.first_period),
+            from: Some(first),
             through: Some(end),
             ..Default::default()
         },
@@ -60,8 +100,7 @@ pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Re
     )
     .await?;
     println!(
-        "closed {} .. {end}: {} job runs on snapshot {}{}",
-        generated.first_period,
+        "closed {first} .. {end}: {} job runs on snapshot {}{}",
         report.runs.len(),
         report.snapshot,
         if report.ingest.as_ref().is_some_and(|i| i.reused) {
@@ -70,48 +109,93 @@ pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Re
             ""
         }
     );
-    print_periods(&app, &report, generated.first_period, end).await?;
+    Ok(report)
+}
 
-    // Approve and send only what is left to do, so a second demo reports what earlier
-    // runs did instead of "approved 0".
-    let before = statement_status(&app, end).await?;
+/// What the demo did to the last period's statements, and where they stand after.
+struct StatementsDone {
+    approved_now: u64,
+    sent_now: usize,
+    delivery: DeliveryReport,
+    after: StatementStatus,
+}
+
+/// Approves and sends the last period's statements — only what is left to do, so a
+/// second demo reports what earlier runs did instead of "approved 0".
+async fn approve_and_send(app: &App, end: Period, now: DateTime<Utc>) -> Result<StatementsDone> {
+    let before = statement_status(app, end).await?;
     let approved_now = if before.drafts > 0 {
-        payouts::approve(&app, end, None, now).await?
+        payouts::approve(app, end, None, now).await?
     } else {
         0
     };
-    let after_approve = statement_status(&app, end).await?;
+    let after_approve = statement_status(app, end).await?;
     let (sent_now, delivery) = if after_approve.approved > 0 {
-        payouts::send(&app, end, now).await?
+        payouts::send(app, end, now).await?
     } else {
         (0, Default::default())
     };
-    let after = statement_status(&app, end).await?;
+    let after = statement_status(app, end).await?;
+    Ok(StatementsDone {
+        approved_now,
+        sent_now,
+        delivery,
+        after,
+    })
+}
 
-    let ingest = report.ingest.as_ref();
-    let quarantined = ingest.map(|r| r.rows_quarantined()).unwrap_or(0);
-    let exceptions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reconciliation_exceptions")
-        .fetch_one(&app.db.pool)
-        .await?;
-    let payable = payouts::payable_by_currency(&app, end).await?;
-    let (mails_sent, mails_failed): (i64, i64) = {
+/// The summary's totals read back from the database.
+struct Totals {
+    /// Reconciliation exceptions of all periods.
+    exceptions: i64,
+    /// What is payable for the last period, per currency.
+    payable: Vec<(String, i64)>,
+    /// Mails of the outbox sent and failed, by any run.
+    mails_sent: i64,
+    mails_failed: i64,
+}
+
+impl Totals {
+    /// Reads the totals of the database after the demo's close and sends.
+    async fn read(app: &App, end: Period) -> Result<Totals> {
+        let exceptions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reconciliation_exceptions")
+            .fetch_one(&app.db.pool)
+            .await?;
+        let payable = payouts::payable_by_currency(app, end).await?;
         let row = sqlx::query(
             "SELECT CAST(COALESCE(SUM(CASE WHEN status = 'sent' THEN 1 ELSE 0 END), 0) AS BIGINT), \
              CAST(COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT) FROM email_outbox",
         )
         .fetch_one(&app.db.pool)
         .await?;
-        (row.try_get(0)?, row.try_get(1)?)
-    };
-    let delivered_now = report.delivery.sent + delivery.sent;
-    let failed_now = report.delivery.failed + delivery.failed;
+        Ok(Totals {
+            exceptions,
+            payable,
+            mails_sent: row.try_get(0)?,
+            mails_failed: row.try_get(1)?,
+        })
+    }
+}
+
+/// Prints the summary table: what the demo produced, how much, and where.
+fn print_summary(
+    app: &App,
+    report: &CloseReport,
+    first: Period,
+    end: Period,
+    statements: &StatementsDone,
+    totals: &Totals,
+) {
+    let ingest = report.ingest.as_ref();
+    let quarantined = ingest.map(|r| r.rows_quarantined()).unwrap_or(0);
+    let delivered_now = report.delivery.sent + statements.delivery.sent;
+    let failed_now = report.delivery.failed + statements.delivery.failed;
     let outbox = app
         .config
         .mail
         .strip_prefix("file:")
         .map(str::to_string)
         .unwrap_or(app.config.mail.clone());
-    let run = command_prefix();
 
     let mut t = table(["what", "how much", "where"]);
     t.add_row([
@@ -124,15 +208,19 @@ pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Re
     ]);
     t.add_row([
         "periods closed".to_string(),
-        format!("{} .. {}", generated.first_period, end),
+        format!("{first} .. {end}"),
         crate::db::redact(&app.config.database),
     ]);
     t.add_row([
         format!("statements {end}"),
-        statements_wording(&after, approved_now, sent_now as u64),
+        statements_wording(
+            &statements.after,
+            statements.approved_now,
+            statements.sent_now as u64,
+        ),
         "payout_statements".to_string(),
     ]);
-    for (currency, cents) in &payable {
+    for (currency, cents) in &totals.payable {
         t.add_row([
             format!("payable {end} {currency}"),
             crate::mail::format_cents(*cents, currency),
@@ -141,12 +229,17 @@ pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Re
     }
     t.add_row([
         "reconciliation exceptions (all periods)".to_string(),
-        exceptions.to_string(),
+        totals.exceptions.to_string(),
         "reconciliation_exceptions".to_string(),
     ]);
     t.add_row([
         "emails".to_string(),
-        emails_wording(delivered_now, failed_now, mails_sent, mails_failed),
+        emails_wording(
+            delivered_now,
+            failed_now,
+            totals.mails_sent,
+            totals.mails_failed,
+        ),
         outbox,
     ]);
     t.add_row([
@@ -158,6 +251,11 @@ pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Re
         ),
     ]);
     println!("{t}");
+}
+
+/// Prints the commands to look further, in the form that works where the demo ran.
+fn print_hints(end: Period) {
+    let run = command_prefix();
     let hints = [
         (
             format!("{run} payouts show --period {end}"),
@@ -175,7 +273,6 @@ pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Re
         let lead = if i == 0 { "next:" } else { "" };
         println!("{lead:<5} {command:<width$}   {what}");
     }
-    Ok(())
 }
 
 /// How the demo's hints spell a command: `cargo run --` when the demo was started

@@ -104,14 +104,7 @@ pub async fn release(db: &Db, name: &str, holder: &str) -> Result<(), ScheduleEr
 
 /// Who this process is in `job_leases.holder`: host, pid and a random suffix.
 pub fn holder_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_default();
+    let host = crate::db::hostname();
     format!(
         "{host}:{}:{}",
         std::process::id(),

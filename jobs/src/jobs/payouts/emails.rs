@@ -363,110 +363,18 @@ fn capitalised(s: &str) -> String {
 /// so an approved statement goes out once and a revision goes out as a new email.
 pub fn statement_email(v: &StatementView) -> Result<OutgoingEmail, MailError> {
     let cur = v.currency.as_str();
-    let balance = v
-        .operator_share_cents
-        .saturating_add(v.clawback_cents)
-        .saturating_add(v.carried_in_cents);
-    let collected = v
-        .software_cents
-        .saturating_add(v.implementation_cents)
-        .saturating_add(v.support_cents);
-    // R0.4 splits every collection line exactly, so Candlefish's part of the
-    // collections is what the operator's share leaves; the rest of the Candlefish
-    // share is its part of the clawbacks (R1.7).
-    let candlefish_collections = collected.saturating_sub(v.operator_share_cents);
-    let candlefish_clawbacks = v
-        .candlefish_share_cents
-        .saturating_sub(candlefish_collections);
-    let refunded = v.clawback_cents.saturating_add(candlefish_clawbacks);
     let csv_filename = format!(
         "payout_lines_{}_{}_{}.csv",
         v.operator_id, v.period, v.currency
     );
-
-    // Collections per (revenue type, share): amount and operator part.
-    let mut groups: BTreeMap<(usize, String, i64), (i64, i64)> = BTreeMap::new();
-    for l in v.lines.iter().filter(|l| l.kind == COLLECTION) {
-        let g = groups
-            .entry((
-                revenue_type_rank(&l.revenue_type),
-                l.revenue_type.clone(),
-                l.operator_bp,
-            ))
-            .or_default();
-        g.0 = g.0.saturating_add(l.amount_cents);
-        g.1 = g.1.saturating_add(l.operator_cents);
-    }
+    let groups = collection_groups(&v.lines);
     let claw: Vec<&StatementLineView> = v.lines.iter().filter(|l| l.kind == CLAWBACK).collect();
     let listed = &claw[..claw.len().min(MAX_LISTED_CLAWBACKS)];
-
-    let named = [
-        ("software", v.software_cents),
-        ("implementation", v.implementation_cents),
-        ("support", v.support_cents),
-        ("collected", collected),
-        ("operator_share", v.operator_share_cents),
-        ("clawback", v.clawback_cents),
-        ("carried_in", v.carried_in_cents),
-        ("balance", balance),
-        ("payable", v.payable_cents),
-        ("carried_out", v.carried_out_cents),
-        ("candlefish_share", v.candlefish_share_cents),
-        ("candlefish_collections", candlefish_collections),
-        ("candlefish_clawbacks", candlefish_clawbacks),
-        ("refunded", refunded),
-    ];
-    // Every figure of the email shares one column width, so the text part lines up.
-    let width = named
-        .iter()
-        .map(|(_, c)| *c)
-        .chain(
-            groups
-                .values()
-                .flat_map(|(a, o)| [*a, *o, a.saturating_sub(*o)]),
-        )
-        .chain(
-            listed
-                .iter()
-                .flat_map(|l| [l.amount_cents, l.operator_cents, l.candlefish_cents]),
-        )
-        .map(|c| format_cents(c, cur).chars().count())
-        .max()
-        .unwrap_or(0);
+    let named = statement_figures(v);
+    let width = statement_figure_width(&named, &groups, listed, cur);
     let m: BTreeMap<&'static str, Money> = named
         .iter()
         .map(|&(name, cents)| (name, money(cents, cur, width)))
-        .collect();
-    let shares = groups
-        .into_iter()
-        .map(|((_, revenue_type, bp), (amount, operator))| ShareCtx {
-            label: label(
-                &format!("{} at {}", capitalised(&revenue_type), format_bp(bp)),
-                STATEMENT_LABEL_WIDTH,
-            ),
-            collected: money(amount, cur, width),
-            operator: money(operator, cur, width),
-            candlefish: money(amount.saturating_sub(operator), cur, width),
-        })
-        .collect();
-    let clawback_lines = listed
-        .iter()
-        .map(|l| ClawbackCtx {
-            invoice_id: l.invoice_id.clone(),
-            line_no: l.line_no,
-            refund_id: l.refund_id.clone().unwrap_or_default(),
-            revenue_type: l.revenue_type.clone(),
-            collected_period: l.collected_period.clone(),
-            share: format_bp(l.operator_bp),
-            // Two columns less: these rows are indented under their line.
-            operator_label: label(
-                &format!("Your part at {}", format_bp(l.operator_bp)),
-                STATEMENT_LABEL_WIDTH - 2,
-            ),
-            refunded: money(l.amount_cents, cur, width),
-            operator: money(l.operator_cents, cur, width),
-            candlefish: money(l.candlefish_cents, cur, width),
-        })
         .collect();
     let ctx = StatementCtx {
         period: &v.period,
@@ -481,12 +389,12 @@ pub fn statement_email(v: &StatementView) -> Result<OutgoingEmail, MailError> {
         revision: v.revision,
         is_revision: v.revision > 1,
         m,
-        shares,
+        shares: share_rows(groups, cur, width),
         shares_header: format!(
             "{:STATEMENT_LABEL_WIDTH$}{:>width$}  {:>width$}  {:>width$}",
             "", "Yours", "Candlefish", "Collected"
         ),
-        clawback_lines,
+        clawback_lines: clawback_rows(listed, cur, width),
         clawbacks_unlisted: claw.len() - listed.len(),
         lines: v.lines.len(),
         collections: v.lines.len() - claw.len(),
@@ -526,6 +434,130 @@ pub fn statement_email(v: &StatementView) -> Result<OutgoingEmail, MailError> {
     })
 }
 
+/// Collections of one revenue type at one operator share, keyed by (the type's rank
+/// in the statement, the type, the share in basis points): (collected, operator part).
+type CollectionGroups = BTreeMap<(usize, String, i64), (i64, i64)>;
+
+/// The collection lines of a statement summed per revenue type and share.
+fn collection_groups(lines: &[StatementLineView]) -> CollectionGroups {
+    let mut groups = CollectionGroups::new();
+    for l in lines.iter().filter(|l| l.kind == COLLECTION) {
+        let g = groups
+            .entry((
+                revenue_type_rank(&l.revenue_type),
+                l.revenue_type.clone(),
+                l.operator_bp,
+            ))
+            .or_default();
+        g.0 = g.0.saturating_add(l.amount_cents);
+        g.1 = g.1.saturating_add(l.operator_cents);
+    }
+    groups
+}
+
+/// Every named figure of a statement (the templates' `m.<name>`), the ones R1.7
+/// derives from the stored totals included.
+fn statement_figures(v: &StatementView) -> [(&'static str, i64); 14] {
+    let balance = v
+        .operator_share_cents
+        .saturating_add(v.clawback_cents)
+        .saturating_add(v.carried_in_cents);
+    let collected = v
+        .software_cents
+        .saturating_add(v.implementation_cents)
+        .saturating_add(v.support_cents);
+    // R0.4 splits every collection line exactly, so Candlefish's part of the
+    // collections is what the operator's share leaves; the rest of the Candlefish
+    // share is its part of the clawbacks (R1.7).
+    let candlefish_collections = collected.saturating_sub(v.operator_share_cents);
+    let candlefish_clawbacks = v
+        .candlefish_share_cents
+        .saturating_sub(candlefish_collections);
+    let refunded = v.clawback_cents.saturating_add(candlefish_clawbacks);
+    [
+        ("software", v.software_cents),
+        ("implementation", v.implementation_cents),
+        ("support", v.support_cents),
+        ("collected", collected),
+        ("operator_share", v.operator_share_cents),
+        ("clawback", v.clawback_cents),
+        ("carried_in", v.carried_in_cents),
+        ("balance", balance),
+        ("payable", v.payable_cents),
+        ("carried_out", v.carried_out_cents),
+        ("candlefish_share", v.candlefish_share_cents),
+        ("candlefish_collections", candlefish_collections),
+        ("candlefish_clawbacks", candlefish_clawbacks),
+        ("refunded", refunded),
+    ]
+}
+
+/// The one column width of every figure of the email (named figures, share rows and
+/// listed clawback lines), so the text part lines up.
+fn statement_figure_width(
+    named: &[(&'static str, i64)],
+    groups: &CollectionGroups,
+    listed: &[&StatementLineView],
+    cur: &str,
+) -> usize {
+    named
+        .iter()
+        .map(|(_, c)| *c)
+        .chain(
+            groups
+                .values()
+                .flat_map(|(a, o)| [*a, *o, a.saturating_sub(*o)]),
+        )
+        .chain(
+            listed
+                .iter()
+                .flat_map(|l| [l.amount_cents, l.operator_cents, l.candlefish_cents]),
+        )
+        .map(|c| format_cents(c, cur).chars().count())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The statement's share rows: per revenue type and share, the operator's and
+/// Candlefish's parts of what was collected.
+fn share_rows(groups: CollectionGroups, cur: &str, width: usize) -> Vec<ShareCtx> {
+    groups
+        .into_iter()
+        .map(|((_, revenue_type, bp), (amount, operator))| ShareCtx {
+            label: label(
+                &format!("{} at {}", capitalised(&revenue_type), format_bp(bp)),
+                STATEMENT_LABEL_WIDTH,
+            ),
+            collected: money(amount, cur, width),
+            operator: money(operator, cur, width),
+            candlefish: money(amount.saturating_sub(operator), cur, width),
+        })
+        .collect()
+}
+
+/// The itemised clawback lines (R1.6), each refund split between the two parties.
+fn clawback_rows(listed: &[&StatementLineView], cur: &str, width: usize) -> Vec<ClawbackCtx> {
+    listed
+        .iter()
+        .map(|l| ClawbackCtx {
+            invoice_id: l.invoice_id.clone(),
+            line_no: l.line_no,
+            refund_id: l.refund_id.clone().unwrap_or_default(),
+            revenue_type: l.revenue_type.clone(),
+            collected_period: l.collected_period.clone(),
+            share: format_bp(l.operator_bp),
+            // Two columns less: these rows are indented under their line.
+            operator_label: label(
+                &format!("Your part at {}", format_bp(l.operator_bp)),
+                STATEMENT_LABEL_WIDTH - 2,
+            ),
+            refunded: money(l.amount_cents, cur, width),
+            operator: money(l.operator_cents, cur, width),
+            candlefish: money(l.candlefish_cents, cur, width),
+        })
+        .collect()
+}
+
 /// The finance team's summary of a payout run, with the statements and the
 /// exceptions attached as CSV (each left out when its bytes are empty).
 ///
@@ -538,42 +570,7 @@ pub fn finance_summary_email(
     statements_csv: Vec<u8>,
     exceptions_csv: Vec<u8>,
 ) -> Result<OutgoingEmail, MailError> {
-    let currencies: Vec<CurrencyCtx<'_>> = v
-        .currencies
-        .iter()
-        .map(|c| {
-            let shares = c
-                .operator_share_cents
-                .saturating_add(c.clawback_cents)
-                .saturating_add(c.candlefish_share_cents);
-            let net = c.collected_cents.saturating_sub(c.refunds_cents);
-            CurrencyCtx {
-                currency: &c.currency,
-                m: money_table(
-                    &c.currency,
-                    [
-                        ("collected", c.collected_cents),
-                        ("refunds", c.refunds_cents),
-                        ("net", net),
-                        ("operator_share", c.operator_share_cents),
-                        ("clawback", c.clawback_cents),
-                        ("candlefish_share", c.candlefish_share_cents),
-                        ("shares", shares),
-                        ("lines_total", c.lines_total_cents),
-                        ("carried_in", c.carried_in_cents),
-                        ("payable", c.payable_cents),
-                        ("carried_out", c.carried_out_cents),
-                    ],
-                ),
-                balanced: shares == net && shares == c.lines_total_cents,
-            }
-        })
-        .collect();
-
-    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
-    for e in &v.exceptions {
-        *kinds.entry(e.kind.as_str()).or_default() += 1;
-    }
+    let currencies: Vec<CurrencyCtx<'_>> = v.currencies.iter().map(currency_ctx).collect();
     let listed: Vec<ExceptionCtx<'_>> = v
         .exceptions
         .iter()
@@ -595,7 +592,7 @@ pub fn finance_summary_email(
         control_ok: v.control_ok && currencies.iter().all(|c| c.balanced),
         currencies,
         exceptions_total: v.exceptions.len(),
-        exception_kinds: kinds.into_iter().map(|(k, n)| (k.to_owned(), n)).collect(),
+        exception_kinds: exception_kinds(&v.exceptions),
         exceptions_unlisted: v.exceptions.len().saturating_sub(listed.len()),
         exceptions: listed,
         statements_csv: (!statements_csv.is_empty()).then(|| statements_name.clone()),
@@ -604,7 +601,77 @@ pub fn finance_summary_email(
         quarantined_total: v.quarantine.iter().map(|q| q.rows_quarantined).sum(),
     };
     let (text, html) = render_pair(TEMPLATES, "finance_summary", &ctx)?;
+    let fingerprint = summary_fingerprint(v, &text);
+    let attachments = csv_attachments([
+        (statements_name, statements_csv),
+        (exceptions_name, exceptions_csv),
+    ]);
+    let status = if ctx.control_ok {
+        ""
+    } else {
+        " — CONTROL TOTALS FAILED"
+    };
+    Ok(OutgoingEmail {
+        dedup_key: dedup_key("finance_summary", &[&v.period, &short_hash(&fingerprint)]),
+        kind: FINANCE_SUMMARY_KIND.into(),
+        audience: Audience::PeriodicInternal,
+        period: Some(v.period.clone()),
+        recipient: v.recipient.clone(),
+        subject: format!(
+            "Candlefish payouts {} — {}, {} payable, {}{status}",
+            v.period,
+            plural(v.statements as i64, "statement", "statements"),
+            v.operators_payable,
+            plural(v.exceptions.len() as i64, "exception", "exceptions"),
+        ),
+        text,
+        html: Some(html),
+        attachments,
+    })
+}
 
+/// One currency's totals for the summary, with its control line recomputed from them
+/// (R1.10): the shares add up to what was collected net of refunds and to the lines.
+fn currency_ctx(c: &CurrencyTotalsView) -> CurrencyCtx<'_> {
+    let shares = c
+        .operator_share_cents
+        .saturating_add(c.clawback_cents)
+        .saturating_add(c.candlefish_share_cents);
+    let net = c.collected_cents.saturating_sub(c.refunds_cents);
+    CurrencyCtx {
+        currency: &c.currency,
+        m: money_table(
+            &c.currency,
+            [
+                ("collected", c.collected_cents),
+                ("refunds", c.refunds_cents),
+                ("net", net),
+                ("operator_share", c.operator_share_cents),
+                ("clawback", c.clawback_cents),
+                ("candlefish_share", c.candlefish_share_cents),
+                ("shares", shares),
+                ("lines_total", c.lines_total_cents),
+                ("carried_in", c.carried_in_cents),
+                ("payable", c.payable_cents),
+                ("carried_out", c.carried_out_cents),
+            ],
+        ),
+        balanced: shares == net && shares == c.lines_total_cents,
+    }
+}
+
+/// How many exceptions of each kind, by kind.
+fn exception_kinds(exceptions: &[ExceptionView]) -> Vec<(String, usize)> {
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in exceptions {
+        *kinds.entry(e.kind.as_str()).or_default() += 1;
+    }
+    kinds.into_iter().map(|(k, n)| (k.to_owned(), n)).collect()
+}
+
+/// What the summary's dedup key hashes: the recipient, the rendered text and every
+/// exception (sorted).
+fn summary_fingerprint(v: &FinanceSummaryView, text: &str) -> String {
     // The text lists at most MAX_LISTED_EXCEPTIONS exceptions, so the full list is
     // hashed too: a changed exception beyond the cut still counts as a change. The
     // recipient is hashed as well: finance is a list of addresses, and each of them
@@ -629,44 +696,20 @@ pub fn finance_summary_email(
         fingerprint.push('\n');
         fingerprint.push_str(&e);
     }
+    fingerprint
+}
 
-    let mut attachments = Vec::new();
-    if !statements_csv.is_empty() {
-        attachments.push(Attachment {
-            filename: statements_name,
+/// The (file name, CSV bytes) pairs as attachments, in order, leaving out empty ones.
+fn csv_attachments<const N: usize>(files: [(String, Vec<u8>); N]) -> Vec<Attachment> {
+    files
+        .into_iter()
+        .filter(|(_, bytes)| !bytes.is_empty())
+        .map(|(filename, bytes)| Attachment {
+            filename,
             content_type: CSV_CONTENT_TYPE.into(),
-            bytes: statements_csv,
-        });
-    }
-    if !exceptions_csv.is_empty() {
-        attachments.push(Attachment {
-            filename: exceptions_name,
-            content_type: CSV_CONTENT_TYPE.into(),
-            bytes: exceptions_csv,
-        });
-    }
-    let status = if ctx.control_ok {
-        ""
-    } else {
-        " — CONTROL TOTALS FAILED"
-    };
-    Ok(OutgoingEmail {
-        dedup_key: dedup_key("finance_summary", &[&v.period, &short_hash(&fingerprint)]),
-        kind: FINANCE_SUMMARY_KIND.into(),
-        audience: Audience::PeriodicInternal,
-        period: Some(v.period.clone()),
-        recipient: v.recipient.clone(),
-        subject: format!(
-            "Candlefish payouts {} — {}, {} payable, {}{status}",
-            v.period,
-            plural(v.statements as i64, "statement", "statements"),
-            v.operators_payable,
-            plural(v.exceptions.len() as i64, "exception", "exceptions"),
-        ),
-        text,
-        html: Some(html),
-        attachments,
-    })
+            bytes,
+        })
+        .collect()
 }
 
 /// Tells an operator about its promotion or demotion, naming the new tier and its

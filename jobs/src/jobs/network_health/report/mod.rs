@@ -23,6 +23,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::mail::format_cents;
+use crate::mail::render::csv_row;
 use opnet_pipelines::Plan;
 use opnet_pipelines::plan::NetworkTargets;
 
@@ -561,124 +562,21 @@ fn latest_target(window: &[Row], metric: &str, dimension: Option<&str>) -> Optio
         .and_then(|r| r.target)
 }
 
+/// Every trend chart of the page, drawn: active operators, the money charts per
+/// currency, retention and the tier mix.
 fn trend_charts(
     axis: &Axis,
     window: &[Row],
     net: &NetworkTargets,
 ) -> Result<Vec<ChartView>, ReportError> {
     let span = format!("{} – {}", axis.first(), axis.last());
-    let mut specs = Vec::new();
-
-    // Active operators, with the R5.1 band.
-    let mut guides = Vec::new();
-    if let Some(t) = latest_target(window, metric::ACTIVE_OPERATORS, None) {
-        guides.push(Guide {
-            label: format!("target ≥ {}", format_count(t)),
-            value: t,
-        });
-        guides.push(Guide {
-            label: format!("target ≤ {}", group_thousands(net.active_operators_max)),
-            // A count of operators: exact in an f64.
-            value: net.active_operators_max as f64,
-        });
-    }
-    specs.push(LineChart {
-        id: chart_id::ACTIVE_OPERATORS.to_string(),
-        caption: format!(
-            "Active operators at the end of each month, {span}{}.",
-            if guides.is_empty() {
-                ""
-            } else {
-                "; dashed: the target band"
-            }
-        ),
-        y_desc: "operators".to_string(),
-        y_format: YFormat::Count,
-        lines: vec![Line {
-            label: "active operators".to_string(),
-            colour: BLUE_LINE,
-            points: series(axis, window, metric::ACTIVE_OPERATORS, None),
-        }],
-        guides,
-        y_range: None,
-    });
-
+    let mut specs = vec![active_operators_chart(axis, window, net, &span)];
     // Money, one chart per currency and figure: currencies do not share a scale.
     for cur in currencies(window, &net.target_currency) {
-        let total = series(axis, window, metric::TOTAL_MRR_CENTS, Some(&cur));
-        specs.push(LineChart {
-            id: format!("{}{}", chart_id::TOTAL_MRR_PREFIX, cur.to_lowercase()),
-            caption: format!("Total MRR in {cur}, {span}."),
-            y_desc: cur.clone(),
-            y_format: YFormat::Money(cur.clone()),
-            lines: vec![Line {
-                label: format!("total MRR ({cur})"),
-                colour: BLUE_LINE,
-                points: total,
-            }],
-            guides: Vec::new(),
-            y_range: None,
-        });
-
-        let mut guides = Vec::new();
-        if let Some(t) = latest_target(window, metric::MRR_PER_OPERATOR_CENTS, Some(&cur))
-            && let Some(c) = whole_number(t)
-        {
-            guides.push(Guide {
-                label: format!("target ≥ {}", format_money(c, &cur)),
-                value: t,
-            });
-        }
-        specs.push(LineChart {
-            id: format!(
-                "{}{}",
-                chart_id::MRR_PER_OPERATOR_PREFIX,
-                cur.to_lowercase()
-            ),
-            caption: format!(
-                "MRR per active operator in {cur}, {span}{}.",
-                if guides.is_empty() {
-                    ""
-                } else {
-                    "; dashed: the target"
-                }
-            ),
-            y_desc: cur.clone(),
-            y_format: YFormat::Money(cur.clone()),
-            lines: vec![Line {
-                label: format!("MRR per operator ({cur})"),
-                colour: RGBColor(0x1a, 0x7f, 0x37),
-                points: series(axis, window, metric::MRR_PER_OPERATOR_CENTS, Some(&cur)),
-            }],
-            guides,
-            y_range: None,
-        });
+        specs.push(total_mrr_chart(axis, window, &cur, &span));
+        specs.push(mrr_per_operator_chart(axis, window, &cur, &span));
     }
-
-    // Retention, with its R5.5 threshold.
-    let guides: Vec<Guide> = latest_target(window, metric::OPERATOR_RETENTION, None)
-        .map(|t| Guide {
-            label: format!("target > {}", format_share(t)),
-            value: t,
-        })
-        .into_iter()
-        .collect();
-    specs.push(LineChart {
-        id: chart_id::OPERATOR_RETENTION.to_string(),
-        caption: format!(
-            "Operator retention: share of the operators active twelve months earlier still active, {span}{}.",
-            if guides.is_empty() { "" } else { "; dashed: the target" }
-        ),
-        y_desc: "retained".to_string(),
-        y_format: YFormat::Share,
-        lines: vec![Line {
-            label: "retention".to_string(),
-            colour: BLUE_LINE,
-            points: series(axis, window, metric::OPERATOR_RETENTION, None),
-        }],
-        guides,
-        y_range: Some((0.0, 1.05)),
-    });
+    specs.push(retention_chart(axis, window, &span));
 
     let mut charts = Vec::with_capacity(specs.len() + 1);
     for spec in &specs {
@@ -697,6 +595,132 @@ fn trend_charts(
         svg: Value::from_safe_string(svg),
     });
     Ok(charts)
+}
+
+/// Active operators, with the R5.1 band.
+fn active_operators_chart(
+    axis: &Axis,
+    window: &[Row],
+    net: &NetworkTargets,
+    span: &str,
+) -> LineChart {
+    let mut guides = Vec::new();
+    if let Some(t) = latest_target(window, metric::ACTIVE_OPERATORS, None) {
+        guides.push(Guide {
+            label: format!("target ≥ {}", format_count(t)),
+            value: t,
+        });
+        guides.push(Guide {
+            label: format!("target ≤ {}", group_thousands(net.active_operators_max)),
+            // A count of operators: exact in an f64.
+            value: net.active_operators_max as f64,
+        });
+    }
+    LineChart {
+        id: chart_id::ACTIVE_OPERATORS.to_string(),
+        caption: format!(
+            "Active operators at the end of each month, {span}{}.",
+            if guides.is_empty() {
+                ""
+            } else {
+                "; dashed: the target band"
+            }
+        ),
+        y_desc: "operators".to_string(),
+        y_format: YFormat::Count,
+        lines: vec![Line {
+            label: "active operators".to_string(),
+            colour: BLUE_LINE,
+            points: series(axis, window, metric::ACTIVE_OPERATORS, None),
+        }],
+        guides,
+        y_range: None,
+    }
+}
+
+/// Total MRR in one currency.
+fn total_mrr_chart(axis: &Axis, window: &[Row], cur: &str, span: &str) -> LineChart {
+    LineChart {
+        id: format!("{}{}", chart_id::TOTAL_MRR_PREFIX, cur.to_lowercase()),
+        caption: format!("Total MRR in {cur}, {span}."),
+        y_desc: cur.to_string(),
+        y_format: YFormat::Money(cur.to_string()),
+        lines: vec![Line {
+            label: format!("total MRR ({cur})"),
+            colour: BLUE_LINE,
+            points: series(axis, window, metric::TOTAL_MRR_CENTS, Some(cur)),
+        }],
+        guides: Vec::new(),
+        y_range: None,
+    }
+}
+
+/// MRR per active operator in one currency, with its R5.4 target where stated.
+fn mrr_per_operator_chart(axis: &Axis, window: &[Row], cur: &str, span: &str) -> LineChart {
+    let mut guides = Vec::new();
+    if let Some(t) = latest_target(window, metric::MRR_PER_OPERATOR_CENTS, Some(cur))
+        && let Some(c) = whole_number(t)
+    {
+        guides.push(Guide {
+            label: format!("target ≥ {}", format_money(c, cur)),
+            value: t,
+        });
+    }
+    LineChart {
+        id: format!(
+            "{}{}",
+            chart_id::MRR_PER_OPERATOR_PREFIX,
+            cur.to_lowercase()
+        ),
+        caption: format!(
+            "MRR per active operator in {cur}, {span}{}.",
+            if guides.is_empty() {
+                ""
+            } else {
+                "; dashed: the target"
+            }
+        ),
+        y_desc: cur.to_string(),
+        y_format: YFormat::Money(cur.to_string()),
+        lines: vec![Line {
+            label: format!("MRR per operator ({cur})"),
+            colour: RGBColor(0x1a, 0x7f, 0x37),
+            points: series(axis, window, metric::MRR_PER_OPERATOR_CENTS, Some(cur)),
+        }],
+        guides,
+        y_range: None,
+    }
+}
+
+/// Retention, with its R5.5 threshold.
+fn retention_chart(axis: &Axis, window: &[Row], span: &str) -> LineChart {
+    let guides: Vec<Guide> = latest_target(window, metric::OPERATOR_RETENTION, None)
+        .map(|t| Guide {
+            label: format!("target > {}", format_share(t)),
+            value: t,
+        })
+        .into_iter()
+        .collect();
+    LineChart {
+        id: chart_id::OPERATOR_RETENTION.to_string(),
+        caption: format!(
+            "Operator retention: share of the operators active twelve months earlier still active, {span}{}.",
+            if guides.is_empty() {
+                ""
+            } else {
+                "; dashed: the target"
+            }
+        ),
+        y_desc: "retained".to_string(),
+        y_format: YFormat::Share,
+        lines: vec![Line {
+            label: "retention".to_string(),
+            colour: BLUE_LINE,
+            points: series(axis, window, metric::OPERATOR_RETENTION, None),
+        }],
+        guides,
+        y_range: Some((0.0, 1.05)),
+    }
 }
 
 fn chart_error(chart: &str, e: &(dyn StdError + Send + Sync)) -> ReportError {
@@ -1241,31 +1265,37 @@ fn render_text(m: Period, rows: &[Row], net: &NetworkTargets) -> String {
     out
 }
 
-/// RFC 4180 quoting: only when the field needs it.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
+/// The report's rows as CSV (`period,metric,dimension,value,value_cents,target,
+/// on_target`), RFC 4180 quoted by the one CSV writer of the mail layer.
 fn render_csv(rows: &[Row]) -> Vec<u8> {
     let opt = |v: Option<String>| v.unwrap_or_default();
-    let mut out = String::from("period,metric,dimension,value,value_cents,target,on_target\n");
+    let mut out = String::new();
+    csv_row(
+        &mut out,
+        &[
+            "period",
+            "metric",
+            "dimension",
+            "value",
+            "value_cents",
+            "target",
+            "on_target",
+        ],
+    );
     for r in rows {
         // `{}` on f64 is the shortest text that reads back to the same number.
-        let fields = [
-            r.period.to_string(),
-            csv_field(&r.metric),
-            csv_field(r.dimension.as_deref().unwrap_or("")),
-            opt(r.value.map(|v| v.to_string())),
-            opt(r.value_cents.map(|v| v.to_string())),
-            opt(r.target.map(|v| v.to_string())),
-            opt(r.on_target.map(|v| v.to_string())),
-        ];
-        out.push_str(&fields.join(","));
-        out.push('\n');
+        csv_row(
+            &mut out,
+            &[
+                &r.period.to_string(),
+                &r.metric,
+                r.dimension.as_deref().unwrap_or(""),
+                &opt(r.value.map(|v| v.to_string())),
+                &opt(r.value_cents.map(|v| v.to_string())),
+                &opt(r.target.map(|v| v.to_string())),
+                &opt(r.on_target.map(|v| v.to_string())),
+            ],
+        );
     }
     out.into_bytes()
 }

@@ -391,6 +391,36 @@ fn csv_has_a_header_and_one_line_per_row_of_m() {
     assert!(lines.contains(&"2025-08,metro_covered,Denver,0,,1,false"));
 }
 
+/// The CSV is RFC 4180: a dimension holding a comma, a quote or a line break (a
+/// vertical or metro name) is quoted with its quotes doubled, so it stays one field.
+#[test]
+fn csv_quotes_fields_that_need_it() {
+    let row = |dimension: &str| Row {
+        period: Period::parse(M).expect("period"),
+        metric: metric::VERTICAL_SPECIALISTS.to_string(),
+        dimension: Some(dimension.to_string()),
+        value: Some(1.0),
+        value_cents: None,
+        target: Some(2.0),
+        on_target: Some(false),
+    };
+    let csv = String::from_utf8(render_csv(&[
+        row("Legal, tax"),
+        row("R&D \"labs\""),
+        row("two\nlines"),
+        row("plain"),
+    ]))
+    .expect("utf-8");
+    assert_eq!(
+        csv,
+        "period,metric,dimension,value,value_cents,target,on_target\n\
+         2025-08,vertical_specialists,\"Legal, tax\",1,,2,false\n\
+         2025-08,vertical_specialists,\"R&D \"\"labs\"\"\",1,,2,false\n\
+         2025-08,vertical_specialists,\"two\nlines\",1,,2,false\n\
+         2025-08,vertical_specialists,plain,1,,2,false\n"
+    );
+}
+
 #[test]
 fn errors_name_the_problem() {
     let rows = frame(&fixture_rows());

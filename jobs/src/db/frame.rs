@@ -1,0 +1,275 @@
+//! Result tables between Polars and the database: a `DataFrame` written as
+//! multi-row `INSERT`s, a query read back into a `DataFrame`, and a job's declared
+//! result table ([`TableSpec`]) read back as its mart.
+
+use polars::prelude::*;
+use sqlx::{AnyConnection, Row};
+
+use super::DbError;
+
+/// A constant value added to every row a frame writes (e.g. `run_id`).
+#[derive(Clone, Debug)]
+pub enum Value {
+    Text(String),
+    Int(i64),
+}
+
+enum Cell<'a> {
+    I(Option<i64>),
+    F(Option<f64>),
+    B(Option<bool>),
+    S(Option<String>),
+    C(&'a Value),
+}
+
+/// Insert every row of `df` into `table` (columns by name), plus `extra` constant
+/// columns, in multi-row statements of at most ~30 000 parameters (under both
+/// PostgreSQL's 65 535 and SQLite's 32 766 limits).
+pub async fn insert_frame(
+    conn: &mut AnyConnection,
+    table: &str,
+    df: &DataFrame,
+    extra: &[(&str, Value)],
+) -> Result<u64, DbError> {
+    if df.height() == 0 {
+        return Ok(0);
+    }
+    let frame_err = |source| DbError::Frame {
+        table: table.to_string(),
+        source,
+    };
+    // Normalise the dtypes the database does not know: dates become ISO text,
+    // narrow ints widen, all-null columns are typed as text.
+    let mut cols: Vec<Series> = Vec::with_capacity(df.width());
+    for c in df.columns() {
+        let s = c.as_materialized_series().clone();
+        let s = match s.dtype() {
+            DataType::Date | DataType::Datetime(_, _) | DataType::Null => {
+                s.cast(&DataType::String).map_err(frame_err)?
+            }
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64 => s.cast(&DataType::Int64).map_err(frame_err)?,
+            DataType::Float32 => s.cast(&DataType::Float64).map_err(frame_err)?,
+            DataType::Int64 | DataType::Float64 | DataType::Boolean | DataType::String => s,
+            other => {
+                return Err(DbError::Unsupported {
+                    table: table.to_string(),
+                    column: c.name().to_string(),
+                    dtype: other.to_string(),
+                });
+            }
+        };
+        cols.push(s);
+    }
+    let names: Vec<String> = cols
+        .iter()
+        .map(|s| s.name().to_string())
+        .chain(extra.iter().map(|(n, _)| n.to_string()))
+        .collect();
+    let width = names.len();
+    let rows_per_stmt = (30_000 / width).max(1);
+    let mut written = 0u64;
+    let mut start = 0usize;
+    // SQLite treats `$N` as a *named* parameter and resolves each name by a linear
+    // search while parsing: O(n²) for a 30 000-parameter statement (36 s for 23 000
+    // payout lines). Anonymous `?` placeholders bind by position in O(n).
+    let positional = conn.backend_name() == "SQLite";
+    while start < df.height() {
+        let end = (start + rows_per_stmt).min(df.height());
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", names.join(", "));
+        let mut n = 0usize;
+        for r in 0..(end - start) {
+            sql.push_str(if r == 0 { "(" } else { ", (" });
+            for c in 0..width {
+                n += 1;
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                if positional {
+                    sql.push('?');
+                } else {
+                    sql.push('$');
+                    sql.push_str(&n.to_string());
+                }
+            }
+            sql.push(')');
+        }
+        // Not cached: a cached statement keeps the parameter types of its first
+        // execution, and a column that was all NULL then (typed by sqlx's guess) would
+        // reject real values later ("incorrect binary data format").
+        let mut q = sqlx::query(&sql).persistent(false);
+        for row in start..end {
+            for s in &cols {
+                let cell = match s.dtype() {
+                    DataType::Int64 => Cell::I(s.i64().map_err(frame_err)?.get(row)),
+                    DataType::Float64 => Cell::F(s.f64().map_err(frame_err)?.get(row)),
+                    DataType::Boolean => Cell::B(s.bool().map_err(frame_err)?.get(row)),
+                    _ => Cell::S(s.str().map_err(frame_err)?.get(row).map(str::to_string)),
+                };
+                q = bind(q, cell);
+            }
+            for (_, v) in extra {
+                q = bind(q, Cell::C(v));
+            }
+        }
+        let res = q
+            .execute(&mut *conn)
+            .await
+            .map_err(|source| DbError::Write {
+                table: format!(
+                    "{table} ({})",
+                    cols.iter()
+                        .map(|s| format!("{}: {}", s.name(), s.dtype()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                source,
+            })?;
+        written += res.rows_affected();
+        start = end;
+    }
+    Ok(written)
+}
+
+fn bind<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    cell: Cell<'_>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    match cell {
+        Cell::I(v) => q.bind(v),
+        Cell::F(v) => q.bind(v),
+        Cell::B(v) => q.bind(v),
+        Cell::S(v) => q.bind(v),
+        Cell::C(Value::Text(s)) => q.bind(s.clone()),
+        Cell::C(Value::Int(i)) => q.bind(*i),
+    }
+}
+
+/// A boolean column as 1/0/NULL: the Any driver cannot decode SQLite's BOOLEAN, so
+/// queries select booleans through this and [`query_frame`] turns them back.
+pub fn bool_as_int(column: &str) -> String {
+    format!("CASE WHEN {column} IS NULL THEN NULL WHEN {column} THEN 1 ELSE 0 END AS {column}")
+}
+
+/// Read a query's rows into a `DataFrame`; `columns` gives each output column's
+/// name and type (Int64, Float64, Boolean or String), in select order.
+pub async fn query_frame(
+    conn: &mut AnyConnection,
+    sql: &str,
+    binds: &[Value],
+    columns: &[(&str, DataType)],
+) -> Result<DataFrame, DbError> {
+    let mut q = sqlx::query(sql);
+    for b in binds {
+        q = bind(q, Cell::C(b));
+    }
+    let rows = q
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(DbError::query(format!("query {sql}")))?;
+    let mut out = Vec::with_capacity(columns.len());
+    for (i, (name, dtype)) in columns.iter().enumerate() {
+        let ctx = || format!("column {name} of {sql}");
+        let name: PlSmallStr = (*name).into();
+        let s = match dtype {
+            DataType::Int64 => Series::new(
+                name,
+                decode::<i64>(&rows, i).map_err(DbError::query(ctx()))?,
+            ),
+            DataType::Float64 => Series::new(
+                name,
+                decode::<f64>(&rows, i).map_err(DbError::query(ctx()))?,
+            ),
+            // selected through `bool_as_int`
+            DataType::Boolean => Series::new(
+                name,
+                decode::<i64>(&rows, i)
+                    .map_err(DbError::query(ctx()))?
+                    .into_iter()
+                    .map(|b| b.map(|b| b != 0))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => Series::new(
+                name,
+                decode::<String>(&rows, i).map_err(DbError::query(ctx()))?,
+            ),
+        };
+        out.push(s.into_column());
+    }
+    DataFrame::new(rows.len(), out).map_err(|source| DbError::Frame {
+        table: sql.to_string(),
+        source,
+    })
+}
+
+/// Column `i` of every row, NULL as `None`.
+fn decode<'r, T>(rows: &'r [sqlx::any::AnyRow], i: usize) -> Result<Vec<Option<T>>, sqlx::Error>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    rows.iter().map(|r| r.try_get(i)).collect()
+}
+
+/// A result table as a job declares it: its name, every column with the Polars type
+/// it is published with (`marts/<table>/period=…`), and the order of its rows. The job
+/// owns this (jobs/src/jobs/<job>/mod.rs); the registry test checks it against the
+/// migrated schema.
+#[derive(Debug)]
+pub struct TableSpec {
+    pub table: &'static str,
+    pub columns: &'static [(&'static str, DataType)],
+    pub order_by: &'static str,
+}
+
+/// The rows of result table `spec` for `period`, as its mart: exactly what the
+/// database holds (issue 9 item 13: a mart is published from committed rows only).
+pub async fn period_frame(
+    conn: &mut AnyConnection,
+    spec: &TableSpec,
+    period: &str,
+) -> Result<DataFrame, DbError> {
+    let table = spec.table;
+    let select: Vec<String> = spec
+        .columns
+        .iter()
+        .map(|(c, t)| match t {
+            DataType::Boolean => bool_as_int(c),
+            _ => c.to_string(),
+        })
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM {} WHERE period = $1 ORDER BY {}",
+        select.join(", "),
+        spec.table,
+        spec.order_by
+    );
+    // Read as the database types (dates are text, integers 64-bit), then cast.
+    let read: Vec<(&str, DataType)> = spec
+        .columns
+        .iter()
+        .map(|(c, t)| {
+            let t = match t {
+                DataType::Date => DataType::String,
+                DataType::Int32 => DataType::Int64,
+                other => other.clone(),
+            };
+            (*c, t)
+        })
+        .collect();
+    let df = query_frame(conn, &sql, &[Value::Text(period.to_string())], &read).await?;
+    let frame_err = |source| DbError::Frame {
+        table: table.to_string(),
+        source,
+    };
+    let casts: Vec<Expr> = spec
+        .columns
+        .iter()
+        .map(|(c, t)| col(*c).strict_cast(t.clone()))
+        .collect();
+    df.lazy().select(casts).collect().map_err(frame_err)
+}
