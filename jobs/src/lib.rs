@@ -8,6 +8,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod app;
+pub mod charts;
 pub mod cli;
 pub mod close;
 pub mod commands;

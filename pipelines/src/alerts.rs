@@ -311,9 +311,10 @@ fn response_hours(inputs: &Inputs, period: Period) -> LazyFrame {
         ])
 }
 
-/// R4.6 — required modules completed by end of M / required modules. A module
-/// listed twice for an operator counts once (completed if any row is).
-fn training_completion(inputs: &Inputs, period: Period) -> LazyFrame {
+/// R4.6's counts: per operator, `required` modules and how many were `completed` by
+/// end of M. A module listed twice for an operator counts once (completed if any row
+/// is). The operator report shows them as they are.
+pub fn training_progress(inputs: &Inputs, period: Period) -> LazyFrame {
     let end = period.last_day();
     inputs
         .training
@@ -327,13 +328,17 @@ fn training_completion(inputs: &Inputs, period: Period) -> LazyFrame {
             .alias("done")])
         .group_by([col("operator_id")])
         .agg([
-            len().cast(DataType::Int64).alias("n"),
+            len().cast(DataType::Int64).alias("required"),
             col("done").cast(DataType::Int64).sum().alias("completed"),
         ])
-        .select([
-            col("operator_id"),
-            ratio(col("completed"), col("n")).alias("value"),
-        ])
+}
+
+/// R4.6 — required modules completed by end of M / required modules.
+fn training_completion(inputs: &Inputs, period: Period) -> LazyFrame {
+    training_progress(inputs, period).select([
+        col("operator_id"),
+        ratio(col("completed"), col("required")).alias("value"),
+    ])
 }
 
 /// `num / den` as f64, null when `den` is 0 (no data).

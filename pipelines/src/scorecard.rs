@@ -306,6 +306,39 @@ fn referral_counts(inputs: &Inputs, period: Period, sc: &Scorecard) -> Option<La
     ))
 }
 
+/// The operator report's lead pipeline (R8.1's monthly report): per operator, the
+/// leads assigned to it (upstream, `assigned_operator_id`) created in M — `assigned`,
+/// how many were `contacted` (a `first_contact_at`) and `converted` (a
+/// `converted_customer_id`). Operators without such leads have no row.
+pub fn lead_pipeline(inputs: &Inputs, period: Period) -> LazyFrame {
+    let start = date_to_millis(period.first_day());
+    let end = date_to_millis(period.next().first_day());
+    let ms = col("created_at").cast(DataType::Int64);
+    inputs
+        .leads
+        .clone()
+        .filter(
+            col("assigned_operator_id")
+                .is_not_null()
+                .and(ms.clone().gt_eq(lit(start)))
+                .and(ms.lt(lit(end))),
+        )
+        .group_by([col("assigned_operator_id").alias("operator_id")])
+        .agg([
+            len().cast(DataType::Int64).alias("assigned"),
+            col("first_contact_at")
+                .is_not_null()
+                .cast(DataType::Int64)
+                .sum()
+                .alias("contacted"),
+            col("converted_customer_id")
+                .is_not_null()
+                .cast(DataType::Int64)
+                .sum()
+                .alias("converted"),
+        ])
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;

@@ -415,3 +415,40 @@ fn r8_1_terminated_operators_have_no_scorecard() {
         .collect();
     assert!(ops.iter().all(|o| *o == "op"));
 }
+
+#[test]
+fn r8_1_report_lead_pipeline_counts_the_month_of_creation() {
+    let mut i = network(&[]);
+    i.leads = df!(
+        "lead_id" => ["a", "b", "c", "d", "e"],
+        "source" => ["web"; 5],
+        "vertical" => ["dental"; 5],
+        "metro" => ["m1"; 5],
+        "created_at" => [ts("2025-06-01 00:00"), ts("2025-06-10 09:00"), ts("2025-06-30 23:59"), ts("2025-05-31 23:59"), ts("2025-06-05 00:00")],
+        "assigned_operator_id" => [Some("op"), Some("op"), Some("op"), Some("op"), None],
+        "first_contact_at" => [Some(ts("2025-06-01 05:00")), None, Some(ts("2025-07-01 01:00")), None, None],
+        "converted_customer_id" => [Some("c1"), None, None, None, None],
+    )
+    .unwrap()
+    .lazy();
+    let out = lead_pipeline(&i, p(M)).collect().unwrap();
+    assert_eq!(out.height(), 1);
+    let v = |c: &str| out.column(c).unwrap().i64().unwrap().get(0).unwrap();
+    assert_eq!((v("assigned"), v("contacted"), v("converted")), (3, 2, 1));
+}
+
+#[test]
+fn r8_1_report_training_progress_counts_required_modules_done_by_end_of_m() {
+    let mut i = network(&[]);
+    i.training = df!(
+        "operator_id" => ["op", "op", "op", "op", "op"],
+        "module_id" => ["a", "a", "b", "c", "d"],
+        "required" => [true, true, true, true, false],
+        "completed_on" => [None, Some(d("2025-06-30")), Some(d("2025-07-01")), None, Some(d("2025-01-01"))],
+    )
+    .unwrap()
+    .lazy();
+    let out = alerts::training_progress(&i, p(M)).collect().unwrap();
+    let v = |c: &str| out.column(c).unwrap().i64().unwrap().get(0).unwrap();
+    assert_eq!((v("required"), v("completed")), (3, 1));
+}

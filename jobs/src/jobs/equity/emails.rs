@@ -14,10 +14,22 @@ pub const GAINED_KIND: &str = "equity_gained";
 
 /// This job's templates, by name; the extension picks the escaping (HTML or none).
 const TEMPLATES: &[(&str, &str)] = &[
-    ("equity_changes.txt", include_str!("templates/equity_changes.txt")),
-    ("equity_changes.html", include_str!("templates/equity_changes.html")),
-    ("equity_gained.txt", include_str!("templates/equity_gained.txt")),
-    ("equity_gained.html", include_str!("templates/equity_gained.html")),
+    (
+        "equity_changes.txt",
+        include_str!("templates/equity_changes.txt"),
+    ),
+    (
+        "equity_changes.html",
+        include_str!("templates/equity_changes.html"),
+    ),
+    (
+        "equity_gained.txt",
+        include_str!("templates/equity_gained.txt"),
+    ),
+    (
+        "equity_gained.html",
+        include_str!("templates/equity_gained.html"),
+    ),
 ];
 
 /// One operator whose eligibility changed, with its figures in words.

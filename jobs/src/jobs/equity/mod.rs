@@ -67,8 +67,8 @@ impl Job for Equity {
             period,
             source,
         };
-        let rows = compute(|| equity_eligibility(ctx.inputs, period, ctx.plan)?.collect())
-            .map_err(pl)?;
+        let rows =
+            compute(|| equity_eligibility(ctx.inputs, period, ctx.plan)?.collect()).map_err(pl)?;
         let emails = equity_emails(ctx, &rows)?;
         let eligible = rows
             .column("eligible")

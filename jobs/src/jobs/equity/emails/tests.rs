@@ -33,9 +33,16 @@ fn r8_2_leadership_list_names_who_gained_and_who_lost_and_why() {
     assert_eq!(e.kind, CHANGES_KIND);
     assert_eq!(e.audience, Audience::PeriodicInternal);
     assert_eq!(e.period.as_deref(), Some("2025-06"));
-    assert!(e.subject.contains("1 operator gained, 1 lost"), "{}", e.subject);
+    assert!(
+        e.subject.contains("1 operator gained, 1 lost"),
+        "{}",
+        e.subject
+    );
     assert!(e.text.contains("Gained eligibility (1):"), "{}", e.text);
-    assert!(e.text.contains("OP-0001  OP-0001 Services — platinum, tenure 14 months"));
+    assert!(
+        e.text
+            .contains("OP-0001  OP-0001 Services — platinum, tenure 14 months")
+    );
     assert!(
         e.text.contains("OP-0002  OP-0002 Services — MRR below the minimum, customer retention not above the minimum"),
         "{}",
@@ -62,9 +69,19 @@ fn r8_2_the_operator_that_gained_gets_the_program_terms() {
         valuation_cadence: "yearly".into(),
     };
     let e = equity_gained_email(&v).unwrap();
-    assert_eq!((e.kind.as_str(), e.audience), (GAINED_KIND, Audience::Operator));
+    assert_eq!(
+        (e.kind.as_str(), e.audience),
+        (GAINED_KIND, Audience::Operator)
+    );
     assert_eq!(e.recipient, "ops@op-0001.example");
-    for term in ["a 10 % pool", "four years", "one year", "yearly", "52,000.00 USD", "97.5 %"] {
+    for term in [
+        "a 10 % pool",
+        "four years",
+        "one year",
+        "yearly",
+        "52,000.00 USD",
+        "97.5 %",
+    ] {
         assert!(e.text.contains(term), "{term}: {}", e.text);
         assert!(e.html.as_deref().unwrap().contains(term), "{term}");
     }
