@@ -21,6 +21,7 @@ pub mod equity;
 pub mod exclusivity;
 pub mod network_health;
 pub mod payouts;
+pub mod scorecard;
 
 /// What a job is given for one run.
 pub struct JobContext<'a> {
@@ -199,6 +200,7 @@ pub fn registry() -> Vec<Box<dyn Job>> {
         Box::new(payouts::Payouts),
         Box::new(exclusivity::Exclusivity),
         Box::new(alerts::Alerts),
+        Box::new(scorecard::Scorecard),
         Box::new(equity::Equity),
         Box::new(network_health::NetworkHealth),
     ]

@@ -123,6 +123,9 @@ pub enum MailError {
         #[source]
         source: minijinja::Error,
     },
+    /// A chart of an email could not be drawn.
+    #[error("chart {chart}: {message}")]
+    Chart { chart: String, message: String },
     #[error("invalid {role} address {address:?} for email {dedup_key}: {reason}")]
     Address {
         role: &'static str,
@@ -182,7 +185,8 @@ impl MailError {
             | MailError::ContentType { .. }
             | MailError::Build { .. }
             | MailError::NotUtf8 { .. }
-            | MailError::TransportSpec { .. } => false,
+            | MailError::TransportSpec { .. }
+            | MailError::Chart { .. } => false,
         }
     }
 }
