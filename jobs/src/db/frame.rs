@@ -269,7 +269,16 @@ pub async fn period_frame(
     let casts: Vec<Expr> = spec
         .columns
         .iter()
-        .map(|(c, t)| col(*c).strict_cast(t.clone()))
+        .map(|(c, t)| match t {
+            // Dates are stored as ISO text: parse them as such, strictly.
+            DataType::Date => col(*c).str().to_date(StrptimeOptions {
+                format: Some("%Y-%m-%d".into()),
+                strict: true,
+                exact: true,
+                cache: false,
+            }),
+            other => col(*c).strict_cast(other.clone()),
+        })
         .collect();
     df.lazy().select(casts).collect().map_err(frame_err)
 }
