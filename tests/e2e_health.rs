@@ -1,7 +1,8 @@
 //! End-to-end (issue 4): a 12-month close on PostgreSQL sends each kind of email once
 //! to a real SMTP capture server, a second close of the same months sends none, and
 //! the leadership report renders in headless Chromium with the charts present and the
-//! numbers of `network_health`. The screenshot is kept under
+//! numbers of `network_health`; each operator's monthly report (R8.1) goes to its own
+//! address only and renders too. The screenshots are kept under
 //! `target/test-artifacts/` for a person to look at.
 
 #![allow(clippy::unwrap_used)]
@@ -58,7 +59,7 @@ async fn twelve_month_close_sends_each_kind_once_and_the_report_renders() {
         mail: close::MailPolicy::All,
         ..Default::default()
     };
-    close::close(&app, &opts, now).await.unwrap();
+    let closed = close::close(&app, &opts, now).await.unwrap();
     payouts::approve(&app, p("2025-12"), None, now)
         .await
         .unwrap();
@@ -81,6 +82,7 @@ async fn twelve_month_close_sends_each_kind_once_and_the_report_renders() {
         "exclusivity_breach",
         "escalation",
         "network_health",
+        "operator_report",
     ] {
         assert!(
             sent.get(kind).copied().unwrap_or(0) > 0,
@@ -122,6 +124,49 @@ async fn twelve_month_close_sends_each_kind_once_and_the_report_renders() {
         .await
         .unwrap();
     assert_eq!(rows, total);
+
+    // R8.1: each operator's report goes to its own address, about itself only.
+    let inputs = app.lake.read_snapshot(&closed.snapshot).await.unwrap();
+    let directory = opnet_pipelines::directory::operator_directory(&inputs).unwrap();
+    let mut reports = 0;
+    let mut an_operator_report: Option<String> = None;
+    for raw in &received {
+        let m = MessageParser::default().parse(raw.as_slice()).unwrap();
+        let subject = m.subject().unwrap_or("");
+        if !subject.starts_with("Your Candlefish scorecard for 2025-12") {
+            continue;
+        }
+        reports += 1;
+        let to = m
+            .to()
+            .unwrap()
+            .first()
+            .unwrap()
+            .address()
+            .unwrap()
+            .to_string();
+        let (id, contact) = directory
+            .iter()
+            .find(|(id, _)| subject.ends_with(&format!("({id})")))
+            .unwrap();
+        assert_eq!(to, contact.email, "{id}'s report went to {to}");
+        let html = m.body_html(0).unwrap().to_string();
+        for other in directory.keys().filter(|o| *o != id) {
+            assert!(
+                !html.contains(other.as_str()),
+                "{id}'s report names {other}"
+            );
+        }
+        an_operator_report.get_or_insert(html);
+    }
+    let active: i64 = sqlx::query_scalar(
+        "SELECT COUNT(DISTINCT operator_id) FROM operator_scorecards WHERE period = '2025-12'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert!(active > 0);
+    assert_eq!(reports, active, "one report per operator with a scorecard");
 
     // The leadership report, rendered by a browser.
     let report = report::report(&app, p("2025-12")).await.unwrap();
@@ -208,6 +253,51 @@ async fn twelve_month_close_sends_each_kind_once_and_the_report_renders() {
         assert!(
             dom.contains(&shown),
             "{metric} {dimension:?}: {shown} not in the rendered report"
+        );
+    }
+
+    // An operator's report, rendered by the same browser.
+    let op_html = artifacts().join("operator-report-2025-12.html");
+    std::fs::write(&op_html, an_operator_report.unwrap()).unwrap();
+    let op_png = artifacts().join("operator-report-2025-12.png");
+    let _ = std::fs::remove_file(&op_png);
+    let render = |extra: &[String]| {
+        let mut c = Command::new(chromium);
+        c.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(format!("file://{}", op_html.display()));
+        c.output().unwrap()
+    };
+    render(&[
+        format!("--screenshot={}", op_png.display()),
+        "--window-size=900,2400".into(),
+    ]);
+    assert!(
+        std::fs::metadata(&op_png)
+            .map(|m| m.len() > 20_000)
+            .unwrap_or(false)
+    );
+    let dom = String::from_utf8(render(&["--dump-dom".to_string()]).stdout).unwrap();
+    for id in [
+        "chart-score",
+        "chart-mrr",
+        "chart-customers",
+        "lead-pipeline",
+        "training",
+    ] {
+        assert!(
+            dom.contains(&format!("id=\"{id}\"")),
+            "{id} missing from the operator report"
         );
     }
 }
