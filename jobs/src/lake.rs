@@ -119,7 +119,9 @@ enum SnapshotFile {
 
 /// One dataset of a snapshot as a lazy frame, its schema checked against the
 /// contract now so that a bad file fails here, with its name, rather than deep
-/// inside a pipeline.
+/// inside a pipeline. An optional column ([`Dataset::optional_columns`]) is checked
+/// when the file has it and stays absent when it does not: its absence is what the
+/// source said (R8.1), not something to fill in.
 fn snapshot_frame(d: &Dataset, location: &str, file: SnapshotFile) -> Result<LazyFrame, LakeError> {
     let mut lf = match file {
         SnapshotFile::Local(path) => {
@@ -142,7 +144,7 @@ fn snapshot_frame(d: &Dataset, location: &str, file: SnapshotFile) -> Result<Laz
     let schema = lf
         .collect_schema()
         .map_err(polars_err(format!("reading {location}")))?;
-    for col in d.columns {
+    for (i, col) in d.all_columns().enumerate() {
         let reason = match schema.get(col.name) {
             Some(dt) if *dt == col.ty.dtype() => continue,
             Some(dt) => format!(
@@ -150,6 +152,7 @@ fn snapshot_frame(d: &Dataset, location: &str, file: SnapshotFile) -> Result<Laz
                 col.name,
                 col.ty.dtype()
             ),
+            None if i >= d.columns.len() => continue,
             None => format!("missing column {}", col.name),
         };
         return Err(LakeError::Schema {
@@ -285,7 +288,9 @@ impl Lake {
     }
 
     /// Every dataset of a complete snapshot as lazy frames in the contract's column
-    /// names and dtypes. Local files are scanned (lazily); others are read into memory.
+    /// names and dtypes: the required columns, and the optional ones exactly when the
+    /// snapshot has them. Local files are scanned (lazily); others are read into
+    /// memory.
     pub async fn read_snapshot(&self, snapshot: &str) -> Result<Inputs, LakeError> {
         let manifest = self.read_manifest(snapshot).await?;
         // Gather the files (async, store I/O) ...
@@ -464,6 +469,54 @@ mod tests {
         for c in contract::INVOICES.columns {
             assert_eq!(inv.column(c.name)?.dtype(), &c.ty.dtype());
         }
+        Ok(())
+    }
+
+    /// R8.1: the optional crm/leads column `referred_by_operator_id` reads back
+    /// exactly when the snapshot has it (never filled in as nulls), and a file whose
+    /// optional column has another type than the contract's fails naming it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn r8_1_read_snapshot_keeps_optional_columns_as_written() -> anyhow::Result<()> {
+        let (_tmp, lake) = lake()?;
+        write_empty_snapshot(&lake, "2025-09-01T020000Z", "abc").await?;
+        let leads = |referred: Series| -> anyhow::Result<DataFrame> {
+            let mut cols: Vec<Column> = contract::LEADS
+                .columns
+                .iter()
+                .map(|c| Column::new_empty(c.name.into(), &c.ty.dtype()))
+                .collect();
+            cols.push(referred.into_column());
+            Ok(DataFrame::new(0, cols)?)
+        };
+        let schema_of = async |lake: &Lake| -> anyhow::Result<Schema> {
+            let inputs = lake.read_snapshot("2025-09-01T020000Z").await?;
+            Ok(inputs.leads.clone().collect_schema()?.as_ref().clone())
+        };
+        let name = "referred_by_operator_id";
+        assert_eq!(
+            schema_of(&lake).await?.get(name),
+            None,
+            "absent stays absent"
+        );
+
+        let mut with = leads(Series::new_empty(name.into(), &DataType::String))?;
+        lake.write_snapshot(&contract::LEADS, "2025-09-01T020000Z", &mut with)
+            .await?;
+        assert_eq!(schema_of(&lake).await?.get(name), Some(&DataType::String));
+
+        let mut wrong = leads(Series::new_empty(name.into(), &DataType::Int64))?;
+        lake.write_snapshot(&contract::LEADS, "2025-09-01T020000Z", &mut wrong)
+            .await?;
+        let err = lake
+            .read_snapshot("2025-09-01T020000Z")
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.ends_with("column referred_by_operator_id is i64, the contract says str"),
+            "{err}"
+        );
         Ok(())
     }
 
