@@ -1,9 +1,10 @@
 //! Reading a source file (data-contract.md, "Inputs"): finding the one file of a
 //! dataset (`<system>/<name>.csv`, `.jsonl`/`.ndjson` or `.parquet`) and reading it
 //! into a [`Raw`] frame with every contract column as text (Parquet columns keep
-//! their own types) — the required ones, and the optional ones the source has —, plus the problems of whole rows that reading already sees: a CSV
-//! row's field count or quoting, bytes that are not UTF-8, a JSON Lines line that is
-//! not one object. Judging the values is [`validate`](fn@super::validate)'s job.
+//! their own types) — the required ones, and the optional ones the source has —
+//! plus the problems of whole rows that reading already sees: a CSV row's field count
+//! or quoting, bytes that are not UTF-8, a JSON Lines line that is not one object.
+//! Judging the values is [`validate`](fn@super::validate)'s job.
 
 use std::io::Cursor;
 
