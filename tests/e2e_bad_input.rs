@@ -12,7 +12,8 @@
 //! amounts typed as floats in Parquet; short, long, non-UTF-8 CSV rows and a repeated
 //! header; JSON Lines naming a column twice and an id padded with a space; a symlink
 //! out of the source root; credentials in database URLs (`check`,
-//! connection errors, a SQL source on PostgreSQL: manifest and quarantine file).
+//! connection errors, a SQL source on PostgreSQL: manifest and quarantine file); a
+//! lead's referrer id (`referred_by_operator_id`, R8.1) padded with a space.
 
 #![allow(clippy::unwrap_used)]
 
@@ -909,6 +910,59 @@ fn date_outside_the_window_is_quarantined() {
     let got = case.results();
     got.assert_subset_of(&base.results);
     assert!(got.lines.iter().all(|l| l.invoice_id != inv));
+}
+
+/// R8.1: the generated crm/leads carries the optional `referred_by_operator_id`; a
+/// referrer id with a trailing space (an operator of its own, that no duplicate check
+/// would relate to the real one) is quarantined naming the column, with the default
+/// bound; the close succeeds and pays exactly what the clean run pays.
+#[test]
+fn padded_referrer_id_is_quarantined() {
+    let base = baseline();
+    let case = Case::new();
+    let mut lines = case.lines("crm/leads.csv");
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let (source, referred) = (
+        header.iter().position(|c| *c == "source").unwrap(),
+        header
+            .iter()
+            .position(|c| *c == "referred_by_operator_id")
+            .unwrap(),
+    );
+    let i = lines
+        .iter()
+        .position(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            f[source] == "referral" && f[referred].starts_with("OP-")
+        })
+        .unwrap();
+    let mut f: Vec<String> = lines[i].split(',').map(str::to_string).collect();
+    let referrer = f[referred].clone();
+    f[referred] = format!("{referrer} ");
+    lines[i] = f.join(",");
+    case.write_lines("crm/leads.csv", &lines);
+    let out = case.opnet(&["close", "--from", FROM, "--through", THROUGH]);
+    assert!(out.status.success(), "{}", text(&out));
+    let q = case.quarantine("crm/leads");
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(
+        (q[0].row, q[0].column.as_str()),
+        (i, "referred_by_operator_id")
+    );
+    assert_eq!(
+        q[0].reason,
+        format!("an id with leading or trailing whitespace: \"{referrer} \"")
+    );
+    assert_eq!(
+        q[0].values["referred_by_operator_id"],
+        format!("{referrer} ")
+    );
+    assert_eq!(
+        case.manifest_dataset("crm/leads")["rows_quarantined"].as_integer(),
+        Some(1)
+    );
+    let got = case.results();
+    assert_eq!(got.lines, base.results.lines);
 }
 
 /// Issue 9 items 10 and 17: `refunds.amount_cents` typed as a float in Parquet. No

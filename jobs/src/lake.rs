@@ -119,7 +119,9 @@ enum SnapshotFile {
 
 /// One dataset of a snapshot as a lazy frame, its schema checked against the
 /// contract now so that a bad file fails here, with its name, rather than deep
-/// inside a pipeline.
+/// inside a pipeline. An optional column ([`Dataset::optional_columns`]) is checked
+/// when the file has it and stays absent when it does not: its absence is what the
+/// source said (R8.1), not something to fill in.
 fn snapshot_frame(d: &Dataset, location: &str, file: SnapshotFile) -> Result<LazyFrame, LakeError> {
     let mut lf = match file {
         SnapshotFile::Local(path) => {
@@ -142,7 +144,7 @@ fn snapshot_frame(d: &Dataset, location: &str, file: SnapshotFile) -> Result<Laz
     let schema = lf
         .collect_schema()
         .map_err(polars_err(format!("reading {location}")))?;
-    for col in d.columns {
+    for (i, col) in d.all_columns().enumerate() {
         let reason = match schema.get(col.name) {
             Some(dt) if *dt == col.ty.dtype() => continue,
             Some(dt) => format!(
@@ -150,6 +152,7 @@ fn snapshot_frame(d: &Dataset, location: &str, file: SnapshotFile) -> Result<Laz
                 col.name,
                 col.ty.dtype()
             ),
+            None if i >= d.columns.len() => continue,
             None => format!("missing column {}", col.name),
         };
         return Err(LakeError::Schema {
@@ -285,7 +288,9 @@ impl Lake {
     }
 
     /// Every dataset of a complete snapshot as lazy frames in the contract's column
-    /// names and dtypes. Local files are scanned (lazily); others are read into memory.
+    /// names and dtypes: the required columns, and the optional ones exactly when the
+    /// snapshot has them. Local files are scanned (lazily); others are read into
+    /// memory.
     pub async fn read_snapshot(&self, snapshot: &str) -> Result<Inputs, LakeError> {
         let manifest = self.read_manifest(snapshot).await?;
         // Gather the files (async, store I/O) ...

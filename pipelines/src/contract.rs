@@ -1,6 +1,12 @@
 //! The input side of the data contract (data-contract.md, "Inputs"): every dataset,
 //! its columns, their types and allowed values.
 //!
+//! A dataset's [`Dataset::columns`] are in every source; its
+//! [`Dataset::optional_columns`] (the contract's "optional column", e.g. crm/leads'
+//! `referred_by_operator_id`, R8.1) may be left out by a source. When a source has
+//! one it is validated and kept like any other column; when it does not, the snapshot
+//! has no such column either, so that a rule can tell "not provided" from "empty".
+//!
 //! Ingest validates against these definitions, the generator writes them, and the
 //! pipelines read the lake in exactly these column names and Polars types. The
 //! sanity bounds ingest applies beyond the contract's types (a dataset's key, money
@@ -125,7 +131,13 @@ pub struct Dataset {
     /// The upstream system: `billing`, `crm` or `survey`.
     pub system: &'static str,
     pub name: &'static str,
+    /// The columns every source has (a missing one fails the ingest), in the
+    /// contract's order.
     pub columns: &'static [Column],
+    /// The columns a source may leave out entirely. When present they are validated
+    /// like [`Dataset::columns`] and kept; when absent the snapshot lacks them too
+    /// (not a column of nulls: the rules treat "not provided" and "empty" apart).
+    pub optional_columns: &'static [Column],
     /// The columns that identify a row: at most one row per key. Ingest collapses
     /// identical repeats and quarantines every row of a key whose copies differ, so
     /// file order never decides which copy counts. Empty when ingest enforces no key:
@@ -141,8 +153,14 @@ impl Dataset {
         format!("{}/{}", self.system, self.name)
     }
 
+    /// A column by name, required or optional.
     pub fn column(&self, name: &str) -> Option<&Column> {
-        self.columns.iter().find(|c| c.name == name)
+        self.all_columns().find(|c| c.name == name)
+    }
+
+    /// The required columns, then the optional ones, in the contract's order.
+    pub fn all_columns(&self) -> impl Iterator<Item = &'static Column> + use<> {
+        self.columns.iter().chain(self.optional_columns.iter())
     }
 
     /// Look a dataset up by its path (`billing/invoices`) or bare name (`invoices`).
@@ -175,6 +193,7 @@ pub static INVOICES: Dataset = Dataset {
             Check::Cents { nonnegative: false },
         ),
     ],
+    optional_columns: &[],
     key: &[],
 };
 
@@ -194,6 +213,7 @@ pub static INVOICE_LINES: Dataset = Dataset {
         c("service_start", Date),
         c("service_end", Date),
     ],
+    optional_columns: &[],
     key: &[],
 };
 
@@ -212,6 +232,7 @@ pub static REFUNDS: Dataset = Dataset {
             Check::Cents { nonnegative: true },
         ),
     ],
+    optional_columns: &[],
     key: &["refund_id"],
 };
 
@@ -227,6 +248,7 @@ pub static OPERATORS: Dataset = Dataset {
         c("joined_on", Date),
         opt("terminated_on", Date),
     ],
+    optional_columns: &[],
     key: &["operator_id"],
 };
 
@@ -240,6 +262,7 @@ pub static TERRITORIES: Dataset = Dataset {
         opt("exclusive_operator_id", Str),
         opt("exclusive_since", Date),
     ],
+    optional_columns: &[],
     key: &["territory_id"],
 };
 
@@ -256,6 +279,7 @@ pub static CUSTOMERS: Dataset = Dataset {
         opt("go_live_on", Date),
         opt("churned_on", Date),
     ],
+    optional_columns: &[],
     key: &["customer_id"],
 };
 
@@ -272,6 +296,10 @@ pub static LEADS: Dataset = Dataset {
         opt("first_contact_at", Ts),
         opt("converted_customer_id", Str),
     ],
+    // R8.1 `community_contribution`: the operator that referred a `source = referral`
+    // lead. A CRM without referral tracking leaves the column out; the scorecard then
+    // has no such component value (null), rather than zero referrals for everyone.
+    optional_columns: &[opt("referred_by_operator_id", Str)],
     key: &["lead_id"],
 };
 
@@ -284,6 +312,7 @@ pub static TRAINING: Dataset = Dataset {
         c("required", Bool),
         opt("completed_on", Date),
     ],
+    optional_columns: &[],
     key: &["operator_id", "module_id"],
 };
 
@@ -298,6 +327,7 @@ pub static SURVEY_RESPONSES: Dataset = Dataset {
         chk("nps_score", Int, true, Check::Range(0, 10)),
         chk("csat_score", Int, true, Check::Range(1, 5)),
     ],
+    optional_columns: &[],
     key: &["response_id"],
 };
 
@@ -355,7 +385,8 @@ mod tests {
     fn keys_are_required_text_columns() {
         for d in ALL {
             for k in d.key {
-                let c = d.column(k);
+                // A key column is in every source: never an optional one.
+                let c = d.columns.iter().find(|c| c.name == *k);
                 assert!(
                     c.is_some_and(|c| !c.nullable && c.ty == ColType::Str),
                     "{}: key column {k}",
@@ -373,7 +404,7 @@ mod tests {
         assert!(MAX_ABS_CENTS.checked_mul(10_000).is_some());
         assert!((MAX_ABS_CENTS * 10_000).checked_mul(9).is_some());
         for d in ALL {
-            for c in d.columns {
+            for c in d.all_columns() {
                 if c.name.ends_with("_cents") {
                     assert!(
                         matches!(c.check, Check::Cents { .. }),
@@ -384,5 +415,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// An optional column may be empty where present (`?` in the contract), has a
+    /// name of its own in its dataset, and is never part of the key. crm/leads'
+    /// `referred_by_operator_id` is one (R8.1), exactly as the scorecard names it.
+    #[test]
+    fn optional_columns_are_nullable_and_distinct() {
+        for d in ALL {
+            let names: Vec<&str> = d.all_columns().map(|c| c.name).collect();
+            for (i, n) in names.iter().enumerate() {
+                assert!(!names[..i].contains(n), "{}: {n} twice", d.path());
+            }
+            for c in d.optional_columns {
+                assert!(c.nullable, "{}.{}", d.path(), c.name);
+                assert!(!d.key.contains(&c.name), "{}.{}", d.path(), c.name);
+            }
+        }
+        let referred = LEADS
+            .optional_columns
+            .iter()
+            .find(|c| c.name == crate::scorecard::REFERRED_BY);
+        assert_eq!(
+            referred.map(|c| (c.ty, c.nullable, c.check)),
+            Some((ColType::Str, true, Check::None))
+        );
+        assert!(
+            LEADS
+                .columns
+                .iter()
+                .all(|c| c.name != crate::scorecard::REFERRED_BY)
+        );
+        assert_eq!(
+            LEADS.column(crate::scorecard::REFERRED_BY).map(|c| c.name),
+            Some("referred_by_operator_id")
+        );
     }
 }

@@ -214,7 +214,9 @@ impl Network {
 
     /// Several leads a month per active operator, in its metro; most assigned to it
     /// and contacted within 1–48 hours (slower for weaker operators), plus a lead that
-    /// converted for most customers signed in the window.
+    /// converted for most customers signed in the window. The newest leads (the last
+    /// [`NEWEST_UNASSIGNED_DAYS`] days) are not assigned, contacted or converted yet:
+    /// they wait for lead distribution (R8.3).
     pub(super) fn simulate_leads(&mut self) {
         let as_of_ts = (self.as_of + days(1)).and_time(NaiveTime::MIN);
         let window_start = self.first.first_day();
@@ -259,6 +261,7 @@ impl Network {
                         assigned,
                         first_contact_at,
                         converted_customer_no: None,
+                        referred_by: None,
                     });
                 }
             }
@@ -283,12 +286,71 @@ impl Network {
                     assigned: Some(op_idx),
                     first_contact_at,
                     converted_customer_no: Some(ci as u32 + 1),
+                    referred_by: None,
                 });
             }
         }
         // Lead ids follow creation time (stable sort keeps ties in generation order).
         leads.sort_by_key(|l| l.created_at);
+        // After every draw, so that the draws (and the older leads) stay as they were.
+        let newest = (self.as_of - days(NEWEST_UNASSIGNED_DAYS - 1)).and_time(NaiveTime::MIN);
+        for l in leads.iter_mut().filter(|l| l.created_at >= newest) {
+            l.assigned = None;
+            l.first_contact_at = None;
+            l.converted_customer_no = None;
+        }
         self.leads = leads;
+    }
+
+    /// R8.1 `community_contribution`: [`REFERRED_BY_OPERATOR_CHANCE`] of the
+    /// `referral` leads name the operator that referred them — one in the network on
+    /// the lead's day (joined, not yet terminated) other than the lead's own assignee,
+    /// drawn by a propensity of its own (u², u uniform), so that a few operators
+    /// refer a lot and many rarely or never. Its own stream, after the leads: every
+    /// other dataset, and every other column of crm/leads, is unchanged by it.
+    pub(super) fn simulate_referrals(&mut self) {
+        let mut rng = rng_for(self.seed, STREAM_REFERRALS);
+        let propensity: Vec<f64> = self
+            .operators
+            .iter()
+            .map(|_| {
+                let u: f64 = rng.random();
+                u * u
+            })
+            .collect();
+        let operators = &self.operators;
+        for lead in self.leads.iter_mut().filter(|l| l.source == "referral") {
+            if !rng.random_bool(REFERRED_BY_OPERATOR_CHANCE) {
+                continue;
+            }
+            let day = lead.created_at.date();
+            let weights: Vec<f64> = operators
+                .iter()
+                .enumerate()
+                .map(|(i, op)| {
+                    let in_network =
+                        op.joined_on <= day && op.terminated_on.is_none_or(|t| t > day);
+                    if in_network && lead.assigned != Some(i) {
+                        propensity[i]
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let total: f64 = weights.iter().sum();
+            if total <= 0.0 {
+                continue;
+            }
+            let mut x = rng.random_range(0.0..total);
+            // The last operator with a weight takes what rounding leaves over.
+            for (i, &w) in weights.iter().enumerate().filter(|(_, w)| **w > 0.0) {
+                lead.referred_by = Some(i);
+                if x < w {
+                    break;
+                }
+                x -= w;
+            }
+        }
     }
 
     /// The required modules and a couple of optional ones per operator; most done

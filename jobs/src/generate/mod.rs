@@ -6,6 +6,8 @@
 //! different rates so tiers move, invoices that are paid late or never, refunds,
 //! leads, training and surveys — plus a small, fixed sprinkle of broken rows so that
 //! quarantine (data contract) and reconciliation (R7) always have something to do.
+//! Referral leads name the operator that referred them (R8.1), and the newest leads
+//! are left unassigned for lead distribution (R8.3).
 //! The output is a pure function of the options: every random draw comes from
 //! ChaCha8 streams seeded by `seed`, in a fixed iteration order.
 //!
@@ -64,6 +66,23 @@ pub struct GenerateOptions {
     pub format: Format,
 }
 
+/// How the generated sources are shaped beyond the network itself: which optional
+/// contract columns they carry. Apart from [`GenerateOptions`] so that the callers
+/// that want the default (every optional column) need not say so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceShape {
+    /// Write crm/leads' optional `referred_by_operator_id` column (R8.1). Without
+    /// it the leads are the same, minus that column: a CRM without referral tracking,
+    /// for which the scorecard's `community_contribution` is null.
+    pub referrals: bool,
+}
+
+impl Default for SourceShape {
+    fn default() -> Self {
+        SourceShape { referrals: true }
+    }
+}
+
 /// What was written.
 #[derive(Clone, Debug)]
 pub struct GenerateSummary {
@@ -74,8 +93,15 @@ pub struct GenerateSummary {
     pub rows: Vec<(String, usize)>,
 }
 
-/// Simulate the network and write every dataset of the contract.
+/// Simulate the network and write every dataset of the contract, with every
+/// optional column.
 pub fn generate(opts: &GenerateOptions) -> Result<GenerateSummary> {
+    generate_with(opts, SourceShape::default())
+}
+
+/// [`generate`], with the optional columns of `shape`. The network is the same
+/// whatever the shape.
+pub fn generate_with(opts: &GenerateOptions, shape: SourceShape) -> Result<GenerateSummary> {
     let net = Network::simulate(opts)?;
     let mut rows = Vec::with_capacity(contract::ALL.len());
     for dataset in contract::ALL {
@@ -83,7 +109,7 @@ pub fn generate(opts: &GenerateOptions) -> Result<GenerateSummary> {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating the folder {}", dir.display()))?;
         let path = dir.join(format!("{}.{}", dataset.name, opts.format.extension()));
-        let table = net.table(dataset)?;
+        let table = net.table(dataset, shape)?;
         let height = table.rows;
         let mut df = table.finish(opts.format)?;
         write_frame(&mut df, &path, opts.format)

@@ -46,6 +46,15 @@ pub(super) const UNPAID_CHANCE: f64 = 0.022;
 pub(super) const REFUND_CHANCE: f64 = 0.01;
 pub(super) const UNASSIGNED_LEAD_CHANCE: f64 = 0.15;
 pub(super) const CONVERTED_LEAD_CHANCE: f64 = 0.7;
+/// Leads created in the last this many days of the data (the second half of its last
+/// month) are not assigned upstream: they wait for opnet's lead distribution (R8.3),
+/// so the demo and the benchmarks have fresh leads to assign.
+pub(super) const NEWEST_UNASSIGNED_DAYS: i64 = 14;
+/// Share of `source = referral` leads referred by an operator of the network (R8.1
+/// `community_contribution`); the others came from customers or acquaintances and
+/// name nobody. 0.4 spreads an operator's referrals over a year around the plan's
+/// target of 4, rather than clamping nearly everyone at 100.
+pub(super) const REFERRED_BY_OPERATOR_CHANCE: f64 = 0.4;
 pub(super) const SURVEY_CHANCE: f64 = 0.15;
 /// Bad rows per kind: one per this many invoices (≈0.05 % of all rows), at least one
 /// when there are at least [`MIN_ROWS_FOR_ANOMALIES`] invoices.
@@ -58,6 +67,7 @@ pub(super) const STREAM_NETWORK: u64 = 0;
 pub(super) const STREAM_BILLING: u64 = 1;
 pub(super) const STREAM_ANOMALIES: u64 = 2;
 pub(super) const STREAM_CHURN: u64 = 3;
+pub(super) const STREAM_REFERRALS: u64 = 4;
 pub(super) const STREAM_OPERATOR_BASE: u64 = 1 << 16;
 pub(super) const OP_CUSTOMERS: u64 = 0;
 pub(super) const OP_LEADS: u64 = 1;
@@ -166,6 +176,8 @@ pub(super) struct Lead {
     pub(super) assigned: Option<usize>,
     pub(super) first_contact_at: Option<NaiveDateTime>,
     pub(super) converted_customer_no: Option<u32>,
+    /// The operator that referred a `referral` lead (R8.1), if one did.
+    pub(super) referred_by: Option<usize>,
 }
 
 pub(super) struct TrainingRow {
@@ -272,6 +284,7 @@ impl Network {
         net.simulate_customers();
         net.simulate_billing();
         net.simulate_leads();
+        net.simulate_referrals();
         net.simulate_training();
         net.simulate_surveys();
         net.sprinkle_anomalies();

@@ -4,6 +4,7 @@
 use anyhow::{Result, bail};
 use opnet_pipelines::contract::Dataset;
 
+use super::SourceShape;
 use super::network::*;
 use super::vocab::{METROS, TRAINING_MODULES, VERTICALS};
 use super::write::{Cell, Table};
@@ -19,7 +20,7 @@ fn invoice_id(no: u32) -> String {
 }
 
 impl Network {
-    pub(super) fn table(&self, dataset: &'static Dataset) -> Result<Table> {
+    pub(super) fn table(&self, dataset: &'static Dataset, shape: SourceShape) -> Result<Table> {
         let path = dataset.path();
         match path.as_str() {
             "billing/invoices" => self.invoices_table(dataset),
@@ -28,7 +29,7 @@ impl Network {
             "crm/operators" => self.operators_table(dataset),
             "crm/territories" => self.territories_table(dataset),
             "crm/customers" => self.customers_table(dataset),
-            "crm/leads" => self.leads_table(dataset),
+            "crm/leads" => self.leads_table(dataset, shape.referrals),
             "crm/training" => self.training_table(dataset),
             "survey/survey_responses" => self.surveys_table(dataset),
             other => bail!("the generator does not know the dataset {other}"),
@@ -140,12 +141,20 @@ impl Network {
         Ok(t)
     }
 
-    fn leads_table(&self, ds: &'static Dataset) -> Result<Table> {
-        let mut t = Table::new(ds, self.leads.len());
+    /// crm/leads, with the optional `referred_by_operator_id` column when
+    /// `referrals` (R8.1), without it otherwise (a CRM without referral tracking).
+    fn leads_table(&self, ds: &'static Dataset, referrals: bool) -> Result<Table> {
+        let optional: &[&str] = if referrals {
+            &["referred_by_operator_id"]
+        } else {
+            &[]
+        };
+        let mut t = Table::with_optional(ds, optional, self.leads.len());
         for (i, l) in self.leads.iter().enumerate() {
             let assigned = l.assigned.map(operator_id);
             let converted = l.converted_customer_no.map(customer_id);
-            t.push(&[
+            let referred_by = l.referred_by.map(operator_id);
+            let row = [
                 Cell::Str(&format!("LD-{:07}", i + 1)),
                 Cell::Str(l.source),
                 Cell::Str(VERTICALS[l.vertical].0),
@@ -154,7 +163,9 @@ impl Network {
                 assigned.as_deref().into(),
                 l.first_contact_at.into(),
                 converted.as_deref().into(),
-            ])?;
+                referred_by.as_deref().into(),
+            ];
+            t.push(if referrals { &row } else { &row[..8] })?;
         }
         Ok(t)
     }

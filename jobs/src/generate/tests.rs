@@ -95,7 +95,8 @@ fn writes_every_dataset_with_exactly_its_columns_in_each_format() -> Result<()> 
         for (dataset, (_, rows)) in contract::ALL.iter().zip(&summary.rows) {
             assert!(*rows > 0, "{} is empty", dataset.path());
             let path = file_of(dir.path(), dataset, format);
-            let expected: Vec<&str> = dataset.columns.iter().map(|c| c.name).collect();
+            // The default shape writes the optional columns too (R8.1).
+            let expected: Vec<&str> = dataset.all_columns().map(|c| c.name).collect();
             match format {
                 Format::Csv => {
                     let text = std::fs::read_to_string(&path)?;
@@ -120,8 +121,7 @@ fn writes_every_dataset_with_exactly_its_columns_in_each_format() -> Result<()> 
                         .map(|(n, t)| (n.to_string(), t.clone()))
                         .collect();
                     let wanted: Vec<(String, DataType)> = dataset
-                        .columns
-                        .iter()
+                        .all_columns()
                         .map(|c| (c.name.to_string(), c.ty.dtype()))
                         .collect();
                     assert_eq!(found, wanted, "{}", dataset.path());
@@ -475,5 +475,152 @@ fn a_three_year_network_spreads_operators_over_every_tier() -> Result<()> {
             .any(|l| (l.service_end - l.service_start).num_days() > 300),
         "annual lines"
     );
+    Ok(())
+}
+
+/// R8.1: referral leads name the operator that referred them — one in the network on
+/// the lead's day and not the lead's own assignee — and only referral leads do; a
+/// share of them name nobody. The same seed gives the same referrers.
+#[test]
+fn referral_leads_name_an_operator_of_the_network_on_their_day() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let net = Network::simulate(&options(dir.path(), 40, 12, 7, Format::Csv))?;
+    let referrals: Vec<&Lead> = net
+        .leads
+        .iter()
+        .filter(|l| l.source == "referral")
+        .collect();
+    let named = referrals.iter().filter(|l| l.referred_by.is_some()).count();
+    assert!(!referrals.is_empty());
+    // REFERRED_BY_OPERATOR_CHANCE of them, give or take the draw.
+    let share = named as f64 / referrals.len() as f64;
+    assert!(
+        (0.25..=0.55).contains(&share),
+        "{named} of {}",
+        referrals.len()
+    );
+    for l in &net.leads {
+        let Some(op) = l.referred_by else { continue };
+        assert_eq!(l.source, "referral");
+        assert_ne!(
+            l.assigned,
+            Some(op),
+            "an operator does not refer its own lead"
+        );
+        let o = &net.operators[op];
+        let day = l.created_at.date();
+        assert!(
+            o.joined_on <= day,
+            "{} joined {} after {day}",
+            op,
+            o.joined_on
+        );
+        assert!(
+            o.terminated_on.is_none_or(|t| t > day),
+            "{op} gone by {day}"
+        );
+    }
+    // Several operators refer, some more than others.
+    let mut per_op: BTreeMap<usize, usize> = BTreeMap::new();
+    for op in net.leads.iter().filter_map(|l| l.referred_by) {
+        *per_op.entry(op).or_default() += 1;
+    }
+    assert!(per_op.len() >= 5, "{per_op:?}");
+    let again = Network::simulate(&options(dir.path(), 40, 12, 7, Format::Csv))?;
+    let referrers = |n: &Network| n.leads.iter().map(|l| l.referred_by).collect::<Vec<_>>();
+    assert_eq!(referrers(&net), referrers(&again));
+    Ok(())
+}
+
+/// R8.3: the leads of the data's last 14 days are not assigned upstream (nor
+/// contacted or converted), so lead distribution has fresh leads to assign; older
+/// leads are assigned as before.
+#[test]
+fn the_newest_leads_wait_for_lead_distribution() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let net = Network::simulate(&options(dir.path(), 40, 12, 7, Format::Csv))?;
+    let newest = (net.as_of - days(NEWEST_UNASSIGNED_DAYS - 1)).and_time(NaiveTime::MIN);
+    assert_eq!(newest.date().to_string(), "2025-08-18");
+    let (fresh, older): (Vec<&Lead>, Vec<&Lead>) =
+        net.leads.iter().partition(|l| l.created_at >= newest);
+    assert!(fresh.len() >= 20, "{} fresh leads", fresh.len());
+    for l in &fresh {
+        assert_eq!(
+            (l.assigned, l.first_contact_at, l.converted_customer_no),
+            (None, None, None),
+            "{}",
+            l.created_at
+        );
+    }
+    // Just before the cut, leads are still assigned and contacted upstream.
+    let last_week = newest - days(7);
+    let before: Vec<&&Lead> = older.iter().filter(|l| l.created_at >= last_week).collect();
+    assert!(before.iter().any(|l| l.assigned.is_some()));
+    assert!(before.iter().any(|l| l.first_contact_at.is_some()));
+    let assigned = older.iter().filter(|l| l.assigned.is_some()).count();
+    assert!(assigned as f64 > 0.8 * older.len() as f64, "{assigned}");
+    Ok(())
+}
+
+/// `SourceShape { referrals: false }` writes crm/leads without its optional column
+/// (a CRM without referral tracking) and changes nothing else: the leads' other
+/// columns and every other dataset are byte-identical, in each format.
+#[test]
+fn without_referrals_only_the_optional_column_goes() -> Result<()> {
+    for format in [Format::Csv, Format::Jsonl, Format::Parquet] {
+        let (with, without) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        generate(&options(with.path(), 20, 6, 5, format))?;
+        generate_with(
+            &options(without.path(), 20, 6, 5, format),
+            SourceShape { referrals: false },
+        )?;
+        for dataset in contract::ALL {
+            let read = |dir: &Path| std::fs::read(file_of(dir, dataset, format));
+            if dataset.path() != contract::LEADS.path() {
+                assert_eq!(
+                    read(with.path())?,
+                    read(without.path())?,
+                    "{}",
+                    dataset.path()
+                );
+            }
+        }
+        let frame = |dir: &Path| -> Result<polars::prelude::DataFrame> {
+            let path = file_of(dir, &contract::LEADS, format);
+            Ok(match format {
+                Format::Parquet => ParquetReader::new(File::open(&path)?).finish()?,
+                Format::Jsonl => JsonReader::new(File::open(&path)?)
+                    .with_json_format(JsonFormat::JsonLines)
+                    .finish()?,
+                Format::Csv => polars::prelude::CsvReadOptions::default()
+                    .with_has_header(true)
+                    .with_infer_schema_length(Some(0))
+                    .try_into_reader_with_file_path(Some(path))?
+                    .finish()?,
+            })
+        };
+        let (a, b) = (frame(with.path())?, frame(without.path())?);
+        let required: Vec<&str> = contract::LEADS.columns.iter().map(|c| c.name).collect();
+        let names = |df: &polars::prelude::DataFrame| -> Vec<String> {
+            df.get_column_names()
+                .iter()
+                .map(|n| n.to_string())
+                .collect()
+        };
+        assert_eq!(names(&b), required, "{format:?}");
+        let mut all = required.clone();
+        all.push("referred_by_operator_id");
+        assert_eq!(names(&a), all, "{format:?}");
+        assert!(
+            a.select(required.iter().copied())?.equals_missing(&b),
+            "{format:?}"
+        );
+        let referred = a.column("referred_by_operator_id")?.str()?.clone();
+        assert!(
+            referred
+                .iter()
+                .any(|v| v.is_some_and(|v| v.starts_with("OP-")))
+        );
+    }
     Ok(())
 }

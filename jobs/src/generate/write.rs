@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
 use chrono::{NaiveDate, NaiveDateTime};
-use opnet_pipelines::contract::{ColType, Dataset};
+use opnet_pipelines::contract::{ColType, Column, Dataset};
 use polars::prelude::{
     BooleanChunkedBuilder, ChunkedBuilder, CsvWriter, DataFrame, Int32Type, Int64Type, IntoColumn,
     IntoSeries, JsonFormat, JsonWriter, ParquetWriter, PrimitiveChunkedBuilder, SerWriter,
@@ -61,17 +61,39 @@ enum Builder {
     Bool(BooleanChunkedBuilder),
 }
 
-/// A dataset under construction, with exactly the contract's columns.
+/// A dataset under construction, with exactly the contract's columns (the required
+/// ones, and the optional ones asked for).
 pub(super) struct Table {
     dataset: &'static Dataset,
+    specs: Vec<&'static Column>,
     columns: Vec<Builder>,
     pub(super) rows: usize,
 }
 
 impl Table {
+    /// A table of the dataset's required columns.
     pub(super) fn new(dataset: &'static Dataset, capacity: usize) -> Self {
-        let columns = dataset
+        Self::with_optional(dataset, &[], capacity)
+    }
+
+    /// A table of the dataset's required columns and the optional ones named in
+    /// `optional`, in the contract's order.
+    pub(super) fn with_optional(
+        dataset: &'static Dataset,
+        optional: &[&str],
+        capacity: usize,
+    ) -> Self {
+        let specs: Vec<&'static Column> = dataset
             .columns
+            .iter()
+            .chain(
+                dataset
+                    .optional_columns
+                    .iter()
+                    .filter(|c| optional.contains(&c.name)),
+            )
+            .collect();
+        let columns = specs
             .iter()
             .map(|c| {
                 let name = c.name.into();
@@ -86,6 +108,7 @@ impl Table {
             .collect();
         Self {
             dataset,
+            specs,
             columns,
             rows: 0,
         }
@@ -99,7 +122,7 @@ impl Table {
             row.len(),
             self.columns.len()
         );
-        for ((builder, cell), spec) in self.columns.iter_mut().zip(row).zip(self.dataset.columns) {
+        for ((builder, cell), spec) in self.columns.iter_mut().zip(row).zip(&self.specs) {
             match (builder, *cell) {
                 (b, Cell::Null) if spec.nullable => match b {
                     Builder::Str(b) => b.append_null(),
@@ -132,7 +155,7 @@ impl Table {
     pub(super) fn finish(self, format: Format) -> Result<DataFrame> {
         let height = self.rows;
         let mut columns = Vec::with_capacity(self.columns.len());
-        for (builder, spec) in self.columns.into_iter().zip(self.dataset.columns) {
+        for (builder, spec) in self.columns.into_iter().zip(self.specs) {
             let column = match builder {
                 Builder::Str(b) => b.finish().into_column(),
                 Builder::Int(b) => b.finish().into_column(),

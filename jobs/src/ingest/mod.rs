@@ -9,6 +9,14 @@
 //! and dropped: the lake holds exactly the contract's columns and types, so the
 //! pipelines never depend on an upstream extra.
 //!
+//! An optional contract column ([`Dataset::optional_columns`]: crm/leads'
+//! `referred_by_operator_id`, R8.1) may be absent from a source. A source that has it
+//! (a CSV header naming it, a JSON Lines key on at least one line, a Parquet column,
+//! a SQL result column) gets it validated like any other column and kept in the
+//! snapshot; a source without it gives a snapshot without it, so that the pipelines
+//! can tell "not provided" (R8.1: `community_contribution` null) from "provided and
+//! empty" (zero referrals).
+//!
 //! A row that breaks its types or allowed values goes to
 //! `quarantine/<system>/<name>/ingested=<snapshot>/part-0.csv` with columns
 //! `file, row, column, reason` followed by the row's original values (the contract's
@@ -52,7 +60,10 @@
 //! distinct URL (PostgreSQL sessions are set read-only; SQLite files are opened
 //! read-only). It is wrapped as `SELECT CAST(q.col AS TEXT) AS col, … FROM (<query>) q`
 //! over the contract's columns, so any column type works: every value arrives as text
-//! (SQL NULL as null) and goes through [`validate`](fn@validate) exactly as a file's would. On
+//! (SQL NULL as null) and goes through [`validate`](fn@validate) exactly as a file's
+//! would. An optional column is read when the query yields it (`SELECT q.col FROM
+//! (<query>) q LIMIT 0` runs) and left out when it does not (that probe fails but
+//! the query alone runs; a query that does not run at all fails the ingest). On
 //! PostgreSQL the session uses `DateStyle ISO` and time zone UTC, and `timestamp`/
 //! `timestamptz` values are rendered as RFC 3339 (`…T…Z`); on SQLite an integer 0/1 in
 //! a `bool` column reads as `false`/`true`. `file` (quarantine) and `source` (report,
@@ -63,8 +74,8 @@
 //! Identical sources are not ingested twice: the fingerprint (sha256 of an ingest
 //! version tag and the date window's settings, then per dataset in contract order its
 //! path and raw bytes, each length-prefixed; for a SQL source a canonical
-//! serialisation of its text rows in result order, so a query should `ORDER BY` a
-//! key) is recorded in the snapshot manifest, and a source whose fingerprint matches a
+//! serialisation of the names of the columns read and its text rows in result order,
+//! so a query should `ORDER BY` a key) is recorded in the snapshot manifest, and a source whose fingerprint matches a
 //! complete snapshot reuses it (the quarantine bound is checked again against its
 //! recorded counts). That is what makes a re-run read the same snapshot. The sources
 //! are held in memory during an ingest (the fingerprint needs all of them before
@@ -103,7 +114,9 @@ pub use validate::{Rules, Validated, validate};
 /// Bumped when validation changes what a snapshot would contain, so that sources
 /// ingested under older rules are ingested again rather than reused.
 /// v2 (issue 9): keys, money bound, date window, CSV field counts and UTF-8.
-const FINGERPRINT_VERSION: &[u8] = b"opnet-ingest-v2\0";
+/// v3 (R8.1): optional columns (crm/leads' `referred_by_operator_id`) are kept in
+/// the snapshot; under v2 they were dropped as extras.
+const FINGERPRINT_VERSION: &[u8] = b"opnet-ingest-v3\0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -426,13 +439,17 @@ async fn read_sources(
                 inputs.push(Input::File { key, format, bytes });
             }
             (None, Some(src)) => {
-                let (label, rows) = read_sql(d, src, &mut conns).await?;
-                hash_part(&mut hasher, &canonical_rows(&rows));
-                let frame = rows_frame(d, rows).map_err(|source| IngestError::Read {
-                    file: label.clone(),
-                    source,
-                })?;
-                inputs.push(Input::Sql { label, frame });
+                let sql = read_sql(d, src, &mut conns).await?;
+                hash_part(&mut hasher, &canonical_rows(&sql.columns, &sql.rows));
+                let frame =
+                    rows_frame(&sql.columns, &sql.rows).map_err(|source| IngestError::Read {
+                        file: sql.label.clone(),
+                        source,
+                    })?;
+                inputs.push(Input::Sql {
+                    label: sql.label,
+                    frame,
+                });
             }
             // `files` has a `None` exactly where `sql` has the dataset.
             (None, None) => {

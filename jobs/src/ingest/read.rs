@@ -1,9 +1,10 @@
 //! Reading a source file (data-contract.md, "Inputs"): finding the one file of a
 //! dataset (`<system>/<name>.csv`, `.jsonl`/`.ndjson` or `.parquet`) and reading it
 //! into a [`Raw`] frame with every contract column as text (Parquet columns keep
-//! their own types), plus the problems of whole rows that reading already sees: a CSV
-//! row's field count or quoting, bytes that are not UTF-8, a JSON Lines line that is
-//! not one object. Judging the values is [`validate`](fn@super::validate)'s job.
+//! their own types) — the required ones, and the optional ones the source has —
+//! plus the problems of whole rows that reading already sees: a CSV row's field count
+//! or quoting, bytes that are not UTF-8, a JSON Lines line that is not one object.
+//! Judging the values is [`validate`](fn@super::validate)'s job.
 
 use std::io::Cursor;
 
@@ -141,12 +142,15 @@ impl<'de> serde::Deserialize<'de> for JsonObject {
 /// and an absent key as null). A line that is not a JSON object, is not UTF-8, or
 /// names a contract column twice (which copy counts cannot be told) is kept for the
 /// quarantine with its row number; the rest of the file is read. A required column
-/// that no line has is a missing column; an optional one is accepted as empty,
-/// because JSON writers commonly omit null keys (a warning says so).
+/// that no line has is a missing column; a nullable one (`?`) is accepted as empty,
+/// because JSON writers commonly omit null keys (a warning says so). An optional
+/// column ([`Dataset::optional_columns`]) is in the source when at least one line
+/// has its key (even as `null`), and absent otherwise.
 fn read_jsonl(dataset: &Dataset, bytes: &[u8], file: &str) -> Result<Raw, IngestError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let mut values: Vec<Vec<Option<String>>> = vec![Vec::new(); dataset.columns.len()];
-    let mut present = vec![false; dataset.columns.len()];
+    let columns: Vec<&contract::Column> = dataset.all_columns().collect();
+    let mut values: Vec<Vec<Option<String>>> = vec![Vec::new(); columns.len()];
+    let mut present = vec![false; columns.len()];
     let mut problems = Vec::new();
     let mut row = 0usize;
     for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
@@ -170,8 +174,7 @@ fn read_jsonl(dataset: &Dataset, bytes: &[u8], file: &str) -> Result<Raw, Ingest
                 values.iter_mut().for_each(|v| v.push(None));
             }
             Ok(JsonObject(entries)) => {
-                for ((c, out), seen) in dataset
-                    .columns
+                for ((c, out), seen) in columns
                     .iter()
                     .zip(values.iter_mut())
                     .zip(present.iter_mut())
@@ -201,13 +204,13 @@ fn read_jsonl(dataset: &Dataset, bytes: &[u8], file: &str) -> Result<Raw, Ingest
         }
         row += 1;
     }
+    let n_required = dataset.columns.len();
     if row > 0 {
-        let absent: Vec<&contract::Column> = dataset
-            .columns
+        let absent: Vec<&contract::Column> = columns[..n_required]
             .iter()
             .zip(&present)
             .filter(|(_, seen)| !**seen)
-            .map(|(c, _)| c)
+            .map(|(c, _)| *c)
             .collect();
         let required: Vec<&str> = absent
             .iter()
@@ -224,20 +227,20 @@ fn read_jsonl(dataset: &Dataset, bytes: &[u8], file: &str) -> Result<Raw, Ingest
             warn!(
                 file,
                 column = c.name,
-                "optional column absent from every line: read as empty"
+                "nullable column absent from every line: read as empty"
             );
         }
     }
-    let cols = dataset
-        .columns
-        .iter()
+    // The required columns always; an optional one only when some line has it.
+    let (columns, values): (Vec<&contract::Column>, Vec<Vec<Option<String>>>) = columns
+        .into_iter()
         .zip(values)
-        .map(|(c, v)| StringChunked::from_iter_options(c.name.into(), v.into_iter()).into_column())
-        .collect();
-    let frame = DataFrame::new(row, cols).map_err(|source| IngestError::Read {
-        file: file.to_string(),
-        source,
-    })?;
+        .zip(&present)
+        .enumerate()
+        .filter(|(i, (_, seen))| *i < n_required || **seen)
+        .map(|(_, (cv, _))| cv)
+        .unzip();
+    let frame = text_frame(&columns, values, row, file)?;
     Ok(Raw { frame, problems })
 }
 
@@ -392,17 +395,11 @@ fn read_csv(dataset: &Dataset, bytes: &[u8], file: &str) -> Result<Raw, IngestEr
             });
         }
     }
-    let positions: Vec<Option<usize>> = dataset
-        .columns
-        .iter()
-        .map(|c| header.iter().position(|h| h == c.name))
-        .collect();
     let missing: Vec<&str> = dataset
         .columns
         .iter()
-        .zip(&positions)
-        .filter(|(_, p)| p.is_none())
-        .map(|(c, _)| c.name)
+        .filter(|c| !header.iter().any(|h| h == c.name))
+        .map(|c| c.name)
         .collect();
     if !missing.is_empty() {
         return Err(IngestError::MissingColumn {
@@ -410,8 +407,13 @@ fn read_csv(dataset: &Dataset, bytes: &[u8], file: &str) -> Result<Raw, IngestEr
             column: missing.join(", "),
         });
     }
+    // The required columns and the optional ones the header names.
+    let (columns, positions): (Vec<&contract::Column>, Vec<usize>) = dataset
+        .all_columns()
+        .filter_map(|c| Some((c, header.iter().position(|h| h == c.name)?)))
+        .unzip();
 
-    let mut values: Vec<Vec<Option<String>>> = vec![Vec::new(); dataset.columns.len()];
+    let mut values: Vec<Vec<Option<String>>> = vec![Vec::new(); columns.len()];
     let mut problems = Vec::new();
     let mut row = 0usize;
     while let Some(record) = records.next_record() {
@@ -439,13 +441,8 @@ fn read_csv(dataset: &Dataset, bytes: &[u8], file: &str) -> Result<Raw, IngestEr
                 ),
             ));
         }
-        for ((c, pos), out) in dataset
-            .columns
-            .iter()
-            .zip(&positions)
-            .zip(values.iter_mut())
-        {
-            let field = pos.and_then(|p| record.fields.get(p));
+        for ((c, &pos), out) in columns.iter().zip(&positions).zip(values.iter_mut()) {
+            let field = record.fields.get(pos);
             out.push(field.map(|f| match std::str::from_utf8(f) {
                 Ok(s) => s.to_string(),
                 Err(e) => {
@@ -465,15 +462,24 @@ fn read_csv(dataset: &Dataset, bytes: &[u8], file: &str) -> Result<Raw, IngestEr
         }
         row += 1;
     }
-    let cols = dataset
-        .columns
+    let frame = text_frame(&columns, values, row, file)?;
+    Ok(Raw { frame, problems })
+}
+
+/// A raw frame of `columns`, all text, from their values.
+fn text_frame(
+    columns: &[&contract::Column],
+    values: Vec<Vec<Option<String>>>,
+    height: usize,
+    file: &str,
+) -> Result<DataFrame, IngestError> {
+    let cols = columns
         .iter()
         .zip(values)
         .map(|(c, v)| StringChunked::from_iter_options(c.name.into(), v.into_iter()).into_column())
         .collect();
-    let frame = DataFrame::new(row, cols).map_err(|source| IngestError::Read {
+    DataFrame::new(height, cols).map_err(|source| IngestError::Read {
         file: file.to_string(),
         source,
-    })?;
-    Ok(Raw { frame, problems })
+    })
 }

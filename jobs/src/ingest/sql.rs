@@ -1,27 +1,38 @@
 //! SQL-query sources (`[sources."<system>/<name>"]` in the config): run a dataset's
 //! query once per ingest on a read-only connection, every contract column cast to
-//! text, so that its rows go through the same validation as a file's. Also the
-//! canonical serialisation of the rows that the fingerprint hashes. The behaviour is
-//! described in the module documentation of [`super`].
+//! text, so that its rows go through the same validation as a file's. An optional
+//! contract column ([`Dataset::optional_columns`]) is read when the query yields it
+//! and left out when it does not. Also the canonical serialisation of the rows that
+//! the fingerprint hashes. The behaviour is described in the module documentation of
+//! [`super`].
 
 use std::collections::BTreeMap;
 
-use opnet_pipelines::contract::{ColType, Dataset};
+use opnet_pipelines::contract::{ColType, Column, Dataset};
 use polars::prelude::*;
 use tracing::info;
 
 use super::IngestError;
 use crate::config::SqlSource;
 
-/// Rows of a SQL source: the contract's columns in order, as text (`None` = NULL).
+/// Rows of a SQL source: its [`SqlRows::columns`] in order, as text (`None` = NULL).
 pub(super) type TextRows = Vec<Vec<Option<String>>>;
 
-/// Run `src`'s query for `dataset`; returns the source's label and its rows.
+/// What a SQL source gave.
+pub(super) struct SqlRows {
+    /// `sql:<url, credentials masked>#<dataset>`
+    pub(super) label: String,
+    /// The dataset's required columns, then the optional ones the query yields.
+    pub(super) columns: Vec<&'static Column>,
+    pub(super) rows: TextRows,
+}
+
+/// Run `src`'s query for `dataset`: its label, the columns read and the rows.
 pub(super) async fn read_sql(
-    dataset: &Dataset,
+    dataset: &'static Dataset,
     src: &SqlSource,
     conns: &mut BTreeMap<String, sqlx::AnyConnection>,
-) -> Result<(String, TextRows), IngestError> {
+) -> Result<SqlRows, IngestError> {
     use sqlx::Row;
     let path = dataset.path();
     let label = format!("sql:{}#{path}", src.display_url());
@@ -43,7 +54,13 @@ pub(super) async fn read_sql(
     };
     // A trailing `;` would end the subquery early.
     let query = src.query.trim().trim_end_matches(';').trim_end();
-    let sql = wrap_query(dataset, query, backend);
+    let mut columns: Vec<&'static Column> = dataset.columns.iter().collect();
+    for c in dataset.optional_columns {
+        if has_column(&mut *conn, query, c.name).await.map_err(fail)? {
+            columns.push(c);
+        }
+    }
+    let sql = wrap_query(&columns, query, backend);
     let rows = match sqlx::query(&sql).fetch_all(&mut *conn).await {
         Ok(rows) => rows,
         Err(e) => {
@@ -81,8 +98,8 @@ pub(super) async fn read_sql(
     };
     let mut out = Vec::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
-        let mut values = Vec::with_capacity(dataset.columns.len());
-        for (j, c) in dataset.columns.iter().enumerate() {
+        let mut values = Vec::with_capacity(columns.len());
+        for (j, c) in columns.iter().enumerate() {
             let v: Option<String> = row
                 .try_get(j)
                 .map_err(|e| fail(format!("row {}, column {}: {e}", i + 1, c.name)))?;
@@ -90,8 +107,33 @@ pub(super) async fn read_sql(
         }
         out.push(values);
     }
-    info!(dataset = %path, source = %label, rows = out.len(), "read SQL source");
-    Ok((label, out))
+    info!(dataset = %path, source = %label, rows = out.len(), columns = columns.len(), "read SQL source");
+    Ok(SqlRows {
+        label,
+        columns,
+        rows: out,
+    })
+}
+
+/// Whether the result of `query` has a column `name`: selecting it works. When it
+/// does not, the query alone must run, so that only a truly absent column reads as
+/// absent (a broken query or a lost connection is an error, never "no column").
+async fn has_column(
+    conn: &mut sqlx::AnyConnection,
+    query: &str,
+    name: &str,
+) -> Result<bool, String> {
+    let probe = format!("SELECT q.{} FROM ({query}) q LIMIT 0", quote_ident(name));
+    if sqlx::query(&probe).fetch_all(&mut *conn).await.is_ok() {
+        return Ok(true);
+    }
+    match sqlx::query(&format!("SELECT 1 FROM ({query}) q LIMIT 0"))
+        .fetch_all(&mut *conn)
+        .await
+    {
+        Ok(_) => Ok(false),
+        Err(e) => Err(format!("query failed: {e}")),
+    }
 }
 
 /// A connection for reading only: PostgreSQL sessions read-only, UTC and ISO dates;
@@ -130,10 +172,9 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// The user's query wrapped so that every contract column comes back as text.
-fn wrap_query(dataset: &Dataset, query: &str, backend: crate::db::Backend) -> String {
-    let cols: Vec<String> = dataset
-        .columns
+/// The user's query wrapped so that every column of `columns` comes back as text.
+fn wrap_query(columns: &[&Column], query: &str, backend: crate::db::Backend) -> String {
+    let cols: Vec<String> = columns
         .iter()
         .map(|c| {
             let q = format!("q.{}", quote_ident(c.name));
@@ -159,10 +200,16 @@ fn wrap_query(dataset: &Dataset, query: &str, backend: crate::db::Backend) -> St
     format!("SELECT {} FROM ({query}) q", cols.join(", "))
 }
 
-/// What the fingerprint hashes for SQL rows: a tag, the row count, then per value a
-/// null marker or its length-prefixed bytes, in result order.
-pub(super) fn canonical_rows(rows: &TextRows) -> Vec<u8> {
-    let mut out = b"opnet-sql-rows\0".to_vec();
+/// What the fingerprint hashes for SQL rows: a tag, the column names (so that a query
+/// that starts or stops yielding an optional column is a new source), the row count,
+/// then per value a null marker or its length-prefixed bytes, in result order.
+pub(super) fn canonical_rows(columns: &[&Column], rows: &TextRows) -> Vec<u8> {
+    let mut out = b"opnet-sql-rows-v2\0".to_vec();
+    out.extend((columns.len() as u64).to_le_bytes());
+    for c in columns {
+        out.extend((c.name.len() as u64).to_le_bytes());
+        out.extend(c.name.as_bytes());
+    }
     out.extend((rows.len() as u64).to_le_bytes());
     for row in rows {
         out.extend((row.len() as u64).to_le_bytes());
@@ -180,12 +227,11 @@ pub(super) fn canonical_rows(rows: &TextRows) -> Vec<u8> {
     out
 }
 
-/// SQL rows as a frame of the contract's columns, all text, ready for
+/// SQL rows as a frame of `columns`, all text, ready for
 /// [`validate`](fn@super::validate).
-pub(super) fn rows_frame(dataset: &Dataset, rows: TextRows) -> PolarsResult<DataFrame> {
+pub(super) fn rows_frame(columns: &[&Column], rows: &TextRows) -> PolarsResult<DataFrame> {
     let n = rows.len();
-    let cols = dataset
-        .columns
+    let cols = columns
         .iter()
         .enumerate()
         .map(|(j, c)| {

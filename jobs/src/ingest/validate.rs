@@ -395,12 +395,14 @@ fn key_label(dataset: &Dataset) -> String {
     dataset.key.join(",")
 }
 
-/// Issue 9 item 1: one row per key. Copies of a key whose contract columns are all
-/// equal collapse to the first readable one (a warning each); copies that differ are
-/// all quarantined, each naming the others, so no copy wins by its place in the file.
-/// Rows whose key is missing have their own problem and take no part.
+/// Issue 9 item 1: one row per key. Copies of a key whose contract columns (`columns`:
+/// the required ones and the optional ones the source has) are all equal collapse to
+/// the first readable one (a warning each); copies that differ are all quarantined,
+/// each naming the others, so no copy wins by its place in the file. Rows whose key
+/// is missing have their own problem and take no part.
 fn check_keys(
     dataset: &Dataset,
+    columns: &[&contract::Column],
     raw: &DataFrame,
     typed: &[Column],
     p: &mut Problems,
@@ -435,8 +437,8 @@ fn check_keys(
     repeated.sort_by_key(|(_, rows)| rows[0]);
     // Compared as the source wrote them (blank = missing), so two copies that differ
     // in any way, even in a way the parser would forgive, are a conflict.
-    let mut texts = Vec::with_capacity(dataset.columns.len());
-    for c in dataset.columns {
+    let mut texts = Vec::with_capacity(columns.len());
+    for c in columns {
         texts.push(as_text(raw.column(c.name)?.as_materialized_series(), true)?);
     }
     let texts: Vec<&StringChunked> = texts.iter().map(|s| s.str()).collect::<PolarsResult<_>>()?;
@@ -452,8 +454,7 @@ fn check_keys(
             .map(|(k, v)| format!("{k} {v:?}"))
             .collect();
         let shown = shown.join(", ");
-        let differ: Vec<&str> = dataset
-            .columns
+        let differ: Vec<&str> = columns
             .iter()
             .zip(&texts)
             .filter(|(_, t)| rows.iter().any(|&r| value(t, r) != value(t, rows[0])))
@@ -501,18 +502,18 @@ fn check_keys(
     Ok(())
 }
 
-/// `file`, `row`, `column`, `reason` and the rows' original values, one line per
-/// entry of `list` (sorted by row, then whole-row problems first, then column order).
+/// `file`, `row`, `column`, `reason` and the rows' original values of `columns`, one
+/// line per entry of `list` (sorted by row, then whole-row problems first, then column
+/// order).
 fn report_frame(
-    dataset: &Dataset,
+    columns: &[&contract::Column],
     raw: &DataFrame,
     file: &str,
     mut list: Vec<Problem>,
 ) -> PolarsResult<DataFrame> {
     let order = |c: &str| match c.split(',').next() {
         Some("") | None => 0,
-        Some(first) => dataset
-            .columns
+        Some(first) => columns
             .iter()
             .position(|x| x.name == first)
             .map_or(usize::MAX, |p| p + 1),
@@ -538,7 +539,7 @@ fn report_frame(
                 .collect::<Vec<&str>>(),
         ),
     ];
-    for col in dataset.columns {
+    for col in columns {
         let s = raw.column(col.name)?.as_materialized_series();
         cols.push(as_text(&s.take(&rows)?, true)?.into_column());
     }
@@ -549,7 +550,9 @@ fn report_frame(
 /// while reading) into the valid rows, typed exactly as the contract says, a
 /// quarantine frame and a warnings frame (see [`Validated`]), applying the contract's
 /// checks, the date window of `rules` and the dataset's key. Columns beyond the
-/// contract are dropped.
+/// contract are dropped. An optional column ([`Dataset::optional_columns`]) is kept,
+/// and judged like the others, when `raw` has it; when it does not, neither does
+/// [`Validated::ok`].
 pub fn validate(
     dataset: &Dataset,
     raw: impl Into<Raw>,
@@ -572,6 +575,14 @@ pub fn validate(
             column: missing.join(", "),
         });
     }
+    // The required columns first (in contract order, so their positions are those of
+    // `dataset.columns`), then the optional ones the source has.
+    let columns: Vec<&contract::Column> = dataset
+        .all_columns()
+        .enumerate()
+        .filter(|(i, c)| *i < dataset.columns.len() || raw.column(c.name).is_ok())
+        .map(|(_, c)| c)
+        .collect();
     let n = raw.height();
     if IdxSize::try_from(n).is_err() {
         return Err(IngestError::TooManyRows {
@@ -590,8 +601,8 @@ pub fn validate(
             p.unreadable(row, &column, reason);
         }
     }
-    let mut typed = Vec::with_capacity(dataset.columns.len());
-    for col in dataset.columns {
+    let mut typed = Vec::with_capacity(columns.len());
+    for col in &columns {
         let s = raw.column(col.name).map_err(verr)?.as_materialized_series();
         typed.push(
             type_column(col, s, rules, &mut p)
@@ -599,7 +610,7 @@ pub fn validate(
                 .into_column(),
         );
     }
-    check_keys(dataset, &raw, &typed, &mut p).map_err(verr)?;
+    check_keys(dataset, &columns, &raw, &typed, &mut p).map_err(verr)?;
     check_service_period(dataset, &typed, &mut p).map_err(verr)?;
     let all = DataFrame::new(n, typed).map_err(verr)?;
 
@@ -628,8 +639,8 @@ pub fn validate(
         })
         .collect();
     let quarantine =
-        report_frame(dataset, &raw, file, std::mem::take(&mut p.list)).map_err(verr)?;
-    let warnings = report_frame(dataset, &raw, file, warnings).map_err(verr)?;
+        report_frame(&columns, &raw, file, std::mem::take(&mut p.list)).map_err(verr)?;
+    let warnings = report_frame(&columns, &raw, file, warnings).map_err(verr)?;
     Ok(Validated {
         ok,
         quarantine,

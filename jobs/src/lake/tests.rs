@@ -198,3 +198,51 @@ async fn put_file_returns_location() -> anyhow::Result<()> {
     assert_eq!(std::fs::read(&loc)?, b"<p>hi</p>");
     Ok(())
 }
+
+/// R8.1: the optional crm/leads column `referred_by_operator_id` reads back
+/// exactly when the snapshot has it (never filled in as nulls), and a file whose
+/// optional column has another type than the contract's fails naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r8_1_read_snapshot_keeps_optional_columns_as_written() -> anyhow::Result<()> {
+    let (_tmp, lake) = lake()?;
+    write_empty_snapshot(&lake, "2025-09-01T020000Z", "abc").await?;
+    let leads = |referred: Series| -> anyhow::Result<DataFrame> {
+        let mut cols: Vec<Column> = contract::LEADS
+            .columns
+            .iter()
+            .map(|c| Column::new_empty(c.name.into(), &c.ty.dtype()))
+            .collect();
+        cols.push(referred.into_column());
+        Ok(DataFrame::new(0, cols)?)
+    };
+    let schema_of = async |lake: &Lake| -> anyhow::Result<Schema> {
+        let inputs = lake.read_snapshot("2025-09-01T020000Z").await?;
+        Ok(inputs.leads.clone().collect_schema()?.as_ref().clone())
+    };
+    let name = "referred_by_operator_id";
+    assert_eq!(
+        schema_of(&lake).await?.get(name),
+        None,
+        "absent stays absent"
+    );
+
+    let mut with = leads(Series::new_empty(name.into(), &DataType::String))?;
+    lake.write_snapshot(&contract::LEADS, "2025-09-01T020000Z", &mut with)
+        .await?;
+    assert_eq!(schema_of(&lake).await?.get(name), Some(&DataType::String));
+
+    let mut wrong = leads(Series::new_empty(name.into(), &DataType::Int64))?;
+    lake.write_snapshot(&contract::LEADS, "2025-09-01T020000Z", &mut wrong)
+        .await?;
+    let err = lake
+        .read_snapshot("2025-09-01T020000Z")
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.ends_with("column referred_by_operator_id is i64, the contract says str"),
+        "{err}"
+    );
+    Ok(())
+}

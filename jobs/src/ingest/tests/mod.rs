@@ -1,14 +1,15 @@
 //! Unit tests of ingest, by room: reading each format (`read`), validating against
 //! the contract (`validate`: types, allowed values, keys, bounds, the date window),
-//! SQL sources (`sql`), and whole ingests (`snapshot`: quarantine and warnings files,
-//! the quarantine bound, snapshot reuse by fingerprint). The fixtures they share are
-//! here.
+//! SQL sources (`sql`), optional contract columns (`optional`), and whole ingests
+//! (`snapshot`: quarantine and warnings files, the quarantine bound, snapshot reuse
+//! by fingerprint). The fixtures they share are here.
 
 use super::*;
 use chrono::NaiveDate;
 use opnet_pipelines::contract::ColType;
 use std::path::Path;
 
+mod optional;
 mod read;
 mod snapshot;
 mod sql;
