@@ -768,6 +768,20 @@ mod tests {
         assert!(err.contains("share"), "{err}");
     }
 
+    /// deploy/plan.example.toml states every key of the Playbook in its first version:
+    /// the example and the defaults in code cannot drift apart.
+    #[test]
+    fn r0_5_the_example_plan_states_the_playbook() {
+        let book = PlanBook::from_toml(include_str!("../../deploy/plan.example.toml")).unwrap();
+        let first = &book.versions[0];
+        let playbook = Plan {
+            version: first.version.clone(),
+            effective_from: first.effective_from,
+            ..Plan::playbook()
+        };
+        assert_eq!(*first, playbook);
+    }
+
     #[test]
     fn playbook_is_valid() {
         PlanBook::default().validate().unwrap();
