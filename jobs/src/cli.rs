@@ -178,6 +178,9 @@ pub enum Command {
     /// Payout statements: show, approve, send.
     #[command(subcommand)]
     Payouts(PayoutsCommand),
+    /// Operator scorecards (R8.1) of a closed period.
+    #[command(subcommand)]
+    Scorecard(ScorecardCommand),
     /// Write the leadership network-health report for a period (without sending it).
     Report {
         /// The closed period to report on.
@@ -200,6 +203,18 @@ pub enum Command {
     },
     /// Schedules with their next fire times, last run per job, due periods, mail queue.
     Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScorecardCommand {
+    /// A table of a period's scorecards: every operator's total and component scores,
+    /// or one operator's components with their values.
+    Show {
+        #[arg(long, value_name = "YYYY-MM")]
+        period: Period,
+        #[arg(long, value_name = "ID")]
+        operator: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -524,6 +539,12 @@ async fn app_command(app: &mut App, command: Command, wait: Duration) -> Result<
         }
         Command::Runs { limit } => print_runs(app, limit).await?,
         Command::Payouts(command) => payouts_command(app, command, &holder, wait).await?,
+        Command::Scorecard(ScorecardCommand::Show { period, operator }) => {
+            println!(
+                "{}",
+                crate::commands::scorecard::show(app, period, operator.as_deref()).await?
+            );
+        }
         Command::Report { period, out } => {
             let report = crate::commands::report::report(app, period).await?;
             std::fs::write(&out, report.html)

@@ -336,7 +336,7 @@ fn counts_by_operator(df: &DataFrame, names: &[&str]) -> PolarsResult<BTreeMap<S
 
 /// One component in words: its value with its unit, its score, its weight, and what
 /// would raise it — all from the plan in force (R0.5).
-fn component_view(
+pub(crate) fn component_view(
     name: &str,
     value: Option<f64>,
     score: Option<f64>,
