@@ -58,6 +58,7 @@ fn config(dir: &std::path::Path, database: String, tag: &str) -> Config {
         s3: Default::default(),
         ingest: Default::default(),
         close: Default::default(),
+        leads: Default::default(),
     }
 }
 
