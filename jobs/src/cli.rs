@@ -200,6 +200,30 @@ pub enum Command {
     },
     /// Schedules with their next fire times, last run per job, due periods, mail queue.
     Status,
+    /// Lead distribution (R8.3): assign new leads now, or show the assignments.
+    #[command(subcommand)]
+    Leads(LeadsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LeadsCommand {
+    /// Assign every unassigned lead created by T, once (R8.3); mail each operator its
+    /// new leads and ops the ones without capacity; publish the assignments.
+    Assign {
+        /// The run's time T (RFC 3339, e.g. 2025-06-15T12:00:00Z); the same T on the
+        /// same data assigns the same way [default: now].
+        #[arg(long, value_name = "RFC3339", value_parser = crate::commands::leads::parse_at)]
+        at: Option<chrono::DateTime<Utc>>,
+    },
+    /// A table of the assignments made since a time.
+    Show {
+        /// Assignments made at or after this time [default: the last 7 days].
+        #[arg(long, value_name = "RFC3339|YYYY-MM-DD", value_parser = crate::commands::leads::parse_since)]
+        since: Option<chrono::DateTime<Utc>>,
+        /// Only this operator's leads.
+        #[arg(long, value_name = "ID")]
+        operator: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -392,6 +416,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
                     | Command::Deliver
                     | Command::Payouts(PayoutsCommand::Send { .. })
                     | Command::Schedule { once: true }
+                    | Command::Leads(LeadsCommand::Assign { .. })
             );
             app_command(&mut app, command, Duration::from_secs(global.lease_wait)).await?;
             if !sends_mail {
@@ -549,6 +574,7 @@ async fn app_command(app: &mut App, command: Command, wait: Duration) -> Result<
             let cfg = app.config.schedule.clone();
             println!("{}", crate::schedule::status(app, &cfg, Utc::now()).await?);
         }
+        Command::Leads(command) => leads_command(app, command, &holder, wait).await?,
         Command::Generate { .. } | Command::Demo { .. } | Command::Check => {
             anyhow::bail!("this command runs without the database (an opnet bug if you see this)")
         }
@@ -605,6 +631,42 @@ async fn print_runs(app: &App, limit: i64) -> Result<()> {
         ]);
     }
     println!("{t}");
+    Ok(())
+}
+
+/// `opnet leads assign|show` (R8.3): an assignment run takes the lease like a close.
+async fn leads_command(
+    app: &mut App,
+    command: LeadsCommand,
+    holder: &str,
+    wait: Duration,
+) -> Result<()> {
+    match command {
+        LeadsCommand::Assign { at } => {
+            let at = at.unwrap_or_else(Utc::now);
+            let line = format!("opnet leads assign --at {}", crate::db::timestamp(at));
+            app.invocation = crate::app::Invocation::Command(line.clone());
+            let app = &*app;
+            let r = crate::schedule::with_command_lease(app, holder, &line, wait, async {
+                crate::leads::assign(app, at).await
+            })
+            .await?;
+            println!("{}", crate::commands::leads::summary(&r));
+            if !r.problems.is_empty() {
+                anyhow::bail!(
+                    "lead run {} committed, but {} step(s) after it failed (see above)",
+                    r.run_id,
+                    r.problems.len()
+                );
+            }
+        }
+        LeadsCommand::Show { since, operator } => {
+            println!(
+                "{}",
+                crate::commands::leads::show(app, since, operator.as_deref()).await?
+            );
+        }
+    }
     Ok(())
 }
 
