@@ -125,7 +125,7 @@ pub struct OpsLeadsView {
     pub no_capacity: Vec<LeadLine>,
     /// Leads of earlier runs still without an operator after this one.
     pub still_waiting: i64,
-    /// Leads assigned to an operator that has no single address in crm/operators.
+    /// Leads assigned to an operator without a single valid address in crm/operators.
     pub unmailed: Vec<LeadLine>,
 }
 

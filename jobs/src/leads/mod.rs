@@ -260,6 +260,7 @@ struct Run<'a> {
 }
 
 /// What a committed run wrote and queued.
+#[derive(Debug)]
 struct Outcome {
     closed_period: Option<String>,
     assigned: Vec<Assignment>,
@@ -547,8 +548,12 @@ fn mails(
     let mut unmailed = Vec::new();
     let mut mailed = 0;
     for (op, leads) in by_op {
-        let Some(contact) = directory.get(op) else {
-            // No single address in crm/operators: ops passes the leads on.
+        // No single, valid address in crm/operators (ingest keeps a bad address
+        // with a warning): the operator cannot be told, so ops passes the leads on.
+        let Some(contact) = directory
+            .get(op)
+            .filter(|c| mail::parse_mailbox("recipient", &c.email, run.run_id).is_ok())
+        else {
             unmailed.extend(leads);
             continue;
         };
