@@ -1476,7 +1476,8 @@ mod tests {
                 "0001_init",
                 "0002_leases",
                 "0003_run_holder",
-                "0004_mail_states"
+                "0004_mail_states",
+                "0006_lead_assignments"
             ]
         );
         assert!(db.migrate().await.unwrap().is_empty(), "idempotent");
