@@ -140,10 +140,21 @@ impl LeadReport {
     }
 }
 
-/// Run lead distribution once at `at` (T). The caller holds the lease (the
-/// scheduler's wake-up, `opnet leads assign`). `Err` when nothing was committed;
-/// a committed run whose later steps failed says so in [`LeadReport::problems`].
+/// Run lead distribution once at `at` (T), on a fresh ingest. The caller holds the
+/// lease (the scheduler's wake-up, `opnet leads assign`). `Err` when nothing was
+/// committed; a committed run whose later steps failed says so in
+/// [`LeadReport::problems`].
 pub async fn assign(app: &App, at: DateTime<Utc>) -> Result<LeadReport> {
+    assign_on(app, at, None).await
+}
+
+/// [`assign`] on a recorded snapshot instead of a fresh ingest when `snapshot` is
+/// given (the demo, right after its close on that snapshot).
+pub async fn assign_on(
+    app: &App,
+    at: DateTime<Utc>,
+    snapshot: Option<&str>,
+) -> Result<LeadReport> {
     let now = Utc::now();
     if at > now + MAX_AHEAD {
         bail!(
@@ -156,20 +167,33 @@ pub async fn assign(app: &App, at: DateTime<Utc>) -> Result<LeadReport> {
     if let Err(e) = publish::publish_pending(app).await {
         problems.push(format!("publishing earlier lead runs: {e:#}"));
     }
-    let ingest = close::run_ingest(app, now).await?;
+    let (snapshot, fingerprint, snapshot_reused) = match snapshot {
+        Some(s) => {
+            let manifest = app
+                .lake
+                .read_manifest(s)
+                .await
+                .with_context(|| format!("reading snapshot {s}"))?;
+            (s.to_string(), manifest.fingerprint, true)
+        }
+        None => {
+            let r = close::run_ingest(app, now).await?;
+            (r.snapshot, r.fingerprint, r.reused)
+        }
+    };
     let inputs = app
         .lake
-        .read_snapshot(&ingest.snapshot)
+        .read_snapshot(&snapshot)
         .await
-        .with_context(|| format!("reading snapshot {}", ingest.snapshot))?;
+        .with_context(|| format!("reading snapshot {snapshot}"))?;
     let month = Period::of_date(at.date_naive());
     let plan = app.config.plan.for_period(month)?;
     let start = RunStart {
         job: JOB,
         period: Some(month.to_string()),
         plan_version: Some(plan.version.clone()),
-        input_fingerprint: Some(ingest.fingerprint.clone()),
-        snapshot: Some(ingest.snapshot.clone()),
+        input_fingerprint: Some(fingerprint),
+        snapshot: Some(snapshot.clone()),
         lease_holder: app.lease_holder.clone(),
     };
     let mut attempt = 1u32;
@@ -234,8 +258,8 @@ pub async fn assign(app: &App, at: DateTime<Utc>) -> Result<LeadReport> {
     Ok(LeadReport {
         run_id,
         at,
-        snapshot: ingest.snapshot,
-        snapshot_reused: ingest.reused,
+        snapshot,
+        snapshot_reused,
         closed_period: outcome.closed_period,
         by_rule,
         no_capacity: outcome.no_capacity.len(),
