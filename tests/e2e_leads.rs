@@ -394,3 +394,47 @@ print(len(rows), sum(1 for r in rows if r['rule'] == 'no_capacity'))
     crm_pool.close().await;
     pool.close().await;
 }
+
+/// The commands' help, and bad times refused before anything runs: a malformed
+/// `--at`/`--since` is a usage error (exit 2) naming the expected form; a T in the
+/// future fails (exit 1) without a ledger row.
+#[test]
+fn leads_commands_have_help_and_refuse_bad_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let opnet = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_opnet"))
+            .current_dir(dir.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("OPNET_CONFIG")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for cmd in [
+        vec!["leads", "--help"],
+        vec!["leads", "assign", "--help"],
+        vec!["leads", "show", "--help"],
+    ] {
+        let o = opnet(&cmd);
+        assert!(o.status.success(), "{cmd:?}: {}", text(&o));
+    }
+    assert!(text(&opnet(&["leads", "assign", "--help"])).contains("RFC3339"));
+    for (cmd, flag) in [
+        (["leads", "assign", "--at", "2025-06-15"], "--at"),
+        (["leads", "show", "--since", "last week"], "--since"),
+    ] {
+        let o = opnet(&cmd);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(
+            text(&o).contains(flag) && text(&o).contains("RFC 3339"),
+            "{}",
+            text(&o)
+        );
+    }
+    let o = opnet(&["leads", "assign", "--at", "2999-01-01T00:00:00Z"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("is in the future"), "{}", text(&o));
+    let runs = opnet(&["runs"]);
+    assert!(runs.status.success(), "{}", text(&runs));
+    assert!(!text(&runs).contains("leads-"), "{}", text(&runs));
+}

@@ -32,8 +32,8 @@ pub const EXIT_LEASE_BUSY: u8 = 75;
 /// opnet — the batch back office of the Candlefish Operator Network.
 ///
 /// Pulls billing, CRM and survey data into a Parquet lake, computes the month
-/// (payouts, tiers, exclusivity, alerts, network health), writes the results to a SQL
-/// database and sends the emails.
+/// (payouts, tiers, exclusivity, alerts, network health), distributes new leads,
+/// writes the results to a SQL database and sends the emails.
 #[derive(Debug, Parser)]
 #[command(name = "opnet", version, propagate_version = true)]
 pub struct Cli {
@@ -107,7 +107,8 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Generate demo data, run the close for its months, print a summary.
+    /// Generate demo data, run the close for its months, distribute the leads once,
+    /// print a summary.
     Demo {
         /// Operators in the demo network.
         #[arg(long, default_value_t = 60)]

@@ -1,6 +1,7 @@
 //! `opnet demo`: the whole product on the embedded defaults in one command —
 //! generate a synthetic network into the source folder, close every month of it,
-//! approve and send the last month's statements, and say what was produced where.
+//! approve and send the last month's statements, distribute the unassigned leads
+//! once (R8.3), and say what was produced where.
 //!
 //! Running it again on the same day regenerates identical data, so ingest reuses the
 //! snapshot, the approved month is refused rather than changed (R1.9) and no email is
@@ -72,6 +73,22 @@ pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Re
     );
     print_periods(&app, &report, generated.first_period, end).await?;
 
+    // Lead distribution once, as the scheduler's `leads` task would now (R8.3), on
+    // the close's snapshot (a second demo finds nothing new to assign); its mail goes
+    // out with the statements'.
+    let leads = crate::leads::assign_with(
+        &app,
+        now,
+        crate::leads::LeadOptions {
+            snapshot: Some(&report.snapshot),
+            skip_delivery: true,
+        },
+    )
+    .await?;
+    for p in &leads.problems {
+        eprintln!("lead distribution: {p}");
+    }
+
     // Approve and send only what is left to do, so a second demo reports what earlier
     // runs did instead of "approved 0".
     let before = statement_status(&app, end).await?;
@@ -87,6 +104,12 @@ pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Re
         (0, Default::default())
     };
     let after = statement_status(&app, end).await?;
+    // What the lead run queued and the send did not deliver (no statement to send).
+    let late = crate::close::deliver(&app).await?;
+    let leads_assigned: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM lead_assignments WHERE operator_id IS NOT NULL")
+            .fetch_one(&app.db.pool)
+            .await?;
 
     let ingest = report.ingest.as_ref();
     let quarantined = ingest.map(|r| r.rows_quarantined()).unwrap_or(0);
@@ -103,8 +126,8 @@ pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Re
         .await?;
         (row.try_get(0)?, row.try_get(1)?)
     };
-    let delivered_now = report.delivery.sent + delivery.sent;
-    let failed_now = report.delivery.failed + delivery.failed;
+    let delivered_now = report.delivery.sent + delivery.sent + late.sent;
+    let failed_now = report.delivery.failed + delivery.failed + late.failed;
     let outbox = app
         .config
         .mail
@@ -140,6 +163,11 @@ pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Re
         ]);
     }
     t.add_row([
+        "leads distributed (R8.3)".to_string(),
+        leads_wording(&leads, leads_assigned),
+        format!("lead_assignments, {}/exports/lead_assignments", app.config.lake),
+    ]);
+    t.add_row([
         "reconciliation exceptions (all periods)".to_string(),
         exceptions.to_string(),
         "reconciliation_exceptions".to_string(),
@@ -163,6 +191,7 @@ pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Re
             format!("{run} payouts show --period {end}"),
             "the statements, one row each",
         ),
+        (format!("{run} leads show"), "the lead assignments"),
         (format!("{run} runs"), "the run ledger"),
         (format!("{run} --help"), "every command"),
     ];
@@ -265,6 +294,28 @@ pub fn statements_wording(s: &StatementStatus, approved_now: u64, sent_now: u64)
         s.revision.max(1),
         parts.join(", ")
     )
+}
+
+/// The demo's lead run in words: assigned now (by rule) or by earlier runs, and the
+/// leads left waiting without capacity.
+fn leads_wording(r: &crate::leads::LeadReport, assigned_total: i64) -> String {
+    let now = r.assigned() as i64;
+    let mut out = if now == 0 && assigned_total > 0 {
+        format!("none new; {assigned_total} assigned before")
+    } else {
+        format!(
+            "{now} assigned now ({})",
+            r.by_rule
+                .iter()
+                .map(|(rule, n)| format!("{rule} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    if r.waiting > 0 {
+        out.push_str(&format!(", {} waiting (no capacity)", r.waiting));
+    }
+    out
 }
 
 /// Emails in words: delivered by this run, and what earlier runs already sent.

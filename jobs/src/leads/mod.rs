@@ -140,21 +140,32 @@ impl LeadReport {
     }
 }
 
-/// Run lead distribution once at `at` (T), on a fresh ingest. The caller holds the
-/// lease (the scheduler's wake-up, `opnet leads assign`). `Err` when nothing was
+/// How a lead run is started, besides its time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LeadOptions<'a> {
+    /// Read this recorded snapshot instead of ingesting (the demo, right after its
+    /// close on that snapshot).
+    pub snapshot: Option<&'a str>,
+    /// Leave the queued mail to the caller, which delivers right after anyway (the
+    /// scheduler's wake-up, the demo).
+    pub skip_delivery: bool,
+}
+
+/// Run lead distribution once at `at` (T), on a fresh ingest, and deliver its mail.
+/// The caller holds the lease (`opnet leads assign`). `Err` when nothing was
 /// committed; a committed run whose later steps failed says so in
 /// [`LeadReport::problems`].
 pub async fn assign(app: &App, at: DateTime<Utc>) -> Result<LeadReport> {
-    assign_on(app, at, None).await
+    assign_with(app, at, LeadOptions::default()).await
 }
 
-/// [`assign`] on a recorded snapshot instead of a fresh ingest when `snapshot` is
-/// given (the demo, right after its close on that snapshot).
-pub async fn assign_on(
+/// [`assign`] with [`LeadOptions`].
+pub async fn assign_with(
     app: &App,
     at: DateTime<Utc>,
-    snapshot: Option<&str>,
+    opts: LeadOptions<'_>,
 ) -> Result<LeadReport> {
+    let snapshot = opts.snapshot;
     let now = Utc::now();
     if at > now + MAX_AHEAD {
         bail!(
@@ -228,7 +239,9 @@ pub async fn assign_on(
             }
         }
     };
-    tracing::info!(run_id = %run_id, assigned = outcome.assigned.len(), no_capacity = outcome.no_capacity.len(), "Lead run succeeded");
+    // Debug: every caller reports the run itself (the command's summary, the
+    // scheduler's wake-up line, the demo's table).
+    tracing::debug!(run_id = %run_id, assigned = outcome.assigned.len(), no_capacity = outcome.no_capacity.len(), "Lead run succeeded");
 
     let published = match publish::publish_run(app, &run_id, at).await {
         Ok(p) => p,
@@ -244,11 +257,15 @@ pub async fn assign_on(
             None
         }
     };
-    let delivery = match close::deliver(app).await {
-        Ok(d) => d,
-        Err(e) => {
-            problems.push(format!("delivering the mail: {e:#}"));
-            Default::default()
+    let delivery = if opts.skip_delivery {
+        Default::default()
+    } else {
+        match close::deliver(app).await {
+            Ok(d) => d,
+            Err(e) => {
+                problems.push(format!("delivering the mail: {e:#}"));
+                Default::default()
+            }
         }
     };
     let mut by_rule = BTreeMap::new();

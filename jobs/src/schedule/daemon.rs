@@ -110,10 +110,14 @@ async fn ingest_if_due(
 
 /// One lead run at the wake-up's time (R8.3): every lead created by now that opnet
 /// has not assigned is assigned (or tried again). Steps after the commit that failed
-/// (publish, write-back, delivery) fail the wake-up in the log; the next one redoes
-/// them.
+/// (publish, write-back) fail the wake-up in the log; the next one redoes them.
 async fn distribute_leads(app: &App) -> Result<WakeLog, ScheduleError> {
-    let r = crate::leads::assign(app, Utc::now())
+    // The wake-up delivers right after every task.
+    let opts = crate::leads::LeadOptions {
+        skip_delivery: true,
+        ..Default::default()
+    };
+    let r = crate::leads::assign_with(app, Utc::now(), opts)
         .await
         .map_err(run_err("leads"))?;
     let line = format!(
