@@ -210,7 +210,10 @@ async fn leads_assign_twice_mails_each_operator_its_own_and_writes_back_to_the_c
             "{l} was neither assigned nor recorded"
         );
     }
-    assert!(!no_capacity.is_empty(), "the burst leaves leads without capacity");
+    assert!(
+        !no_capacity.is_empty(),
+        "the burst leaves leads without capacity"
+    );
     assert!(assigned.len() > blanked.len() / 2, "{}", assigned.len());
     assert!(
         assigned.keys().any(|l| l.starts_with("LD-BURST-")),
@@ -254,7 +257,10 @@ async fn leads_assign_twice_mails_each_operator_its_own_and_writes_back_to_the_c
         let subject = m.subject().unwrap_or_default().to_string();
         let body = m.body_text(0).unwrap().to_string();
         if to.ends_with("@candlefish.example") {
-            assert!(subject.contains("without an operator with capacity"), "{subject}");
+            assert!(
+                subject.contains("without an operator with capacity"),
+                "{subject}"
+            );
             ops_mails.insert(to, listed(&body, false));
         } else {
             let op = operators.get(&to).unwrap_or_else(|| panic!("mail to {to}"));
@@ -268,7 +274,10 @@ async fn leads_assign_twice_mails_each_operator_its_own_and_writes_back_to_the_c
     for (lead, op) in &assigned {
         expected.entry(op.clone()).or_default().insert(lead.clone());
     }
-    assert_eq!(per_operator, expected, "each operator sees exactly its own leads");
+    assert_eq!(
+        per_operator, expected,
+        "each operator sees exactly its own leads"
+    );
     assert_eq!(
         ops_mails.keys().collect::<Vec<_>>(),
         ["oncall@candlefish.example", "ops@candlefish.example"]
@@ -304,9 +313,9 @@ async fn leads_assign_twice_mails_each_operator_its_own_and_writes_back_to_the_c
     let mart = dir.path().join(format!(
         "lake/marts/lead_assignments/date=2025-06-02/run={run_id}/part-0.parquet"
     ));
-    let csv = dir
-        .path()
-        .join(format!("lake/exports/lead_assignments/date=2025-06-02/{run_id}.csv"));
+    let csv = dir.path().join(format!(
+        "lake/exports/lead_assignments/date=2025-06-02/{run_id}.csv"
+    ));
     assert!(csv.is_file(), "{}", csv.display());
     let check = r#"
 import sys
@@ -317,7 +326,11 @@ assert str(t.schema.field('assigned_at').type).startswith('timestamp[ms'), t.sch
 rows = t.to_pylist()
 print(len(rows), sum(1 for r in rows if r['rule'] == 'no_capacity'))
 "#;
-    match Command::new("python3").args(["-c", check]).arg(&mart).output() {
+    match Command::new("python3")
+        .args(["-c", check])
+        .arg(&mart)
+        .output()
+    {
         Ok(o) if o.status.success() => {
             assert_eq!(
                 String::from_utf8_lossy(&o.stdout).trim(),
@@ -350,7 +363,11 @@ print(len(rows), sum(1 for r in rows if r['rule'] == 'no_capacity'))
     .await
     .unwrap();
     assert_eq!(again, rows);
-    assert_eq!(smtp.received().len(), received_before, "nobody mailed twice");
+    assert_eq!(
+        smtp.received().len(),
+        received_before,
+        "nobody mailed twice"
+    );
     let crm_n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM crm_lead_assignments")
         .fetch_one(&crm_pool)
         .await

@@ -165,7 +165,10 @@ pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Re
     t.add_row([
         "leads distributed (R8.3)".to_string(),
         leads_wording(&leads, leads_assigned),
-        format!("lead_assignments, {}/exports/lead_assignments", app.config.lake),
+        format!(
+            "lead_assignments, {}/exports/lead_assignments",
+            app.config.lake
+        ),
     ]);
     t.add_row([
         "reconciliation exceptions (all periods)".to_string(),

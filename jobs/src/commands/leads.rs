@@ -81,7 +81,11 @@ pub fn summary(r: &LeadReport) -> String {
 
 /// `opnet leads show`: assignments made at or after `since` (default: the last 7
 /// days), optionally of one operator, oldest first, with a count by rule.
-pub async fn show(app: &App, since: Option<DateTime<Utc>>, operator: Option<&str>) -> Result<String> {
+pub async fn show(
+    app: &App,
+    since: Option<DateTime<Utc>>,
+    operator: Option<&str>,
+) -> Result<String> {
     let since = since.unwrap_or_else(|| Utc::now() - chrono::TimeDelta::days(7));
     let mut filter = "assigned_at >= $1".to_string();
     let mut binds = vec![Value::Text(crate::db::timestamp(since))];

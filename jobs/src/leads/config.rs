@@ -32,7 +32,9 @@ impl Writeback {
     pub fn resolve_url(&self) -> Result<String, String> {
         match self.url.strip_prefix("env:") {
             Some(name) => std::env::var(name).map_err(|_| {
-                format!("environment variable {name} (leads.writeback.url = \"env:{name}\") is not set")
+                format!(
+                    "environment variable {name} (leads.writeback.url = \"env:{name}\") is not set"
+                )
             }),
             None => Ok(self.url.clone()),
         }
@@ -150,7 +152,11 @@ mod tests {
     #[test]
     fn writeback_problems_name_their_key_and_hide_passwords() {
         assert!(LeadsConfig::default().problems("f").is_empty());
-        assert!(wb("postgres://crm@db/crm", "crm_leads").problems("f").is_empty());
+        assert!(
+            wb("postgres://crm@db/crm", "crm_leads")
+                .problems("f")
+                .is_empty()
+        );
         assert!(wb("env:CRM_URL", "crm.leads").problems("f").is_empty());
         let p = wb("mysql://u:secret@db/crm", "leads; --").problems("f.toml");
         assert_eq!(p.len(), 2, "{p:?}");
@@ -158,7 +164,10 @@ mod tests {
         assert!(!p[0].contains("secret"), "{p:?}");
         assert!(p[1].contains("key leads.writeback.table"), "{p:?}");
         let p = wb("env:", "t").problems("f");
-        assert!(p[0].contains("env: needs an environment variable name"), "{p:?}");
+        assert!(
+            p[0].contains("env: needs an environment variable name"),
+            "{p:?}"
+        );
         let shown = format!("{:?}", wb("postgres://u:secret@db/crm", "t").writeback);
         assert!(!shown.contains("secret"), "{shown}");
     }

@@ -459,10 +459,7 @@ struct LeadFacts {
 }
 
 /// The crm/leads facts of the leads in `wanted`.
-fn lead_facts(
-    inputs: &Inputs,
-    wanted: &HashSet<&str>,
-) -> PolarsResult<HashMap<String, LeadFacts>> {
+fn lead_facts(inputs: &Inputs, wanted: &HashSet<&str>) -> PolarsResult<HashMap<String, LeadFacts>> {
     let df = inputs
         .leads
         .clone()

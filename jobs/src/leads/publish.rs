@@ -146,12 +146,7 @@ pub fn csv(rows: &[StoredRow]) -> String {
 /// ledger. Returns the locations written (none for a run that wrote no row).
 pub async fn publish_run(app: &App, run_id: &str, at: DateTime<Utc>) -> Result<Vec<String>> {
     let mut conn = app.db.pool.acquire().await.context("acquire")?;
-    let rows = store::rows(
-        &mut conn,
-        "run_id = $1",
-        &[Value::Text(run_id.to_string())],
-    )
-    .await?;
+    let rows = store::rows(&mut conn, "run_id = $1", &[Value::Text(run_id.to_string())]).await?;
     drop(conn);
     let mut written = Vec::new();
     if !rows.is_empty() {

@@ -40,13 +40,17 @@ fn write_crm(dir: &Path, ops: &[Op<'_>], leads: &[Lead<'_>], territories: &str) 
         "lead_id,source,vertical,metro,created_at,assigned_operator_id,first_contact_at,converted_customer_id\n",
     );
     for (id, vertical, metro, created, assigned) in leads {
-        l.push_str(&format!("{id},web,{vertical},{metro},{created},{assigned},,\n"));
+        l.push_str(&format!(
+            "{id},web,{vertical},{metro},{created},{assigned},,\n"
+        ));
     }
     write(dir, "crm/leads.csv", &l);
     write(
         dir,
         "crm/territories.csv",
-        &format!("territory_id,metro,currency,exclusive_operator_id,exclusive_since\n{territories}"),
+        &format!(
+            "territory_id,metro,currency,exclusive_operator_id,exclusive_since\n{territories}"
+        ),
     );
 }
 
@@ -164,7 +168,14 @@ fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
-const A: Op<'static> = ("OP-A", "Alpha", "a@alpha.example", "dental", "2024-01-01", "");
+const A: Op<'static> = (
+    "OP-A",
+    "Alpha",
+    "a@alpha.example",
+    "dental",
+    "2024-01-01",
+    "",
+);
 const B: Op<'static> = ("OP-B", "Beta", "b@beta.example", "legal", "2024-01-01", "");
 
 /// R8.3: every lead once; the same T again finds nothing new, writes nothing, mails
@@ -185,7 +196,10 @@ async fn r8_3_a_rerun_at_the_same_t_assigns_nothing_new() {
     let first = site.run("2025-06-15T12:00:00Z").await;
     assert_eq!(first.assigned(), 2);
     assert_eq!(first.by_rule.get("specialist"), Some(&2));
-    assert_eq!(first.closed_period, None, "nothing closed: tier none, no scores");
+    assert_eq!(
+        first.closed_period, None,
+        "nothing closed: tier none, no scores"
+    );
     let rows = site.rows().await;
     assert_eq!(rows["L1"].0.as_deref(), Some("OP-A"));
     assert_eq!(rows["L2"].0.as_deref(), Some("OP-B"));
@@ -235,7 +249,10 @@ async fn r8_3_each_operator_is_mailed_only_its_own_leads() {
     let mails = site.mails().await;
     assert_eq!(mails.len(), 2, "{mails:?}");
     let (kind, to, text) = &mails[0];
-    assert_eq!((kind.as_str(), to.as_str()), (emails::OPERATOR_KIND, "a@alpha.example"));
+    assert_eq!(
+        (kind.as_str(), to.as_str()),
+        (emails::OPERATOR_KIND, "a@alpha.example")
+    );
     for needle in [
         "Hello Alpha",
         "2 new leads",
@@ -253,7 +270,10 @@ async fn r8_3_each_operator_is_mailed_only_its_own_leads() {
     assert!(!text.contains("L2"), "B's lead in A's mail:\n{text}");
     let (_, to, text) = &mails[1];
     assert_eq!(to, "b@beta.example");
-    assert!(text.contains("Lead L2") && !text.contains("L1") && !text.contains("L3"), "{text}");
+    assert!(
+        text.contains("Lead L2") && !text.contains("L1") && !text.contains("L3"),
+        "{text}"
+    );
 }
 
 /// R8.3 capacity and `no_capacity`: tier none takes 3 leads a month; the fourth
@@ -270,7 +290,10 @@ async fn r8_3_no_capacity_is_reported_then_replaced_and_assigned_rows_never_chan
     ];
     let site = Site::new(&[A], &leads).await;
     let first = site.run("2025-06-15T12:00:00Z").await;
-    assert_eq!((first.assigned(), first.no_capacity, first.waiting), (3, 1, 1));
+    assert_eq!(
+        (first.assigned(), first.no_capacity, first.waiting),
+        (3, 1, 1)
+    );
     let rows = site.rows().await;
     assert_eq!(rows["L4"].0, None);
     assert_eq!(rows["L4"].1, "no_capacity");
@@ -278,23 +301,40 @@ async fn r8_3_no_capacity_is_reported_then_replaced_and_assigned_rows_never_chan
     let ops: Vec<_> = mails.iter().filter(|m| m.0 == emails::OPS_KIND).collect();
     assert_eq!(ops.len(), 1, "{mails:?}");
     assert_eq!(ops[0].1, "ops@candlefish.example");
-    assert!(ops[0].2.contains("L4  2025-06-04 09:00 UTC"), "{}", ops[0].2);
+    assert!(
+        ops[0].2.contains("L4  2025-06-04 09:00 UTC"),
+        "{}",
+        ops[0].2
+    );
     assert!(!ops[0].2.contains("L1"), "{}", ops[0].2);
 
     // Still no capacity: the lead keeps the row of the run that first tried it.
     let second = site.run("2025-06-16T12:00:00Z").await;
-    assert_eq!((second.assigned(), second.no_capacity, second.waiting), (0, 0, 1));
+    assert_eq!(
+        (second.assigned(), second.no_capacity, second.waiting),
+        (0, 0, 1)
+    );
     assert_eq!(site.rows().await, rows);
-    assert_eq!(site.mails().await.len(), mails.len(), "no mail about nothing new");
+    assert_eq!(
+        site.mails().await.len(),
+        mails.len(),
+        "no mail about nothing new"
+    );
 
     // OP-B joins and specialises in dental: L4 goes to it, L1..L3 stay with OP-A.
     let b = ("OP-B", "Beta", "b@beta.example", "dental", "2025-06-16", "");
     write_crm(&site.path(), &[A, b], &leads, "");
     let third = site.run("2025-06-17T12:00:00Z").await;
-    assert_eq!((third.assigned(), third.no_capacity, third.waiting), (1, 0, 0));
+    assert_eq!(
+        (third.assigned(), third.no_capacity, third.waiting),
+        (1, 0, 0)
+    );
     let after = site.rows().await;
     assert_eq!(after["L4"].0.as_deref(), Some("OP-B"));
-    assert_eq!(after["L4"].2, third.run_id, "the no_capacity row was replaced");
+    assert_eq!(
+        after["L4"].2, third.run_id,
+        "the no_capacity row was replaced"
+    );
     for l in ["L1", "L2", "L3"] {
         assert_eq!(after[l], rows[l], "{l} is never reassigned");
     }
@@ -319,13 +359,28 @@ async fn r8_3_exclusive_territory_lead_goes_to_its_holder() {
         .iter()
         .map(|(a, b, c, d, e)| (a.as_str(), *b, *c, d.as_str(), *e))
         .collect();
-    let site = Site::with(&[A, B], &leads, "T-DEN,Denver,USD,OP-A,2025-01-01\n", |_| {}).await;
+    let site = Site::with(
+        &[A, B],
+        &leads,
+        "T-DEN,Denver,USD,OP-A,2025-01-01\n",
+        |_| {},
+    )
+    .await;
     let r = site.run("2025-06-15T12:00:00Z").await;
     assert_eq!(r.by_rule.get("exclusive"), Some(&5), "{:?}", r.by_rule);
-    assert!(site.rows().await.values().all(|v| v.0.as_deref() == Some("OP-A")));
+    assert!(
+        site.rows()
+            .await
+            .values()
+            .all(|v| v.0.as_deref() == Some("OP-A"))
+    );
     let mails = site.mails().await;
     assert_eq!(mails.len(), 1);
-    assert!(mails[0].2.contains("your exclusive territory in Denver"), "{}", mails[0].2);
+    assert!(
+        mails[0].2.contains("your exclusive territory in Denver"),
+        "{}",
+        mails[0].2
+    );
 }
 
 /// R8.3 "latest closed period": tiers from the latest period with a succeeded payouts
@@ -368,12 +423,21 @@ async fn r8_3_standing_comes_from_the_latest_closed_period() {
         .await
         .unwrap();
     }
-    let closed = store::latest_closed_period(&mut conn, "2025-06").await.unwrap();
+    let closed = store::latest_closed_period(&mut conn, "2025-06")
+        .await
+        .unwrap();
     assert_eq!(closed.as_deref(), Some("2025-05"));
-    assert!(!store::table_exists(&mut conn, "operator_scorecards").await.unwrap());
+    assert!(
+        !store::table_exists(&mut conn, "operator_scorecards")
+            .await
+            .unwrap()
+    );
     let s = store::standing(&mut conn, "2025-05").await.unwrap();
     assert_eq!(s.height(), 1);
-    assert_eq!(s.column("tier").unwrap().str().unwrap().get(0), Some("gold"));
+    assert_eq!(
+        s.column("tier").unwrap().str().unwrap().get(0),
+        Some("gold")
+    );
     assert_eq!(s.column("total_score").unwrap().f64().unwrap().get(0), None);
 
     // The scorecard job's table, as the data contract has it.
@@ -429,7 +493,11 @@ async fn r8_3_a_run_ranks_specialists_by_the_closed_periods_total() {
     let lead = [("L1", "dental", "Austin", "2025-06-10T09:00:00Z", "")];
     let site = Site::new(&[A, b], &lead).await;
     let r = site.run("2025-06-15T12:00:00Z").await;
-    assert_eq!(site.rows().await["L1"].0.as_deref(), Some("OP-A"), "tie: operator_id");
+    assert_eq!(
+        site.rows().await["L1"].0.as_deref(),
+        Some("OP-A"),
+        "tie: operator_id"
+    );
     assert_eq!(r.by_rule.get("specialist"), Some(&1));
 
     let site = Site::new(&[A, b], &lead).await;
@@ -457,7 +525,11 @@ async fn r8_3_a_run_ranks_specialists_by_the_closed_periods_total() {
     assert_eq!(r.closed_period.as_deref(), Some("2025-05"));
     assert_eq!(site.rows().await["L1"].0.as_deref(), Some("OP-B"));
     let mails = site.mails().await;
-    assert!(mails[0].2.contains("scorecard 80.0 of 100"), "{}", mails[0].2);
+    assert!(
+        mails[0].2.contains("scorecard 80.0 of 100"),
+        "{}",
+        mails[0].2
+    );
 }
 
 /// An operator without a valid address in crm/operators (ingest keeps the row with a
@@ -465,7 +537,14 @@ async fn r8_3_a_run_ranks_specialists_by_the_closed_periods_total() {
 /// told to pass it on; nobody else receives it.
 #[tokio::test(flavor = "multi_thread")]
 async fn r8_3_an_unmailable_operators_leads_go_to_ops() {
-    let a = ("OP-A", "Alpha", "alpha-at-nowhere", "dental", "2024-01-01", "");
+    let a = (
+        "OP-A",
+        "Alpha",
+        "alpha-at-nowhere",
+        "dental",
+        "2024-01-01",
+        "",
+    );
     let site = Site::new(
         &[a, B],
         &[("L1", "dental", "Austin", "2025-06-10T09:00:00Z", "")],
@@ -485,7 +564,11 @@ async fn r8_3_an_unmailable_operators_leads_go_to_ops() {
 /// and no mail of it remains.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_run_commits_nothing() {
-    let site = Site::new(&[A], &[("L1", "dental", "Austin", "2025-06-10T09:00:00Z", "")]).await;
+    let site = Site::new(
+        &[A],
+        &[("L1", "dental", "Austin", "2025-06-10T09:00:00Z", "")],
+    )
+    .await;
     let ingest = close::run_ingest(&site.app, Utc::now()).await.unwrap();
     let inputs = site.app.lake.read_snapshot(&ingest.snapshot).await.unwrap();
     let month = Period::parse("2025-06").unwrap();
@@ -498,7 +581,10 @@ async fn a_failed_run_commits_nothing() {
         run_id: "leads-not-in-the-ledger",
     };
     let err = attempt_run(&run).await.expect_err("no running ledger row");
-    assert!(matches!(err, LeadError::Db(DbError::RunNotRunning { .. })), "{err}");
+    assert!(
+        matches!(err, LeadError::Db(DbError::RunNotRunning { .. })),
+        "{err}"
+    );
     assert!(site.rows().await.is_empty());
     assert!(site.mails().await.is_empty());
 }
@@ -530,18 +616,39 @@ async fn r8_3_an_assigned_row_is_never_overwritten() {
         &mut tx,
         "run-2",
         "2025-06-16T12:00:00.000Z",
-        &[a("L2", Some("OP-B"), "score"), a("L1", Some("OP-B"), "score")],
+        &[
+            a("L2", Some("OP-B"), "score"),
+            a("L1", Some("OP-B"), "score"),
+        ],
         &[],
     )
     .await
     .expect_err("L1 is taken");
-    assert!(matches!(err, LeadError::Raced { wrote: 2, landed: 1 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            LeadError::Raced {
+                wrote: 2,
+                landed: 1
+            }
+        ),
+        "{err}"
+    );
     assert!(err.is_transient());
     // A no_capacity row for an assigned lead is refused too.
     let err = store::write(&mut tx, "run-3", "x", &[], &[a("L1", None, "no_capacity")])
         .await
         .expect_err("L1 has a row");
-    assert!(matches!(err, LeadError::Raced { wrote: 1, landed: 0 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            LeadError::Raced {
+                wrote: 1,
+                landed: 0
+            }
+        ),
+        "{err}"
+    );
     tx.rollback().await.unwrap();
 }
 
@@ -558,13 +665,33 @@ fn rule_output_that_breaks_an_invariant_is_refused() {
         )
         .unwrap()
     };
-    let ok = frame(vec!["L1", "L2"], vec![Some("OP-A"), None], vec!["exclusive", "no_capacity"]);
+    let ok = frame(
+        vec!["L1", "L2"],
+        vec![Some("OP-A"), None],
+        vec!["exclusive", "no_capacity"],
+    );
     assert_eq!(assignments(&ok).unwrap().len(), 2);
     for bad in [
-        frame(vec!["L1", "L1"], vec![Some("OP-A"), Some("OP-B")], vec!["score", "score"]),
-        frame(vec!["L1", "L2"], vec![Some("OP-A"), Some("OP-B")], vec!["score", "no_capacity"]),
-        frame(vec!["L1", "L2"], vec![Some("OP-A"), None], vec!["score", "score"]),
-        frame(vec!["L1", "L2"], vec![Some("OP-A"), Some("OP-B")], vec!["score", "random"]),
+        frame(
+            vec!["L1", "L1"],
+            vec![Some("OP-A"), Some("OP-B")],
+            vec!["score", "score"],
+        ),
+        frame(
+            vec!["L1", "L2"],
+            vec![Some("OP-A"), Some("OP-B")],
+            vec!["score", "no_capacity"],
+        ),
+        frame(
+            vec!["L1", "L2"],
+            vec![Some("OP-A"), None],
+            vec!["score", "score"],
+        ),
+        frame(
+            vec!["L1", "L2"],
+            vec![Some("OP-A"), Some("OP-B")],
+            vec!["score", "random"],
+        ),
     ] {
         let e = assignments(&bad).expect_err("refused");
         assert!(!e.is_transient(), "{e}");
@@ -605,7 +732,10 @@ async fn a_run_is_published_as_a_mart_and_a_csv_and_healed_after_a_crash() {
     let (mart, csv) = publish::keys(&r.run_id, r.at);
     assert_eq!(
         mart,
-        format!("marts/lead_assignments/date=2025-06-15/run={}/part-0.parquet", r.run_id)
+        format!(
+            "marts/lead_assignments/date=2025-06-15/run={}/part-0.parquet",
+            r.run_id
+        )
     );
     let lake = site.path().join("lake");
     let df = ParquetReader::new(std::fs::File::open(lake.join(&mart)).unwrap())
@@ -617,7 +747,10 @@ async fn a_run_is_published_as_a_mart_and_a_csv_and_healed_after_a_crash() {
     }
     let text = std::fs::read_to_string(lake.join(&csv)).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "lead_id,operator_id,rule,score,assigned_at,run_id");
+    assert_eq!(
+        lines[0],
+        "lead_id,operator_id,rule,score,assigned_at,run_id"
+    );
     assert_eq!(lines.len(), 5);
     assert!(
         lines[4].starts_with("L4,,no_capacity,,2025-06-15T12:00:00.000Z,"),
@@ -666,7 +799,11 @@ async fn writeback_upserts_assigned_leads_and_retries_after_a_failure() {
     let r = assign(&site.app, t("2025-06-15T12:00:00Z")).await.unwrap();
     assert_eq!(r.assigned(), 3);
     assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
-    assert!(r.problems[0].contains("crm_lead_assignments does not exist"), "{:?}", r.problems);
+    assert!(
+        r.problems[0].contains("crm_lead_assignments does not exist"),
+        "{:?}",
+        r.problems
+    );
     assert_eq!(status(&site.app).await.unwrap(), (1, Some(3)));
 
     sqlx::any::install_default_drivers();
@@ -679,11 +816,12 @@ async fn writeback_upserts_assigned_leads_and_retries_after_a_failure() {
     .unwrap();
     let r = site.run("2025-06-16T12:00:00Z").await;
     assert_eq!(r.written_back, Some(3));
-    let rows: Vec<(String, String, String, String)> =
-        sqlx::query_as("SELECT lead_id, operator_id, rule, assigned_at FROM crm_lead_assignments ORDER BY lead_id")
-            .fetch_all(&crm)
-            .await
-            .unwrap();
+    let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT lead_id, operator_id, rule, assigned_at FROM crm_lead_assignments ORDER BY lead_id",
+    )
+    .fetch_all(&crm)
+    .await
+    .unwrap();
     assert_eq!(rows.len(), 3, "the no_capacity lead is not written back");
     assert_eq!(
         rows[0],
@@ -701,14 +839,24 @@ async fn writeback_upserts_assigned_leads_and_retries_after_a_failure() {
 
 #[test]
 fn times_and_hours_in_words() {
-    assert_eq!(parse_time("2025-06-15T12:00:00Z", false), Ok(t("2025-06-15T12:00:00Z")));
+    assert_eq!(
+        parse_time("2025-06-15T12:00:00Z", false),
+        Ok(t("2025-06-15T12:00:00Z"))
+    );
     assert_eq!(
         parse_time("2025-06-15T14:00:00+02:00", false),
         Ok(t("2025-06-15T12:00:00Z"))
     );
-    assert_eq!(parse_time("2025-06-15", true), Ok(t("2025-06-15T00:00:00Z")));
+    assert_eq!(
+        parse_time("2025-06-15", true),
+        Ok(t("2025-06-15T00:00:00Z"))
+    );
     assert!(parse_time("2025-06-15", false).is_err());
-    assert!(parse_time("yesterday", true).unwrap_err().contains("RFC 3339"));
+    assert!(
+        parse_time("yesterday", true)
+            .unwrap_err()
+            .contains("RFC 3339")
+    );
     assert_eq!(hours_text(24.0), "24 hours");
     assert_eq!(hours_text(1.0), "1 hour");
     assert_eq!(hours_text(12.5), "12.5 hours");
@@ -719,10 +867,11 @@ fn times_and_hours_in_words() {
 #[tokio::test(flavor = "multi_thread")]
 async fn published_columns_match_the_migrated_table() {
     let site = Site::new(&[A], &[]).await;
-    let cols: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info('lead_assignments')")
-        .fetch_all(&site.app.db.pool)
-        .await
-        .unwrap();
+    let cols: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM pragma_table_info('lead_assignments')")
+            .fetch_all(&site.app.db.pool)
+            .await
+            .unwrap();
     let mut published: Vec<&str> = publish::OUTPUT.columns.iter().map(|(c, _)| *c).collect();
     published.push("written_back_at");
     assert_eq!(cols, published);

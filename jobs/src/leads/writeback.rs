@@ -82,7 +82,7 @@ pub async fn write_back(app: &App) -> Result<Option<usize>> {
         );
         let mut q = sqlx::query(&sql)
             .persistent(false)
-        .bind(db::timestamp(Utc::now()));
+            .bind(db::timestamp(Utc::now()));
         for p in chunk {
             q = q.bind(p.lead_id.clone());
         }

@@ -65,7 +65,10 @@ fn r8_3_operator_mail_golden_text_and_html() {
         "Candlefish: 2 new leads for OP-0001 — please contact within 24 hours"
     );
     let html = email.html.expect("html");
-    assert!(html.contains("Acme &lt;Field&gt; Services"), "escaped: {html}");
+    assert!(
+        html.contains("Acme &lt;Field&gt; Services"),
+        "escaped: {html}"
+    );
     assert!(email.text.contains("Acme <Field> Services"));
 }
 
@@ -81,10 +84,16 @@ fn r8_3_operator_mail_keys_are_per_run_and_recipient() {
     );
     let mut other_run = v.clone();
     other_run.run_id = "leads-2025-06-def".into();
-    assert_ne!(a.dedup_key, operator_leads_email(&other_run).unwrap().dedup_key);
+    assert_ne!(
+        a.dedup_key,
+        operator_leads_email(&other_run).unwrap().dedup_key
+    );
     let mut other_op = v.clone();
     other_op.operator_id = "OP-0002".into();
-    assert_ne!(a.dedup_key, operator_leads_email(&other_op).unwrap().dedup_key);
+    assert_ne!(
+        a.dedup_key,
+        operator_leads_email(&other_op).unwrap().dedup_key
+    );
 }
 
 fn ops_view() -> OpsLeadsView {
@@ -115,15 +124,23 @@ fn r8_3_ops_mail_golden_and_only_when_there_is_news() {
         "lead_no_capacity:leads-2025-06-abc:ops@candlefish.example"
     );
     assert!(
-        email.subject.contains("2 leads without an operator with capacity")
-            && email.subject.contains("1 lead assigned to an operator without an address"),
+        email
+            .subject
+            .contains("2 leads without an operator with capacity")
+            && email
+                .subject
+                .contains("1 lead assigned to an operator without an address"),
         "{}",
         email.subject
     );
     let mut quiet = ops_view();
     quiet.no_capacity.clear();
     quiet.unmailed.clear();
-    assert_eq!(ops_leads_email(&quiet).unwrap(), None, "nothing new: no mail");
+    assert_eq!(
+        ops_leads_email(&quiet).unwrap(),
+        None,
+        "nothing new: no mail"
+    );
     let mut only_unmailed = ops_view();
     only_unmailed.no_capacity.clear();
     only_unmailed.still_waiting = 0;
