@@ -44,7 +44,14 @@ pub fn summary(r: &LeadReport) -> String {
     t.add_row([
         "no capacity (new)".to_string(),
         r.no_capacity.to_string(),
-        format!("{} lead(s) waiting in all", r.waiting),
+        if r.released > 0 {
+            format!(
+                "{} lead(s) waiting in all; {} waiting lead(s) assigned in the CRM meanwhile, no longer tried",
+                r.waiting, r.released
+            )
+        } else {
+            format!("{} lead(s) waiting in all", r.waiting)
+        },
     ]);
     t.add_row([
         "emails".to_string(),

@@ -118,6 +118,9 @@ pub struct LeadReport {
     pub by_rule: BTreeMap<String, usize>,
     /// Leads this run recorded as `no_capacity` for the first time.
     pub no_capacity: usize,
+    /// Waiting leads the CRM assigned meanwhile (or no longer has): their
+    /// `no_capacity` rows were removed.
+    pub released: u64,
     /// Leads without an operator after the run (`no_capacity`, all runs).
     pub waiting: i64,
     /// Operators mailed their new leads.
@@ -280,6 +283,7 @@ pub async fn assign_with(
         closed_period: outcome.closed_period,
         by_rule,
         no_capacity: outcome.no_capacity.len(),
+        released: outcome.released,
         waiting: outcome.waiting,
         operators_mailed: outcome.operators_mailed,
         mail: outcome.mail,
@@ -306,6 +310,7 @@ struct Outcome {
     closed_period: Option<String>,
     assigned: Vec<Assignment>,
     no_capacity: Vec<Assignment>,
+    released: u64,
     waiting: i64,
     operators_mailed: usize,
     mail: EnqueueReport,
@@ -363,6 +368,20 @@ async fn run_in_tx(run: &Run<'_>, tx: &mut AnyConnection) -> Result<Outcome, Lea
         .collect();
     let assigned_at = db::timestamp(run.at);
     let rows_out = store::write(tx, run.run_id, &assigned_at, &assigned, &no_capacity).await?;
+    // A waiting lead the CRM has since assigned by hand (or no longer has) is not
+    // opnet's to place any more: its no_capacity row goes, so it stops counting as
+    // waiting.
+    let open = open_leads(run.inputs)?;
+    let waiting_before: Vec<String> = earlier
+        .column("lead_id")?
+        .str()?
+        .iter()
+        .zip(earlier.column("operator_id")?.str()?.iter())
+        .filter_map(|(l, op)| (op.is_none()).then_some(l).flatten())
+        .filter(|l| !open.contains(*l))
+        .map(str::to_string)
+        .collect();
+    let released = store::release(tx, &waiting_before).await?;
     let waiting = store::waiting(tx).await?;
 
     let (emails, operators_mailed) = self::mails(run, &assigned, &no_capacity, waiting)?;
@@ -401,6 +420,7 @@ async fn run_in_tx(run: &Run<'_>, tx: &mut AnyConnection) -> Result<Outcome, Lea
         closed_period,
         assigned,
         no_capacity,
+        released,
         waiting,
         operators_mailed,
         mail: report,
@@ -447,6 +467,23 @@ pub fn assignments(frame: &DataFrame) -> Result<Vec<Assignment>, LeadError> {
         });
     }
     Ok(out)
+}
+
+/// The leads of the snapshot nobody assigned upstream (`assigned_operator_id` empty).
+fn open_leads(inputs: &Inputs) -> PolarsResult<HashSet<String>> {
+    let df = inputs
+        .leads
+        .clone()
+        .filter(col("assigned_operator_id").is_null())
+        .select([col("lead_id").cast(DataType::String)])
+        .collect()?;
+    Ok(df
+        .column("lead_id")?
+        .str()?
+        .iter()
+        .flatten()
+        .map(str::to_string)
+        .collect())
 }
 
 /// What the mails say about one lead (from the snapshot's crm/leads row).

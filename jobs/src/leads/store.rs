@@ -210,6 +210,34 @@ pub async fn write(
     Ok(written)
 }
 
+/// Remove the `no_capacity` rows of `leads` (never an assigned row); returns how
+/// many went.
+pub async fn release(conn: &mut AnyConnection, leads: &[String]) -> Result<u64, LeadError> {
+    let mut removed = 0;
+    for chunk in leads.chunks(ROWS_PER_INSERT) {
+        let marks = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "DELETE FROM lead_assignments WHERE operator_id IS NULL AND lead_id IN ({marks})"
+        );
+        let mut q = sqlx::query(&sql).persistent(false);
+        for l in chunk {
+            q = q.bind(l.clone());
+        }
+        removed += q
+            .execute(&mut *conn)
+            .await
+            .map_err(|source| LeadError::Sql {
+                context: "removing waiting leads the CRM assigned".into(),
+                source,
+            })?
+            .rows_affected();
+    }
+    Ok(removed)
+}
+
 /// Leads still waiting with `no_capacity`.
 pub async fn waiting(conn: &mut AnyConnection) -> Result<i64, DbError> {
     sqlx::query_scalar("SELECT COUNT(*) FROM lead_assignments WHERE operator_id IS NULL")

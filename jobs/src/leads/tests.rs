@@ -322,12 +322,19 @@ async fn r8_3_no_capacity_is_reported_then_replaced_and_assigned_rows_never_chan
     );
 
     // OP-B joins and specialises in dental: L4 goes to it, L1..L3 stay with OP-A.
+    // Four legal leads come in too: three fill OP-B, the last finds nobody.
     let b = ("OP-B", "Beta", "b@beta.example", "dental", "2025-06-16", "");
-    write_crm(&site.path(), &[A, b], &leads, "");
+    let mut more = leads.to_vec();
+    more.push(("L5", "legal", "Austin", "2025-06-16T09:00:00Z", ""));
+    more.push(("L6", "legal", "Austin", "2025-06-16T10:00:00Z", ""));
+    more.push(("L7", "legal", "Austin", "2025-06-16T11:00:00Z", ""));
+    more.push(("L8", "legal", "Austin", "2025-06-16T12:00:00Z", ""));
+    write_crm(&site.path(), &[A, b], &more, "");
     let third = site.run("2025-06-17T12:00:00Z").await;
+    // L4 to B (specialist) and L5, L6 to B (score): B's 3 of June; L7, L8 nobody.
     assert_eq!(
         (third.assigned(), third.no_capacity, third.waiting),
-        (1, 0, 0)
+        (3, 2, 2)
     );
     let after = site.rows().await;
     assert_eq!(after["L4"].0.as_deref(), Some("OP-B"));
@@ -338,6 +345,21 @@ async fn r8_3_no_capacity_is_reported_then_replaced_and_assigned_rows_never_chan
     for l in ["L1", "L2", "L3"] {
         assert_eq!(after[l], rows[l], "{l} is never reassigned");
     }
+    assert_eq!(after["L8"].1, "no_capacity");
+
+    // The CRM assigns L8 by hand: it is no longer opnet's, and stops waiting; L7
+    // still waits.
+    more[7].4 = "OP-A";
+    write_crm(&site.path(), &[A, b], &more, "");
+    let fourth = site.run("2025-06-18T12:00:00Z").await;
+    assert_eq!(
+        (fourth.assigned(), fourth.released, fourth.waiting),
+        (0, 1, 1)
+    );
+    let last = site.rows().await;
+    assert!(!last.contains_key("L8"));
+    assert_eq!(last["L7"], after["L7"]);
+    assert_eq!(last.len(), after.len() - 1, "only the waiting row went");
 }
 
 /// R8.3 rule 1 in a run: a lead in an exclusive operator's metro goes to it, beyond
