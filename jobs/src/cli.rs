@@ -204,6 +204,22 @@ pub enum Command {
     /// Lead distribution (R8.3): assign new leads now, or show the assignments.
     #[command(subcommand)]
     Leads(LeadsCommand),
+    /// Operator scorecards (R8.1) of a closed period.
+    #[command(subcommand)]
+    Scorecard(ScorecardCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScorecardCommand {
+    /// A table of a period's scorecards: each operator's components and total.
+    Show {
+        /// The closed period.
+        #[arg(long, value_name = "YYYY-MM")]
+        period: Period,
+        /// Only this operator's scorecard.
+        #[arg(long, value_name = "ID")]
+        operator: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -576,6 +592,12 @@ async fn app_command(app: &mut App, command: Command, wait: Duration) -> Result<
             println!("{}", crate::schedule::status(app, &cfg, Utc::now()).await?);
         }
         Command::Leads(command) => leads_command(app, command, &holder, wait).await?,
+        Command::Scorecard(ScorecardCommand::Show { period, operator }) => {
+            println!(
+                "{}",
+                crate::commands::scorecard::show(app, period, operator.as_deref()).await?
+            );
+        }
         Command::Generate { .. } | Command::Demo { .. } | Command::Check => {
             anyhow::bail!("this command runs without the database (an opnet bug if you see this)")
         }
