@@ -613,11 +613,10 @@ async fn a_failed_run_commits_nothing() {
 
 /// Two runs racing past the lease: the write of an assignment for a lead another run
 /// assigned meanwhile lands nothing, and the run fails (transient: its next attempt
-/// re-reads) instead of mailing a lead it does not own.
-#[tokio::test(flavor = "multi_thread")]
-async fn r8_3_an_assigned_row_is_never_overwritten() {
-    let site = Site::new(&[A], &[]).await;
-    let mut tx = site.app.db.begin_write().await.unwrap();
+/// re-reads) instead of mailing a lead it does not own; a `no_capacity` row is
+/// replaced by an assignment. On both backends (the upsert's row counts are theirs).
+async fn an_assigned_row_is_never_overwritten(db: &crate::db::Db) {
+    let mut tx = db.begin_write().await.unwrap();
     let a = |lead: &str, op: Option<&str>, rule: &str| Assignment {
         lead_id: lead.into(),
         operator_id: op.map(Into::into),
@@ -671,7 +670,44 @@ async fn r8_3_an_assigned_row_is_never_overwritten() {
         ),
         "{err}"
     );
+    let rows = store::rows(&mut tx, "1 = 1", &[]).await.unwrap();
+    let got: Vec<(&str, Option<&str>, &str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.lead_id.as_str(),
+                r.operator_id.as_deref(),
+                r.rule.as_str(),
+                r.run_id.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("L1", Some("OP-A"), "specialist", "run-1"),
+            ("L2", Some("OP-B"), "score", "run-2"),
+        ],
+        "L1 untouched, L2's no_capacity row replaced"
+    );
     tx.rollback().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn r8_3_an_assigned_row_is_never_overwritten_sqlite() {
+    let site = Site::new(&[A], &[]).await;
+    an_assigned_row_is_never_overwritten(&site.app.db).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn r8_3_an_assigned_row_is_never_overwritten_postgres() {
+    let Some(pg) = crate::db::testing::pg_database("leads_store").await else {
+        return;
+    };
+    let db = crate::db::Db::connect(&pg.url).await.unwrap();
+    db.migrate().await.unwrap();
+    an_assigned_row_is_never_overwritten(&db).await;
+    db.pool.close().await;
 }
 
 /// The rule's output is checked before anything is written: a lead twice or an
