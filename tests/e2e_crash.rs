@@ -131,7 +131,11 @@ impl Site {
         .unwrap();
         std::fs::write(
             dir.path().join("opnet.toml"),
-            "[schedule]\nlease_ttl_secs = 10\n",
+            // The close's tasks only: a lead run (every wake-up by default) mails under
+            // its run id, which no two runs share, so it would not compare.
+            "[schedule]\nlease_ttl_secs = 10\n\
+             [[schedule.jobs]]\nname = \"ingest\"\ncron = \"0 0 2 * * *\"\n\
+             [[schedule.jobs]]\nname = \"close\"\ncron = \"0 0 6 1 * *\"\n",
         )
         .unwrap();
         Some(Site {

@@ -1,6 +1,6 @@
 //! End-to-end (issue 5): the scheduler through the real binary. Two `opnet schedule
 //! --once` processes against one PostgreSQL close each period exactly once (counted in
-//! the ledger); the lease admits one holder among racing replicas; on SQLite the
+//! the ledger) and assign each lead once (R8.3); the lease admits one holder among racing replicas; on SQLite the
 //! daemon catches up at start-up, keeps waking from its timer, refuses a second
 //! scheduler, and stops cleanly on SIGTERM with nothing left `running`.
 
@@ -66,11 +66,12 @@ async fn pool(url: &str) -> sqlx::AnyPool {
     sqlx::AnyPool::connect(url).await.unwrap()
 }
 
-/// (job, period, succeeded runs) for the registry jobs.
+/// (job, period, succeeded runs) for the registry jobs (lead runs, also recorded
+/// with a period, run at every wake-up and are counted apart).
 async fn succeeded_per_job_period(pool: &sqlx::AnyPool) -> Vec<(String, String, i64)> {
     sqlx::query_as(
         "SELECT job, period, COUNT(*) FROM job_runs WHERE status = 'succeeded' AND period IS NOT NULL \
-         GROUP BY job, period ORDER BY job, period",
+         AND job <> 'leads' GROUP BY job, period ORDER BY job, period",
     )
     .fetch_all(pool)
     .await
@@ -134,6 +135,32 @@ async fn two_schedulers_on_one_postgres_close_each_period_exactly_once() {
         0,
         "the lease is released"
     );
+    // Each replica's wake-up ran the leads task too, one after the other under the
+    // lease (R8.3): the first assigned the unassigned leads, the second found nothing
+    // new — no lead twice, every lead mailed once.
+    let lead_runs: Vec<i64> = sqlx::query_scalar(
+        "SELECT rows_out FROM job_runs WHERE job = 'leads' AND status = 'succeeded' ORDER BY started_at",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(lead_runs.len(), 2, "{lead_runs:?}");
+    assert!(lead_runs[0] > 0 && lead_runs[1] == 0, "{lead_runs:?}");
+    let assigned = count(&pool, "SELECT COUNT(*) FROM lead_assignments").await;
+    assert_eq!(assigned, lead_runs[0]);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM email_outbox WHERE kind = 'lead_assignment'"
+        )
+        .await,
+        count(
+            &pool,
+            "SELECT COUNT(DISTINCT operator_id) FROM lead_assignments WHERE operator_id IS NOT NULL"
+        )
+        .await,
+        "one mail per operator with new leads"
+    );
     // Every run of the close records the input fingerprint of the snapshot it read.
     assert_eq!(
         count(
@@ -144,12 +171,10 @@ async fn two_schedulers_on_one_postgres_close_each_period_exactly_once() {
         0
     );
 
-    // A third (doubled or late) wake-up finds nothing due and runs nothing.
-    let before = count(
-        &pool,
-        "SELECT COUNT(*) FROM job_runs WHERE period IS NOT NULL",
-    )
-    .await;
+    // A third (doubled or late) wake-up finds nothing due and runs nothing of the
+    // close; its lead run assigns nothing new.
+    let closing = "SELECT COUNT(*) FROM job_runs WHERE period IS NOT NULL AND job <> 'leads'";
+    let before = count(&pool, closing).await;
     let c = opnet(dir.path(), &url)
         .args(["schedule", "--once"])
         .output()
@@ -160,12 +185,12 @@ async fn two_schedulers_on_one_postgres_close_each_period_exactly_once() {
         "{}",
         text(&c)
     );
-    let after = count(
-        &pool,
-        "SELECT COUNT(*) FROM job_runs WHERE period IS NOT NULL",
-    )
-    .await;
+    let after = count(&pool, closing).await;
     assert_eq!(before, after);
+    assert_eq!(
+        count(&pool, "SELECT COUNT(*) FROM lead_assignments").await,
+        assigned
+    );
 
     // `opnet status` shows the schedules, the last runs and that nothing is due.
     let s = opnet(dir.path(), &url).arg("status").output().unwrap();
@@ -176,6 +201,8 @@ async fn two_schedulers_on_one_postgres_close_each_period_exactly_once() {
         "network_health",
         "succeeded",
         "close: nothing due",
+        "0 */15 * * * *",
+        "leads: ",
         "mails:",
     ] {
         assert!(out.contains(needle), "{needle:?} in\n{out}");

@@ -3,7 +3,8 @@
 //!
 //! 1. generate a network (default 1000 operators × 36 months, Parquet);
 //! 2. close the last period alone on a fresh SQLite database;
-//! 3. backfill all 36 periods on another fresh database, with per-job totals.
+//! 3. backfill all 36 periods on another fresh database, with per-job totals;
+//! 4. distribute the leads on it (R8.3) twice: the first run, the next (nothing new).
 //!
 //! Sizes: `OPNET_BENCH_OPERATORS`, `OPNET_BENCH_MONTHS`; database of step 3:
 //! `OPNET_BENCH_DATABASE` (default a temporary SQLite file).
@@ -58,6 +59,7 @@ fn config(dir: &std::path::Path, database: String, tag: &str) -> Config {
         s3: Default::default(),
         ingest: Default::default(),
         close: Default::default(),
+        leads: Default::default(),
     }
 }
 
@@ -117,6 +119,33 @@ fn main() -> anyhow::Result<()> {
             peak_rss_mib()
         );
         print_jobs(&r);
+
+        // R8.3 lead distribution on the closed database, as the scheduler's `leads`
+        // task: the first run assigns every unassigned lead of the whole history, the
+        // second (every 15 minutes in production) finds nothing new.
+        let after_end = end
+            .add_months(1)
+            .first_day()
+            .and_hms_opt(12, 0, 0)
+            .map(|t| t.and_utc())
+            .unwrap_or_else(chrono::Utc::now);
+        let at = after_end.min(chrono::Utc::now());
+        for label in ["first", "second"] {
+            let t = Instant::now();
+            let opts = opnet::leads::LeadOptions {
+                snapshot: Some(&r.snapshot),
+                skip_delivery: false,
+            };
+            let l = opnet::leads::assign_with(&app, at, opts).await?;
+            println!(
+                "leads, {label} run (T = {at}): {:.2}s; {} assigned, {} new no_capacity, {} mail(s) delivered; peak RSS {:.0} MiB",
+                t.elapsed().as_secs_f64(),
+                l.assigned(),
+                l.no_capacity,
+                l.delivery.sent,
+                peak_rss_mib()
+            );
+        }
         anyhow::Ok(())
     })?;
     Ok(())

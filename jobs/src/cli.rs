@@ -32,8 +32,8 @@ pub const EXIT_LEASE_BUSY: u8 = 75;
 /// opnet — the batch back office of the Candlefish Operator Network.
 ///
 /// Pulls billing, CRM and survey data into a Parquet lake, computes the month
-/// (payouts, tiers, exclusivity, alerts, network health), writes the results to a SQL
-/// database and sends the emails.
+/// (payouts, tiers, exclusivity, alerts, network health), distributes new leads,
+/// writes the results to a SQL database and sends the emails.
 #[derive(Debug, Parser)]
 #[command(name = "opnet", version, propagate_version = true)]
 pub struct Cli {
@@ -107,7 +107,8 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Generate demo data, run the close for its months, print a summary.
+    /// Generate demo data, run the close for its months, distribute the leads once,
+    /// print a summary.
     Demo {
         /// Operators in the demo network.
         #[arg(long, default_value_t = 60)]
@@ -203,6 +204,30 @@ pub enum Command {
     },
     /// Schedules with their next fire times, last run per job, due periods, mail queue.
     Status,
+    /// Lead distribution (R8.3): assign new leads now, or show the assignments.
+    #[command(subcommand)]
+    Leads(LeadsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LeadsCommand {
+    /// Assign every unassigned lead created by T, once (R8.3); mail each operator its
+    /// new leads and ops the ones without capacity; publish the assignments.
+    Assign {
+        /// The run's time T (RFC 3339, e.g. 2025-06-15T12:00:00Z); the same T on the
+        /// same data assigns the same way [default: now].
+        #[arg(long, value_name = "RFC3339", value_parser = crate::commands::leads::parse_at)]
+        at: Option<chrono::DateTime<Utc>>,
+    },
+    /// A table of the assignments made since a time.
+    Show {
+        /// Assignments made at or after this time [default: the last 7 days].
+        #[arg(long, value_name = "RFC3339|YYYY-MM-DD", value_parser = crate::commands::leads::parse_since)]
+        since: Option<chrono::DateTime<Utc>>,
+        /// Only this operator's leads.
+        #[arg(long, value_name = "ID")]
+        operator: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,8 +235,10 @@ pub enum ScorecardCommand {
     /// A table of a period's scorecards: every operator's total and component scores,
     /// or one operator's components with their values.
     Show {
+        /// The closed period.
         #[arg(long, value_name = "YYYY-MM")]
         period: Period,
+        /// Only this operator's scorecard.
         #[arg(long, value_name = "ID")]
         operator: Option<String>,
     },
@@ -407,6 +434,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
                     | Command::Deliver
                     | Command::Payouts(PayoutsCommand::Send { .. })
                     | Command::Schedule { once: true }
+                    | Command::Leads(LeadsCommand::Assign { .. })
             );
             app_command(&mut app, command, Duration::from_secs(global.lease_wait)).await?;
             if !sends_mail {
@@ -570,6 +598,7 @@ async fn app_command(app: &mut App, command: Command, wait: Duration) -> Result<
             let cfg = app.config.schedule.clone();
             println!("{}", crate::schedule::status(app, &cfg, Utc::now()).await?);
         }
+        Command::Leads(command) => leads_command(app, command, &holder, wait).await?,
         Command::Generate { .. } | Command::Demo { .. } | Command::Check => {
             anyhow::bail!("this command runs without the database (an opnet bug if you see this)")
         }
@@ -626,6 +655,42 @@ async fn print_runs(app: &App, limit: i64) -> Result<()> {
         ]);
     }
     println!("{t}");
+    Ok(())
+}
+
+/// `opnet leads assign|show` (R8.3): an assignment run takes the lease like a close.
+async fn leads_command(
+    app: &mut App,
+    command: LeadsCommand,
+    holder: &str,
+    wait: Duration,
+) -> Result<()> {
+    match command {
+        LeadsCommand::Assign { at } => {
+            let at = at.unwrap_or_else(Utc::now);
+            let line = format!("opnet leads assign --at {}", crate::db::timestamp(at));
+            app.invocation = crate::app::Invocation::Command(line.clone());
+            let app = &*app;
+            let r = crate::schedule::with_command_lease(app, holder, &line, wait, async {
+                crate::leads::assign(app, at).await
+            })
+            .await?;
+            println!("{}", crate::commands::leads::summary(&r));
+            if !r.problems.is_empty() {
+                anyhow::bail!(
+                    "lead run {} committed, but {} step(s) after it failed (see above)",
+                    r.run_id,
+                    r.problems.len()
+                );
+            }
+        }
+        LeadsCommand::Show { since, operator } => {
+            println!(
+                "{}",
+                crate::commands::leads::show(app, since, operator.as_deref()).await?
+            );
+        }
+    }
     Ok(())
 }
 

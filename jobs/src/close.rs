@@ -576,7 +576,7 @@ pub async fn deliver(app: &App) -> Result<DeliveryReport> {
 }
 
 /// An error and its sources on one line, as the ledger and the failure mail show it.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
@@ -739,10 +739,15 @@ pub async fn publish_pending(app: &App) -> Result<usize> {
     .fetch_all(&app.db.pool)
     .await
     .context("reading runs to publish")?;
+    let registry = jobs::registry();
     let mut n = 0;
     for r in &rows {
         let job: String = r.try_get(0)?;
         let period: String = r.try_get(1)?;
+        // Runs of tasks outside the close (lead runs) publish themselves.
+        if !registry.iter().any(|j| j.name() == job) {
+            continue;
+        }
         publish_period(app, &job, &period, None).await?;
         tracing::info!(%job, %period, "Published marts");
         n += 1;
@@ -865,7 +870,7 @@ pub async fn queue_backfill_summary(app: &App, now: DateTime<Utc>) -> Result<usi
 /// scheduler) or asked to (`--notify`): at a terminal the error is on stderr and in
 /// the ledger, and a typo must not email anyone. Best effort: the failure itself is
 /// already recorded.
-async fn queue_failure_notice(
+pub(crate) async fn queue_failure_notice(
     app: &App,
     job: &str,
     period: Option<Period>,

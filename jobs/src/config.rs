@@ -58,6 +58,9 @@ pub struct FileConfig {
     /// `[close]`: guards of `opnet close` and the scheduler's close.
     #[serde(default)]
     pub close: CloseConfig,
+    /// `[leads]`: lead distribution's write-back to the CRM (R8.3).
+    #[serde(default)]
+    pub leads: crate::leads::config::LeadsConfig,
 }
 
 /// `[ingest]`: the bounds ingest applies beyond the data contract's types (issue 9).
@@ -247,6 +250,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// `[close]` guards.
     pub close: CloseConfig,
+    /// `[leads]`: where lead assignments are written back (R8.3).
+    pub leads: crate::leads::config::LeadsConfig,
 }
 
 // Issue 9 item 12: `Debug` of the config types never prints a credential. Written out
@@ -277,6 +282,7 @@ impl std::fmt::Debug for Config {
             .field("s3", &self.s3)
             .field("ingest", &self.ingest)
             .field("close", &self.close)
+            .field("leads", &self.leads)
             .finish_non_exhaustive()
     }
 }
@@ -296,6 +302,7 @@ impl std::fmt::Debug for FileConfig {
             .field("s3", &self.s3)
             .field("ingest", &self.ingest)
             .field("close", &self.close)
+            .field("leads", &self.leads)
             .finish_non_exhaustive()
     }
 }
@@ -433,6 +440,7 @@ impl Config {
             s3,
             ingest: file.ingest,
             close: file.close,
+            leads: file.leads,
         };
         // Problems of [schedule] are found while resolving it; report them with the rest.
         let mut problems: Vec<String> = schedule
@@ -499,6 +507,7 @@ impl Config {
         self.check_email(&at, &mut p);
         self.check_sources(&at, &mut p);
         self.check_bounds(&at, &mut p);
+        p.extend(self.leads.problems(&at));
         if let Err(e) = self.plan.validate() {
             p.push(format!("{}: {e}", self.plan_origin));
         }

@@ -19,6 +19,7 @@ pub mod generate;
 pub mod ingest;
 pub mod jobs;
 pub mod lake;
+pub mod leads;
 pub mod mail;
 pub mod retry;
 pub mod schedule;

@@ -177,5 +177,6 @@ pub fn config(dir: &Path, database: String, mail: String) -> opnet::config::Conf
         s3: Default::default(),
         ingest: Default::default(),
         close: Default::default(),
+        leads: Default::default(),
     }
 }

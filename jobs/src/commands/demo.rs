@@ -1,6 +1,7 @@
 //! `opnet demo`: the whole product on the embedded defaults in one command —
 //! generate a synthetic network into the source folder, close every month of it,
-//! approve and send the last month's statements, and say what was produced where.
+//! approve and send the last month's statements, distribute the unassigned leads
+//! once (R8.3), and say what was produced where.
 //!
 //! Running it again on the same day regenerates identical data, so ingest reuses the
 //! snapshot, the approved month is refused rather than changed (R1.9) and no email is
@@ -37,9 +38,14 @@ pub async fn run(config: Config, operators: usize, months: u32, seed: u64) -> Re
     let app = App::open(config).await?;
     let report = close_every_month(&app, first, end, now).await?;
     print_periods(&app, &report, first, end).await?;
-    let statements = approve_and_send(&app, end, now).await?;
+    let leads = distribute_leads(&app, &report, now).await?;
+    let mut statements = approve_and_send(&app, end, now).await?;
+    // What the lead run queued and the send did not deliver (no statement to send).
+    let late = crate::close::deliver(&app).await?;
+    statements.delivery.sent += late.sent;
+    statements.delivery.failed += late.failed;
     let totals = Totals::read(&app, end).await?;
-    print_summary(&app, &report, first, end, &statements, &totals);
+    print_summary(&app, &report, first, end, &statements, &totals, &leads);
     print_hints(end);
     Ok(())
 }
@@ -112,6 +118,29 @@ async fn close_every_month(
     Ok(report)
 }
 
+/// Lead distribution once, as the scheduler's `leads` task would now (R8.3), on the
+/// close's snapshot (a second demo finds nothing new to assign); its mail goes out
+/// with the statements'.
+async fn distribute_leads(
+    app: &App,
+    report: &CloseReport,
+    now: DateTime<Utc>,
+) -> Result<crate::leads::LeadReport> {
+    let leads = crate::leads::assign_with(
+        app,
+        now,
+        crate::leads::LeadOptions {
+            snapshot: Some(&report.snapshot),
+            skip_delivery: true,
+        },
+    )
+    .await?;
+    for p in &leads.problems {
+        eprintln!("lead distribution: {p}");
+    }
+    Ok(leads)
+}
+
 /// What the demo did to the last period's statements, and where they stand after.
 struct StatementsDone {
     approved_now: u64,
@@ -153,6 +182,8 @@ struct Totals {
     /// Mails of the outbox sent and failed, by any run.
     mails_sent: i64,
     mails_failed: i64,
+    /// Leads assigned to an operator, by any run.
+    leads_assigned: i64,
 }
 
 impl Totals {
@@ -168,11 +199,16 @@ impl Totals {
         )
         .fetch_one(&app.db.pool)
         .await?;
+        let leads_assigned: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM lead_assignments WHERE operator_id IS NOT NULL")
+                .fetch_one(&app.db.pool)
+                .await?;
         Ok(Totals {
             exceptions,
             payable,
             mails_sent: row.try_get(0)?,
             mails_failed: row.try_get(1)?,
+            leads_assigned,
         })
     }
 }
@@ -185,6 +221,7 @@ fn print_summary(
     end: Period,
     statements: &StatementsDone,
     totals: &Totals,
+    leads: &crate::leads::LeadReport,
 ) {
     let ingest = report.ingest.as_ref();
     let quarantined = ingest.map(|r| r.rows_quarantined()).unwrap_or(0);
@@ -228,6 +265,14 @@ fn print_summary(
         ]);
     }
     t.add_row([
+        "leads distributed (R8.3)".to_string(),
+        leads_wording(leads, totals.leads_assigned),
+        format!(
+            "lead_assignments, {}/exports/lead_assignments",
+            app.config.lake
+        ),
+    ]);
+    t.add_row([
         "reconciliation exceptions (all periods)".to_string(),
         totals.exceptions.to_string(),
         "reconciliation_exceptions".to_string(),
@@ -261,6 +306,7 @@ fn print_hints(end: Period) {
             format!("{run} payouts show --period {end}"),
             "the statements, one row each",
         ),
+        (format!("{run} leads show"), "the lead assignments"),
         (format!("{run} runs"), "the run ledger"),
         (format!("{run} --help"), "every command"),
     ];
@@ -362,6 +408,28 @@ pub fn statements_wording(s: &StatementStatus, approved_now: u64, sent_now: u64)
         s.revision.max(1),
         parts.join(", ")
     )
+}
+
+/// The demo's lead run in words: assigned now (by rule) or by earlier runs, and the
+/// leads left waiting without capacity.
+fn leads_wording(r: &crate::leads::LeadReport, assigned_total: i64) -> String {
+    let now = r.assigned() as i64;
+    let mut out = if now == 0 && assigned_total > 0 {
+        format!("none new; {assigned_total} assigned before")
+    } else {
+        format!(
+            "{now} assigned now ({})",
+            r.by_rule
+                .iter()
+                .map(|(rule, n)| format!("{rule} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    if r.waiting > 0 {
+        out.push_str(&format!(", {} waiting (no capacity)", r.waiting));
+    }
+    out
 }
 
 /// Emails in words: delivered by this run, and what earlier runs already sent.

@@ -1,8 +1,9 @@
 //! Commands for people, above the jobs: what finance, leadership and a newcomer run
 //! at a terminal besides the close itself (`payouts show|approve|send`, `report`,
-//! `scorecard show`, `demo`). They take the [`crate::app::App`]; jobs never import them.
+//! `demo`, `leads assign|show`, `scorecard show`). They take the [`crate::app::App`]; jobs never import them.
 
 pub mod demo;
+pub mod leads;
 pub mod payouts;
 pub mod report;
 pub mod scorecard;

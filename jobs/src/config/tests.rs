@@ -175,7 +175,7 @@ fn schedule_defaults_and_values() {
     let c = load("", Overrides::default()).unwrap();
     assert_eq!(c.schedule.timezone, chrono_tz::Tz::UTC);
     let names: Vec<_> = c.schedule.jobs.iter().map(|j| j.name.as_str()).collect();
-    assert_eq!(names, ["ingest", "close"]);
+    assert_eq!(names, ["ingest", "close", "leads"]);
     let c = load(
         "[schedule]\ntimezone = \"Europe/Berlin\"\nlease_ttl_secs = 60\n[[schedule.jobs]]\nname = \"close\"\ncron = \"0 30 7 2 * *\"\n",
         Overrides::default(),

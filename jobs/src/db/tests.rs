@@ -483,13 +483,14 @@ async fn sqlite_migrates_twice_and_writes_frames() {
     let db = Db::connect(&url).await.unwrap();
     let all: Vec<&str> = super::migrate::MIGRATIONS.iter().map(|m| m.0).collect();
     assert_eq!(
-        &all[..5],
+        &all[..6],
         [
             "0001_init",
             "0002_leases",
             "0003_run_holder",
             "0004_mail_states",
-            "0005_scorecards_equity"
+            "0005_scorecards_equity",
+            "0006_lead_assignments"
         ]
     );
     assert_eq!(db.migrate().await.unwrap(), all);

@@ -175,6 +175,7 @@ async fn every_job_writes_exactly_its_declared_tables() {
         s3: Default::default(),
         ingest: Default::default(),
         close: Default::default(),
+        leads: Default::default(),
     };
     let app = App::open(config).await.unwrap();
     let now = Utc::now();

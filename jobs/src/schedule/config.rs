@@ -15,6 +15,8 @@ use super::error::*;
 pub const CLOSE: &str = "close";
 /// The scheduled task that snapshots the sources into the lake.
 pub const INGEST: &str = "ingest";
+/// The scheduled task that distributes new leads (R8.3, `crate::leads`).
+pub const LEADS: &str = "leads";
 
 /// `[schedule]` as written in the config file (every key optional).
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -27,7 +29,8 @@ pub struct ScheduleFile {
     /// First period the daemon closes; default: the earliest in the ledger, else the
     /// first month with billing activity (paid or refunded).
     pub first_period: Option<String>,
-    /// The schedules; default: ingest daily at 02:00, close on the 1st at 06:00.
+    /// The schedules; default: ingest daily at 02:00, close on the 1st at 06:00,
+    /// leads every 15 minutes.
     pub jobs: Option<Vec<ScheduleJobFile>>,
 }
 
@@ -35,7 +38,7 @@ pub struct ScheduleFile {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleJobFile {
-    /// `ingest` or `close`.
+    /// `ingest`, `close` or `leads`.
     pub name: String,
     /// Cron expression, `sec min hour day-of-month month day-of-week` (seconds optional).
     pub cron: String,
@@ -59,6 +62,8 @@ pub struct ScheduleConfig {
 
 pub const DEFAULT_INGEST_CRON: &str = "0 0 2 * * *";
 pub const DEFAULT_CLOSE_CRON: &str = "0 0 6 1 * *";
+/// R8.3: leads must reach an operator within hours, so they are distributed often.
+pub const DEFAULT_LEADS_CRON: &str = "0 */15 * * * *";
 pub const DEFAULT_LEASE_TTL_SECS: u64 = 300;
 
 impl Default for ScheduleConfig {
@@ -72,6 +77,7 @@ impl Default for ScheduleConfig {
             jobs: vec![
                 job(INGEST, DEFAULT_INGEST_CRON),
                 job(CLOSE, DEFAULT_CLOSE_CRON),
+                job(LEADS, DEFAULT_LEADS_CRON),
             ],
             lease_ttl: Duration::from_secs(DEFAULT_LEASE_TTL_SECS),
             first_period: None,
@@ -116,9 +122,9 @@ impl ScheduleConfig {
             cfg.jobs.clear();
             let mut seen = BTreeSet::new();
             for (i, j) in jobs.iter().enumerate() {
-                if j.name != INGEST && j.name != CLOSE {
+                if ![INGEST, CLOSE, LEADS].contains(&j.name.as_str()) {
                     p.push(format!(
-                        "key schedule.jobs[{i}].name: unknown task {:?}; expected {INGEST:?} or {CLOSE:?} \
+                        "key schedule.jobs[{i}].name: unknown task {:?}; expected {INGEST:?}, {CLOSE:?} or {LEADS:?} \
                          (the close runs every job of the registry)",
                         j.name
                     ));

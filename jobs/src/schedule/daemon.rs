@@ -1,5 +1,6 @@
 //! Wake-ups: `schedule --once` and the daemon — ingest when due, close every due
-//! period in order under the lease, deliver what is queued; graceful on SIGTERM/SIGINT.
+//! period in order, distribute new leads, all under the lease, deliver what is
+//! queued; graceful on SIGTERM/SIGINT.
 
 use crate::app::App;
 use crate::close::{self, CloseOptions};
@@ -25,7 +26,7 @@ const WATCHDOG: TimeDelta = TimeDelta::seconds(60);
 /// What one wake-up did, a line per action, for logs and `--once`.
 pub type WakeLog = Vec<String>;
 
-/// Handle one wake-up of task `task` (`ingest` or `close`) under the lease.
+/// Handle one wake-up of task `task` (`ingest`, `close` or `leads`) under the lease.
 pub async fn wake(
     app: &App,
     cfg: &ScheduleConfig,
@@ -41,6 +42,8 @@ pub async fn wake(
         let mut log = recover(app, holder).await?;
         let result = if task.name == INGEST {
             ingest_if_due(app, cfg, task, now).await
+        } else if task.name == LEADS {
+            distribute_leads(app).await
         } else {
             match close_due(app, cfg, stop, now).await {
                 // After every close wake, also one that found nothing due: a crash
@@ -103,6 +106,41 @@ async fn ingest_if_due(
         r.snapshot,
         if r.reused { " (reused)" } else { "" }
     )])
+}
+
+/// One lead run at the wake-up's time (R8.3): every lead created by now that opnet
+/// has not assigned is assigned (or tried again). Steps after the commit that failed
+/// (publish, write-back) fail the wake-up in the log; the next one redoes them.
+async fn distribute_leads(app: &App) -> Result<WakeLog, ScheduleError> {
+    // The wake-up delivers right after every task.
+    let opts = crate::leads::LeadOptions {
+        skip_delivery: true,
+        ..Default::default()
+    };
+    let r = crate::leads::assign_with(app, Utc::now(), opts)
+        .await
+        .map_err(run_err("leads"))?;
+    let line = format!(
+        "leads: {} assigned ({}), {} new without capacity, {} waiting, {} operator(s) mailed (run {})",
+        r.assigned(),
+        r.by_rule
+            .iter()
+            .map(|(rule, n)| format!("{rule} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        r.no_capacity,
+        r.waiting,
+        r.operators_mailed,
+        r.run_id
+    );
+    if r.problems.is_empty() {
+        return Ok(vec![line]);
+    }
+    info!("{line}");
+    Err(run_err(format!("leads run {}", r.run_id))(anyhow::anyhow!(
+        "committed, but: {}",
+        r.problems.join("; ")
+    )))
 }
 
 /// Close every due period, oldest first, one registry job at a time (so a stop

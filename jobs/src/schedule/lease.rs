@@ -250,7 +250,10 @@ pub async fn recover(app: &App, holder: &str) -> Result<WakeLog, ScheduleError> 
         .map_err(|e| run_err("releasing claims of dead deliverers")(e.into()))?;
     let published = close::publish_pending(app)
         .await
-        .map_err(run_err("publishing marts of committed runs"))?;
+        .map_err(run_err("publishing marts of committed runs"))?
+        + crate::leads::publish::publish_pending(app)
+            .await
+            .map_err(run_err("publishing committed lead runs"))?;
     if published > 0 {
         log.push(format!(
             "published the marts of {published} committed run(s)"

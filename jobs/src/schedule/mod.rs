@@ -28,7 +28,9 @@ pub mod lease;
 pub mod ledger;
 pub mod status;
 
-pub use config::{CLOSE, INGEST, ScheduleConfig, ScheduleFile, ScheduleJobFile, ScheduledJob};
+pub use config::{
+    CLOSE, INGEST, LEADS, ScheduleConfig, ScheduleFile, ScheduleJobFile, ScheduledJob,
+};
 pub use cron::{CronSchedule, next_fires};
 pub use daemon::*;
 pub use error::ScheduleError;

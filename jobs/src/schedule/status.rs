@@ -1,5 +1,5 @@
 //! `opnet status`: schedules with their next fires, the last run of each job, the
-//! periods due, the mail queue and the lease.
+//! periods due, the leads waiting, the mail queue and the lease.
 
 use crate::app::App;
 use crate::db::DbError;
@@ -58,6 +58,10 @@ pub struct Status {
     pub mails_suppressed: i64,
     /// (holder, expires_at) of the scheduler lease, if held.
     pub lease: Option<(String, String)>,
+    /// Leads without an operator (R8.3 `no_capacity`), tried again by every lead run.
+    pub leads_waiting: i64,
+    /// Assigned leads not yet written back to the CRM (`None`: no write-back).
+    pub leads_not_written_back: Option<i64>,
 }
 
 /// Gather `opnet status` from the config and the database.
@@ -135,6 +139,9 @@ pub async fn status(
         .map(|r| -> Result<(String, String), sqlx::Error> { Ok((r.try_get(0)?, r.try_get(1)?)) })
         .transpose()
         .map_err(DbError::query("decode job_leases"))?;
+    let (leads_waiting, leads_not_written_back) = crate::leads::status(app)
+        .await
+        .map_err(run_err("reading lead_assignments"))?;
     Ok(Status {
         timezone: tz,
         schedules,
@@ -146,6 +153,8 @@ pub async fn status(
         mails_failed: count("failed").await?,
         mails_suppressed: count("suppressed").await?,
         lease,
+        leads_waiting,
+        leads_not_written_back,
     })
 }
 
@@ -214,6 +223,15 @@ impl fmt::Display for Status {
                 self.through
             )?,
         }
+        write!(
+            f,
+            "leads: {} waiting without an operator with capacity (no_capacity; every lead run tries them again)",
+            self.leads_waiting
+        )?;
+        if let Some(n) = self.leads_not_written_back {
+            write!(f, ", {n} assignment(s) not yet written back to the CRM")?;
+        }
+        writeln!(f)?;
         if let Some((holder, expires)) = &self.lease {
             writeln!(f, "lease {LEASE:?}: held by {holder} until {expires}")?;
         }
