@@ -127,7 +127,11 @@ async fn two_closes_at_once(dir: &Path, race: &str, reference: &str) {
     // against the lone reference close below (job_runs is part of `results`).
     let jobs: std::collections::BTreeSet<&str> = per.iter().map(|(j, _, _)| j.as_str()).collect();
     assert!(jobs.contains("payouts") && jobs.len() >= 4, "{jobs:?}");
-    assert_eq!(per.len(), jobs.len() * 3, "every job × 3 periods: {per:?}\n{both}");
+    assert_eq!(
+        per.len(),
+        jobs.len() * 3,
+        "every job × 3 periods: {per:?}\n{both}"
+    );
     assert!(per.iter().all(|(_, _, n)| *n == 1), "{per:?}");
     pool.close().await;
     assert_eq!(

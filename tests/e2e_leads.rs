@@ -346,7 +346,9 @@ print(len(rows), sum(1 for r in rows if r['rule'] == 'no_capacity'))
         }
     }
 
-    // The second run at the same T: nothing new, no mail, nothing rewritten.
+    // The second run at the same T: nothing new, nothing rewritten, no operator
+    // mailed twice; the leads still without capacity are listed to ops again (R8.3:
+    // "ops gets one email per run listing them").
     let received_before = smtp.received().len();
     let second = site.opnet(&["leads", "assign", "--at", T]);
     assert!(second.status.success(), "{}", text(&second));
@@ -363,11 +365,29 @@ print(len(rows), sum(1 for r in rows if r['rule'] == 'no_capacity'))
     .await
     .unwrap();
     assert_eq!(again, rows);
+    let mut second_ops: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for raw in &smtp.received()[received_before..] {
+        let m = MessageParser::default().parse(raw).unwrap();
+        let to = m
+            .to()
+            .and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .unwrap()
+            .to_string();
+        assert!(
+            to.ends_with("@candlefish.example"),
+            "an operator mailed twice: {to}"
+        );
+        let body = m.body_text(0).unwrap().to_string();
+        assert!(second_ops.insert(to, listed(&body, false)).is_none());
+    }
     assert_eq!(
-        smtp.received().len(),
-        received_before,
-        "nobody mailed twice"
+        second_ops.keys().collect::<Vec<_>>(),
+        ["oncall@candlefish.example", "ops@candlefish.example"]
     );
+    for (to, leads) in &second_ops {
+        assert_eq!(leads, &no_capacity, "{to}: the same leads, still waiting");
+    }
     let crm_n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM crm_lead_assignments")
         .fetch_one(&crm_pool)
         .await

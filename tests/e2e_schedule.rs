@@ -14,7 +14,14 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const REGISTRY: [&str; 4] = ["payouts", "exclusivity", "alerts", "network_health"];
+const REGISTRY: [&str; 6] = [
+    "payouts",
+    "exclusivity",
+    "alerts",
+    "scorecard",
+    "equity",
+    "network_health",
+];
 
 /// A small network whose last month is the last complete one, so the daemon's
 /// "through" (the last complete month, UTC business time) covers all of it.

@@ -199,10 +199,11 @@ impl Totals {
         )
         .fetch_one(&app.db.pool)
         .await?;
-        let leads_assigned: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM lead_assignments WHERE operator_id IS NOT NULL")
-                .fetch_one(&app.db.pool)
-                .await?;
+        let leads_assigned: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM lead_assignments WHERE operator_id IS NOT NULL",
+        )
+        .fetch_one(&app.db.pool)
+        .await?;
         Ok(Totals {
             exceptions,
             payable,

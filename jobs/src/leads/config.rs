@@ -11,6 +11,25 @@ pub struct LeadsConfig {
     /// `[leads.writeback]`: upsert every assigned lead into a table of the CRM's
     /// database after each run; none by default (the CRM imports the CSV instead).
     pub writeback: Option<Writeback>,
+    /// When ops is mailed about leads without capacity (R8.3: "ops gets one email per
+    /// run listing them").
+    #[serde(default)]
+    pub ops_mail: OpsMail,
+}
+
+/// `leads.ops_mail`: which runs mail ops about leads left without capacity.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OpsMail {
+    /// The spec's reading (default): every run that ends with leads it could not place
+    /// mails ops once, listing all of them — the ones first left now and the ones still
+    /// waiting from earlier runs.
+    #[default]
+    EveryRun,
+    /// Only a run that leaves a lead without capacity for the first time (or assigns a
+    /// lead to an operator without an address); its mail still lists the older ones.
+    /// For a frequent schedule, where the same list every 15 minutes would bury ops.
+    WhenNew,
 }
 
 /// `[leads.writeback]`: a table in the CRM's database that opnet keeps filled with
@@ -125,6 +144,7 @@ mod tests {
                 url: url.into(),
                 table: table.into(),
             }),
+            ops_mail: OpsMail::EveryRun,
         }
     }
 

@@ -10,6 +10,8 @@
 
 use serde::Serialize;
 
+use super::config::OpsMail;
+
 use crate::mail::render::{plural, render_pair};
 use crate::mail::{Audience, MailError, OutgoingEmail, dedup_key};
 
@@ -123,10 +125,13 @@ pub struct OpsLeadsView {
     pub recipient: String,
     /// Leads this run left without an operator (first tried now).
     pub no_capacity: Vec<LeadLine>,
-    /// Leads of earlier runs still without an operator after this one.
-    pub still_waiting: i64,
+    /// Leads an earlier run left without an operator that this run could not place
+    /// either.
+    pub still_waiting: Vec<LeadLine>,
     /// Leads assigned to an operator without a single valid address in crm/operators.
     pub unmailed: Vec<LeadLine>,
+    /// `leads.ops_mail`: mail when leads are still waiting even if none is new.
+    pub ops_mail: OpsMail,
 }
 
 #[derive(Serialize)]
@@ -134,31 +139,35 @@ struct OpsCtx<'a> {
     run_id: &'a str,
     assigned_at: &'a str,
     no_capacity: &'a [LeadLine],
-    still_waiting: i64,
-    still_waiting_text: String,
+    still_waiting: &'a [LeadLine],
     unmailed: &'a [LeadLine],
 }
 
 /// The ops mail of a run (R8.3: "ops gets one email per run listing them"), for one
-/// ops address. `None` when the run left no new lead without an operator and every
-/// assignment could be mailed: nothing to act on, no mail.
+/// ops address, listing every lead the run left without an operator — new ones first.
+/// `None` when the run left no lead without an operator and every assignment could be
+/// mailed (nothing to act on), or, with `ops_mail = "when_new"`, when every waiting
+/// lead was already reported by an earlier run.
 pub fn ops_leads_email(v: &OpsLeadsView) -> Result<Option<OutgoingEmail>, MailError> {
-    if v.no_capacity.is_empty() && v.unmailed.is_empty() {
+    let news = !v.no_capacity.is_empty() || !v.unmailed.is_empty();
+    let waiting = !v.still_waiting.is_empty() && v.ops_mail == OpsMail::EveryRun;
+    if !news && !waiting {
         return Ok(None);
     }
     let ctx = OpsCtx {
         run_id: &v.run_id,
         assigned_at: &v.assigned_at,
         no_capacity: &v.no_capacity,
-        still_waiting: v.still_waiting,
-        still_waiting_text: plural(v.still_waiting, "lead", "leads"),
+        still_waiting: &v.still_waiting,
         unmailed: &v.unmailed,
     };
     let (text, html) = render_pair(TEMPLATES, "lead_no_capacity", &ctx)?;
+    let without = (v.no_capacity.len() + v.still_waiting.len()) as i64;
     let mut subject = format!(
-        "opnet leads {}: {} without an operator with capacity",
+        "opnet leads {}: {} without an operator with capacity ({} new)",
         v.assigned_at,
-        plural(v.no_capacity.len() as i64, "lead", "leads")
+        plural(without, "lead", "leads"),
+        v.no_capacity.len()
     );
     if !v.unmailed.is_empty() {
         subject.push_str(&format!(

@@ -362,10 +362,8 @@ async fn run_in_tx(run: &Run<'_>, tx: &mut AnyConnection) -> Result<Outcome, Lea
         .collect();
     let (assigned, failed): (Vec<Assignment>, Vec<Assignment>) =
         rows.into_iter().partition(|a| a.operator_id.is_some());
-    let no_capacity: Vec<Assignment> = failed
-        .into_iter()
-        .filter(|a| !tried.contains(&a.lead_id))
-        .collect();
+    let (still_waiting, no_capacity): (Vec<Assignment>, Vec<Assignment>) =
+        failed.into_iter().partition(|a| tried.contains(&a.lead_id));
     let assigned_at = db::timestamp(run.at);
     let rows_out = store::write(tx, run.run_id, &assigned_at, &assigned, &no_capacity).await?;
     // A waiting lead the CRM has since assigned by hand (or no longer has) is not
@@ -384,7 +382,7 @@ async fn run_in_tx(run: &Run<'_>, tx: &mut AnyConnection) -> Result<Outcome, Lea
     let released = store::release(tx, &waiting_before).await?;
     let waiting = store::waiting(tx).await?;
 
-    let (emails, operators_mailed) = self::mails(run, &assigned, &no_capacity, waiting)?;
+    let (emails, operators_mailed) = self::mails(run, &assigned, &no_capacity, &still_waiting)?;
     let mut report = EnqueueReport::default();
     let now = Utc::now();
     for email in &emails {
@@ -572,11 +570,12 @@ fn mails(
     run: &Run<'_>,
     assigned: &[Assignment],
     no_capacity: &[Assignment],
-    waiting: i64,
+    still_waiting: &[Assignment],
 ) -> Result<(Vec<mail::OutgoingEmail>, usize), LeadError> {
     let wanted: HashSet<&str> = assigned
         .iter()
         .chain(no_capacity)
+        .chain(still_waiting)
         .map(|a| a.lead_id.as_str())
         .collect();
     let facts = lead_facts(run.inputs, &wanted)?;
@@ -645,15 +644,17 @@ fn mails(
         mailed += 1;
     }
     let no_capacity: Vec<LeadLine> = no_capacity.iter().map(line).collect();
+    let still_waiting: Vec<LeadLine> = still_waiting.iter().map(line).collect();
     for to in &run.app.config.email.ops {
         let view = OpsLeadsView {
             run_id: run.run_id.to_string(),
             assigned_at: assigned_at.clone(),
             period: period.clone(),
             recipient: to.clone(),
-            still_waiting: waiting - no_capacity.len() as i64,
             no_capacity: no_capacity.clone(),
+            still_waiting: still_waiting.clone(),
             unmailed: unmailed.clone(),
+            ops_mail: run.app.config.leads.ops_mail,
         };
         if let Some(email) = emails::ops_leads_email(&view)? {
             out.push(email);

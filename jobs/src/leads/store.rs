@@ -28,26 +28,11 @@ pub async fn latest_closed_period(
     .map_err(DbError::query("reading the latest closed period"))
 }
 
-/// Whether `table` exists in the database (the current schema on PostgreSQL).
-pub async fn table_exists(conn: &mut AnyConnection, table: &str) -> Result<bool, DbError> {
-    let sql = if conn.backend_name() == "SQLite" {
-        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1"
-    } else {
-        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1"
-    };
-    let n: i64 = sqlx::query_scalar(sql)
-        .bind(table)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(DbError::query(format!("looking for table {table}")))?;
-    Ok(n > 0)
-}
-
 /// The standing `assign_leads` reads (`operator_id`, `tier`, `total_score`) of
 /// closed period `period`: its `operator_tiers`, and its R8.1 `total` scores from
-/// `operator_scorecards` when that table exists (the scorecard job may be absent or
-/// not have run for the period: then every score is null). An operator with a score
-/// but no tier row has tier `none`.
+/// `operator_scorecards` (a period closed before the scorecard job existed has none:
+/// then every score is null). An operator with a score but no tier row has tier
+/// `none`.
 pub async fn standing(conn: &mut AnyConnection, period: &str) -> Result<DataFrame, DbError> {
     let mut by_op: BTreeMap<String, (Option<String>, Option<f64>)> = BTreeMap::new();
     let tiers = sqlx::query("SELECT operator_id, tier FROM operator_tiers WHERE period = $1")
@@ -60,19 +45,17 @@ pub async fn standing(conn: &mut AnyConnection, period: &str) -> Result<DataFram
         let op: String = r.try_get(0).map_err(d())?;
         by_op.entry(op).or_default().0 = r.try_get(1).map_err(d())?;
     }
-    if table_exists(conn, "operator_scorecards").await? {
-        let scores = sqlx::query(
-            "SELECT operator_id, score FROM operator_scorecards WHERE period = $1 AND component = 'total'",
-        )
-        .bind(period)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(DbError::query("reading operator_scorecards"))?;
-        for r in &scores {
-            let d = || DbError::query("decoding operator_scorecards");
-            let op: String = r.try_get(0).map_err(d())?;
-            by_op.entry(op).or_default().1 = r.try_get(1).map_err(d())?;
-        }
+    let scores = sqlx::query(
+        "SELECT operator_id, score FROM operator_scorecards WHERE period = $1 AND component = 'total'",
+    )
+    .bind(period)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(DbError::query("reading operator_scorecards"))?;
+    for r in &scores {
+        let d = || DbError::query("decoding operator_scorecards");
+        let op: String = r.try_get(0).map_err(d())?;
+        by_op.entry(op).or_default().1 = r.try_get(1).map_err(d())?;
     }
     let frame_err = |source| DbError::Frame {
         table: "standing".into(),

@@ -276,9 +276,41 @@ async fn r8_3_each_operator_is_mailed_only_its_own_leads() {
     );
 }
 
+/// `leads.ops_mail = "when_new"`: a run that only finds the same leads still without
+/// capacity mails nobody; a run that leaves a new one mails ops, listing both.
+#[tokio::test(flavor = "multi_thread")]
+async fn r8_3_ops_mail_when_new_skips_runs_without_news() {
+    let mut leads = vec![
+        ("L1", "dental", "Austin", "2025-06-01T09:00:00Z", ""),
+        ("L2", "dental", "Austin", "2025-06-02T09:00:00Z", ""),
+        ("L3", "dental", "Austin", "2025-06-03T09:00:00Z", ""),
+        ("L4", "dental", "Austin", "2025-06-04T09:00:00Z", ""),
+    ];
+    let site = Site::with(&[A], &leads, "", |c| {
+        c.leads.ops_mail = config::OpsMail::WhenNew;
+    })
+    .await;
+    site.run("2025-06-15T12:00:00Z").await;
+    let first = site.mails().await;
+    site.run("2025-06-16T12:00:00Z").await;
+    assert_eq!(site.mails().await, first, "nothing new: no mail");
+    leads.push(("L5", "legal", "Austin", "2025-06-16T09:00:00Z", ""));
+    write_crm(&site.path(), &[A], &leads, "");
+    site.run("2025-06-17T12:00:00Z").await;
+    let third = site.mails().await;
+    let new: Vec<_> = third.iter().filter(|m| !first.contains(m)).collect();
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert!(
+        new[0].2.contains("L5  ") && new[0].2.contains("L4  "),
+        "{}",
+        new[0].2
+    );
+}
+
 /// R8.3 capacity and `no_capacity`: tier none takes 3 leads a month; the fourth
-/// stays unassigned and ops is told once, naming it. A later run still without
-/// capacity writes nothing and mails nobody; when an operator with capacity joins,
+/// stays unassigned and ops is told, naming it. A later run still without capacity
+/// writes nothing and mails ops again (one mail per run listing them, the default)
+/// or, with `ops_mail = "when_new"`, nobody; when an operator with capacity joins,
 /// the lead is assigned and its row replaced — the assigned rows never change.
 #[tokio::test(flavor = "multi_thread")]
 async fn r8_3_no_capacity_is_reported_then_replaced_and_assigned_rows_never_change() {
@@ -315,11 +347,16 @@ async fn r8_3_no_capacity_is_reported_then_replaced_and_assigned_rows_never_chan
         (0, 0, 1)
     );
     assert_eq!(site.rows().await, rows);
-    assert_eq!(
-        site.mails().await.len(),
-        mails.len(),
-        "no mail about nothing new"
+    let after_second = site.mails().await;
+    let new: Vec<_> = after_second.iter().filter(|m| !mails.contains(m)).collect();
+    assert_eq!(new.len(), 1, "one ops mail for the run: {new:?}");
+    assert_eq!(new[0].0, emails::OPS_KIND);
+    assert!(
+        new[0].2.contains("L4  2025-06-04 09:00 UTC"),
+        "{}",
+        new[0].2
     );
+    assert!(new[0].2.contains("still unassigned"), "{}", new[0].2);
 
     // OP-B joins and specialises in dental: L4 goes to it, L1..L3 stay with OP-A.
     // Four legal leads come in too: three fill OP-B, the last finds nobody.
@@ -449,11 +486,6 @@ async fn r8_3_standing_comes_from_the_latest_closed_period() {
         .await
         .unwrap();
     assert_eq!(closed.as_deref(), Some("2025-05"));
-    assert!(
-        !store::table_exists(&mut conn, "operator_scorecards")
-            .await
-            .unwrap()
-    );
     let s = store::standing(&mut conn, "2025-05").await.unwrap();
     assert_eq!(s.height(), 1);
     assert_eq!(
@@ -462,14 +494,7 @@ async fn r8_3_standing_comes_from_the_latest_closed_period() {
     );
     assert_eq!(s.column("total_score").unwrap().f64().unwrap().get(0), None);
 
-    // The scorecard job's table, as the data contract has it.
-    sqlx::query(
-        "CREATE TABLE operator_scorecards (period TEXT NOT NULL, operator_id TEXT NOT NULL, component TEXT NOT NULL, \
-         value REAL, score REAL, weight REAL NOT NULL, run_id TEXT NOT NULL)",
-    )
-    .execute(&mut *conn)
-    .await
-    .unwrap();
+    // The scorecard job's rows (migration 0005's table).
     for (period, op, component, score) in [
         ("2025-05", "OP-A", "total", 61.5),
         ("2025-05", "OP-A", "revenue_generation", 99.0),
@@ -526,12 +551,6 @@ async fn r8_3_a_run_ranks_specialists_by_the_closed_periods_total() {
     let mut conn = site.app.db.pool.acquire().await.unwrap();
     sqlx::query(
         "INSERT INTO job_runs (run_id, job, period, started_at, status) VALUES ('p', 'payouts', '2025-05', '2025-06-01T00:00:00.000Z', 'succeeded')",
-    )
-    .execute(&mut *conn)
-    .await
-    .unwrap();
-    sqlx::query(
-        "CREATE TABLE operator_scorecards (period TEXT, operator_id TEXT, component TEXT, value REAL, score REAL, weight REAL, run_id TEXT)",
     )
     .execute(&mut *conn)
     .await

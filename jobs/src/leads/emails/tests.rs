@@ -103,15 +103,16 @@ fn ops_view() -> OpsLeadsView {
         period: "2025-06".into(),
         recipient: "ops@candlefish.example".into(),
         no_capacity: vec![line("LD-7", "", ""), line("LD-8", "", "")],
-        still_waiting: 3,
+        still_waiting: vec![line("LD-3", "", "")],
         unmailed: vec![line("LD-9", "you specialise in dental", "OP-0042")],
+        ops_mail: OpsMail::EveryRun,
     }
 }
 
-/// R8.3: ops gets one mail per run listing the leads without capacity (and what
-/// could not be mailed); none when there is nothing of the kind.
+/// R8.3: ops gets one mail per run listing the leads without capacity — new and still
+/// waiting — and what could not be mailed; none when there is nothing of the kind.
 #[test]
-fn r8_3_ops_mail_golden_and_only_when_there_is_news() {
+fn r8_3_ops_mail_golden_every_run_that_leaves_leads_without_capacity() {
     let email = ops_leads_email(&ops_view()).expect("render").expect("news");
     check_golden("lead_no_capacity.txt", email.text.as_bytes());
     check_golden(
@@ -126,24 +127,45 @@ fn r8_3_ops_mail_golden_and_only_when_there_is_news() {
     assert!(
         email
             .subject
-            .contains("2 leads without an operator with capacity")
+            .contains("3 leads without an operator with capacity (2 new)")
             && email
                 .subject
                 .contains("1 lead assigned to an operator without an address"),
         "{}",
         email.subject
     );
+    // Nothing new, but leads still waiting: the spec's "one email per run listing
+    // them" mails again (default); `ops_mail = "when_new"` does not.
+    let mut old_only = ops_view();
+    old_only.no_capacity.clear();
+    old_only.unmailed.clear();
+    let again = ops_leads_email(&old_only).unwrap().expect("every run");
+    assert!(again.text.contains("LD-3"), "{}", again.text);
+    assert!(
+        again
+            .subject
+            .contains("1 lead without an operator with capacity (0 new)"),
+        "{}",
+        again.subject
+    );
+    old_only.ops_mail = OpsMail::WhenNew;
+    assert_eq!(
+        ops_leads_email(&old_only).unwrap(),
+        None,
+        "when_new: no news, no mail"
+    );
     let mut quiet = ops_view();
     quiet.no_capacity.clear();
+    quiet.still_waiting.clear();
     quiet.unmailed.clear();
     assert_eq!(
         ops_leads_email(&quiet).unwrap(),
         None,
-        "nothing new: no mail"
+        "nothing to act on: no mail"
     );
     let mut only_unmailed = ops_view();
     only_unmailed.no_capacity.clear();
-    only_unmailed.still_waiting = 0;
+    only_unmailed.still_waiting.clear();
     let e = ops_leads_email(&only_unmailed).unwrap().expect("unmailed");
     assert!(!e.text.contains("still waiting"), "{}", e.text);
     assert!(e.text.contains("LD-9  -> OP-0042"), "{}", e.text);
