@@ -84,6 +84,48 @@ fn demo_on_embedded_defaults_then_pyarrow_reads_the_lake() {
         }
     }
 
+    // Issue 12 item 4: `scorecard show` — every active operator's total, then one
+    // operator's components in words; an unclosed period is refused plainly.
+    let sc = opnet(dir.path(), &["scorecard", "show", "--period", &end]);
+    assert!(sc.status.success(), "{}", text(&sc));
+    let sc_table = String::from_utf8_lossy(&sc.stdout);
+    let first_op = sc_table
+        .lines()
+        .find_map(|l| {
+            let cell = l.split('┆').next()?.trim_start_matches('│').trim();
+            cell.starts_with("OP-").then(|| cell.to_string())
+        })
+        .unwrap_or_else(|| panic!("no operator row:\n{sc_table}"));
+    assert!(sc_table.contains("revenue_generation"), "{sc_table}");
+    let one = opnet(
+        dir.path(),
+        &[
+            "scorecard",
+            "show",
+            "--period",
+            &end,
+            "--operator",
+            &first_op,
+        ],
+    );
+    assert!(one.status.success(), "{}", text(&one));
+    let one = String::from_utf8_lossy(&one.stdout);
+    assert!(
+        one.contains(&format!("scorecard {end} of {first_op}")) && one.contains("Total"),
+        "{one}"
+    );
+    let none = opnet(dir.path(), &["scorecard", "show", "--period", "1999-01"]);
+    assert!(!none.status.success());
+    assert!(
+        text(&none).contains("no scorecards for 1999-01"),
+        "{}",
+        text(&none)
+    );
+    // R8.3: the demo distributed the leads once; `leads show` lists them.
+    assert!(stdout.contains("leads distributed (R8.3)"), "{stdout}");
+    let leads = opnet(dir.path(), &["leads", "show", "--since", "2000-01-01"]);
+    assert!(leads.status.success(), "{}", text(&leads));
+
     let stderr = String::from_utf8_lossy(&out.stderr);
     // Logs: a line per run at info, none per mail; no colour codes in a pipe.
     assert!(
@@ -214,6 +256,9 @@ fn every_command_has_help_and_failures_exit_non_zero() {
         vec!["schedule", "--help"],
         vec!["status", "--help"],
         vec!["check", "--help"],
+        vec!["scorecard", "show", "--help"],
+        vec!["leads", "assign", "--help"],
+        vec!["leads", "show", "--help"],
     ] {
         let o = opnet(dir.path(), &cmd);
         assert!(o.status.success(), "{cmd:?}: {}", text(&o));
