@@ -130,6 +130,39 @@ pub enum JobError {
 }
 
 impl JobError {
+    /// `map_err` for a job's Polars errors: `.map_err(JobError::polars(JOB, period))`.
+    pub fn polars(
+        job: &'static str,
+        period: Period,
+    ) -> impl Fn(polars::prelude::PolarsError) -> JobError + Copy {
+        move |source| JobError::Polars {
+            job,
+            period,
+            source,
+        }
+    }
+
+    /// `map_err` for a job's database errors.
+    pub fn db(job: &'static str, period: Period) -> impl Fn(crate::db::DbError) -> JobError + Copy {
+        move |source| JobError::Database {
+            job,
+            period,
+            source,
+        }
+    }
+
+    /// `map_err` for a job's mail errors (rendering an email).
+    pub fn mail(
+        job: &'static str,
+        period: Period,
+    ) -> impl Fn(crate::mail::MailError) -> JobError + Copy {
+        move |source| JobError::Mail {
+            job,
+            period,
+            source,
+        }
+    }
+
     /// Only a database error that is about the connection (I/O, pool timeout) is
     /// worth another run, and a mail error the outbox marks transient; bad data,
     /// broken control totals and Polars errors fail the same way every time.

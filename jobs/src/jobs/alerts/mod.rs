@@ -61,11 +61,7 @@ impl Job for Alerts {
         _conn: &mut AnyConnection,
     ) -> Result<JobOutput, JobError> {
         let period = ctx.period;
-        let pl = |source| JobError::Polars {
-            job: JOB,
-            period,
-            source,
-        };
+        let pl = JobError::polars(JOB, period);
         let metrics =
             compute(|| operator_metrics(ctx.inputs, period, ctx.plan).collect()).map_err(pl)?;
         let emails = alert_views(ctx, &metrics)
@@ -73,11 +69,7 @@ impl Job for Alerts {
             .iter()
             .map(emails::alert_email)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| JobError::Mail {
-                job: JOB,
-                period,
-                source,
-            })?;
+            .map_err(JobError::mail(JOB, period))?;
         Ok(JobOutput {
             summary: vec![format!(
                 "metrics: {} rows, {} operator(s) alerted",

@@ -62,11 +62,7 @@ impl Job for Equity {
         _conn: &mut AnyConnection,
     ) -> Result<JobOutput, JobError> {
         let period = ctx.period;
-        let pl = |source| JobError::Polars {
-            job: JOB,
-            period,
-            source,
-        };
+        let pl = JobError::polars(JOB, period);
         let rows =
             compute(|| equity_eligibility(ctx.inputs, period, ctx.plan)?.collect()).map_err(pl)?;
         let emails = equity_emails(ctx, &rows)?;
@@ -143,16 +139,8 @@ fn equity_emails(
     rows: &DataFrame,
 ) -> Result<Vec<crate::mail::OutgoingEmail>, JobError> {
     let period = ctx.period;
-    let changed = changes(ctx, rows).map_err(|source| JobError::Polars {
-        job: JOB,
-        period,
-        source,
-    })?;
-    let mail_err = |source| JobError::Mail {
-        job: JOB,
-        period,
-        source,
-    };
+    let changed = changes(ctx, rows).map_err(JobError::polars(JOB, period))?;
+    let mail_err = JobError::mail(JOB, period);
     let mut out = Vec::new();
     let (gained, lost): (Vec<_>, Vec<_>) = changed.into_iter().partition(|(c, _)| c == GAINED);
     let gained: Vec<EquityRowView> = gained.into_iter().map(|(_, v)| v).collect();
@@ -169,11 +157,7 @@ fn equity_emails(
         };
         out.push(emails::equity_changes_email(&view).map_err(mail_err)?);
     }
-    let directory = operator_directory(ctx.inputs).map_err(|source| JobError::Polars {
-        job: JOB,
-        period,
-        source,
-    })?;
+    let directory = operator_directory(ctx.inputs).map_err(JobError::polars(JOB, period))?;
     let program = &ctx.plan.equity;
     for g in &gained {
         // An operator without an address in the CRM gets no mail; leadership's list

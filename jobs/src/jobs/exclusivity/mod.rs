@@ -69,20 +69,12 @@ impl Job for Exclusivity {
         _conn: &mut AnyConnection,
     ) -> Result<JobOutput, JobError> {
         let period = ctx.period;
-        let pl = |source| JobError::Polars {
-            job: JOB,
-            period,
-            source,
-        };
+        let pl = JobError::polars(JOB, period);
         let checks =
             compute(|| exclusivity_checks(ctx.inputs, period, ctx.plan).collect()).map_err(pl)?;
         let mut emails = Vec::new();
         for view in breach_views(ctx, &checks).map_err(pl)? {
-            let mail_err = |source| JobError::Mail {
-                job: JOB,
-                period,
-                source,
-            };
+            let mail_err = JobError::mail(JOB, period);
             emails.push(emails::exclusivity_breach_email(&view).map_err(mail_err)?);
             if view.escalated {
                 for ps in &ctx.config.email.partner_success {

@@ -49,14 +49,6 @@ const HEALTH_COLUMNS: [(&str, DataType); 7] = [
     ("on_target", DataType::Boolean),
 ];
 
-fn db(period: Period) -> impl FnOnce(crate::db::DbError) -> JobError {
-    move |source| JobError::Database {
-        job: JOB,
-        period,
-        source,
-    }
-}
-
 /// network_health rows of the periods M−11..M−1 already in the database.
 async fn trend_rows(
     conn: &mut AnyConnection,
@@ -105,11 +97,7 @@ impl Job for NetworkHealth {
     ) -> Result<JobOutput, JobError> {
         let period = ctx.period;
         let p = period.to_string();
-        let pl = |source| JobError::Polars {
-            job: JOB,
-            period,
-            source,
-        };
+        let pl = JobError::polars(JOB, period);
         let tiers = query_frame(
             conn,
             "SELECT operator_id, tier FROM operator_tiers WHERE period = $1",
@@ -120,7 +108,7 @@ impl Job for NetworkHealth {
             ],
         )
         .await
-        .map_err(db(period))?;
+        .map_err(JobError::db(JOB, period))?;
         let payable = query_frame(
             conn,
             &format!(
@@ -134,13 +122,15 @@ impl Job for NetworkHealth {
             ],
         )
         .await
-        .map_err(db(period))?;
+        .map_err(JobError::db(JOB, period))?;
         let rows = compute(|| {
             network_health(ctx.inputs, period, ctx.plan, tiers.lazy(), payable.lazy()).collect()
         })
         .map_err(pl)?;
         let rows = cast_like_table(rows).map_err(pl)?;
-        let trend = trend_rows(conn, period).await.map_err(db(period))?;
+        let trend = trend_rows(conn, period)
+            .await
+            .map_err(JobError::db(JOB, period))?;
         let all = trend.vstack(&rows).map_err(pl)?;
         let report = report::render(&p, &all, ctx.plan).map_err(|e| JobError::Data {
             job: JOB,
@@ -216,7 +206,7 @@ pub async fn stored_report(
         &HEALTH_COLUMNS,
     )
     .await
-    .map_err(db(period))?;
+    .map_err(JobError::db(JOB, period))?;
     if current.height() == 0 {
         return Err(JobError::Data {
             job: JOB,
@@ -226,12 +216,12 @@ pub async fn stored_report(
             ),
         });
     }
-    let trend = trend_rows(conn, period).await.map_err(db(period))?;
-    let rows = trend.vstack(&current).map_err(|source| JobError::Polars {
-        job: JOB,
-        period,
-        source,
-    })?;
+    let trend = trend_rows(conn, period)
+        .await
+        .map_err(JobError::db(JOB, period))?;
+    let rows = trend
+        .vstack(&current)
+        .map_err(JobError::polars(JOB, period))?;
     report::render(&period.to_string(), &rows, plan).map_err(|e| JobError::Data {
         job: JOB,
         period,

@@ -149,11 +149,7 @@ fn db_err(period: Period, context: &str) -> impl FnOnce(sqlx::Error) -> JobError
 }
 
 fn pl_err(period: Period) -> impl FnOnce(PolarsError) -> JobError {
-    move |source| JobError::Polars {
-        job: JOB,
-        period,
-        source,
-    }
+    JobError::polars(JOB, period)
 }
 
 #[async_trait]
@@ -367,11 +363,7 @@ async fn load_history(
         binds.extend(chunk.iter().map(|s| Value::Text(s.clone())));
         let df = query_frame(conn, &sql, &binds, &cols)
             .await
-            .map_err(|source| JobError::Database {
-                job: JOB,
-                period,
-                source,
-            })?;
+            .map_err(JobError::db(JOB, period))?;
         frames.push(df.lazy());
     }
     let prior_lines = if frames.is_empty() {
@@ -399,11 +391,7 @@ async fn load_history(
         ],
     )
     .await
-    .map_err(|source| JobError::Database {
-        job: JOB,
-        period,
-        source,
-    })?
+    .map_err(JobError::db(JOB, period))?
     .lazy();
     Ok(PayoutHistory {
         prior_lines,
@@ -485,11 +473,7 @@ fn emails_for(
 ) -> Result<Vec<mail::OutgoingEmail>, JobError> {
     let period = ctx.period;
     let p = period.to_string();
-    let mail_err = |source| JobError::Mail {
-        job: JOB,
-        period,
-        source,
-    };
+    let mail_err = JobError::mail(JOB, period);
     let mut out = Vec::new();
     let ops = opnet_pipelines::directory::operator_directory(ctx.inputs).map_err(pl_err(period))?;
     let tiers = &close.tiers;

@@ -72,11 +72,7 @@ impl Job for Scorecard {
         conn: &mut AnyConnection,
     ) -> Result<JobOutput, JobError> {
         let period = ctx.period;
-        let pl = |source| JobError::Polars {
-            job: JOB,
-            period,
-            source,
-        };
+        let pl = JobError::polars(JOB, period);
         let (rows, pipeline, training) = compute(|| -> PolarsResult<_> {
             Ok((
                 operator_scorecards(ctx.inputs, period, ctx.plan)?.collect()?,
@@ -91,11 +87,7 @@ impl Job for Scorecard {
             .iter()
             .map(emails::operator_report_email)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| JobError::Mail {
-                job: JOB,
-                period,
-                source,
-            })?;
+            .map_err(JobError::mail(JOB, period))?;
         Ok(JobOutput {
             summary: vec![format!(
                 "scorecards: {} operator(s), {} component rows",
@@ -128,16 +120,8 @@ async fn trend_rows(
     conn: &mut AnyConnection,
     period: Period,
 ) -> Result<BTreeMap<(String, Period), Trend>, JobError> {
-    let db = |source| JobError::Database {
-        job: JOB,
-        period,
-        source,
-    };
-    let pl = |source| JobError::Polars {
-        job: JOB,
-        period,
-        source,
-    };
+    let db = JobError::db(JOB, period);
+    let pl = JobError::polars(JOB, period);
     let first = period.add_months(1 - TREND_MONTHS);
     let scores = query_frame(
         conn,
