@@ -141,6 +141,33 @@ pub fn money_table<const N: usize>(
 // Templates.
 // ---------------------------------------------------------------------------
 
+/// The environment of a template set (a job's `TEMPLATES`), parsed once per process
+/// and kept: parsing every template for every mail was most of a backfill's mail
+/// rendering (issue 13). Keyed by the set's template names and sources; the handful
+/// of sets live as long as the process.
+fn shared_environment(
+    templates: &[(&'static str, &'static str)],
+) -> Result<&'static Environment<'static>, MailError> {
+    type Parsed = std::collections::HashMap<String, &'static Environment<'static>>;
+    static PARSED: std::sync::OnceLock<std::sync::Mutex<Parsed>> = std::sync::OnceLock::new();
+    // Names and the sources' addresses: two sets with the same names but other text
+    // (a test's) are never served each other's parse.
+    let key = templates
+        .iter()
+        .map(|(name, source)| format!("{name}@{:p}+{}", source.as_ptr(), source.len()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let parsed = PARSED.get_or_init(Default::default);
+    if let Some(env) = parsed.lock().ok().and_then(|m| m.get(&key).copied()) {
+        return Ok(env);
+    }
+    let env: &'static Environment<'static> = Box::leak(Box::new(environment(templates)?));
+    if let Ok(mut m) = parsed.lock() {
+        return Ok(*m.entry(key).or_insert(env));
+    }
+    Ok(env)
+}
+
 /// A template environment with the layout and `templates` (name, source).
 fn environment(
     templates: &[(&'static str, &'static str)],
@@ -180,9 +207,9 @@ pub fn render_pair<S: Serialize>(
     name: &str,
     ctx: &S,
 ) -> Result<(String, String), MailError> {
-    let env = environment(templates)?;
-    let text = render(&env, &format!("{name}.txt"), ctx)?;
-    let html = render(&env, &format!("{name}.html"), ctx)?;
+    let env = shared_environment(templates)?;
+    let text = render(env, &format!("{name}.txt"), ctx)?;
+    let html = render(env, &format!("{name}.html"), ctx)?;
     Ok((text, html))
 }
 
