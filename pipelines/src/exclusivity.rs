@@ -323,20 +323,20 @@ fn mrr_of_m_and_m_3(
     operator_ids: LazyFrame,
     periods: &[Period],
 ) -> (LazyFrame, LazyFrame) {
-    // Only the exclusive operators' customers: the rest of the network is not needed
-    // and would multiply the work by the number of months.
-    let mut own = inputs.clone();
-    own.customers = inputs.customers.clone().join(
+    // Computed over the whole network's software lines, which are joined with their
+    // invoices and owners once per snapshot (crate::derived), then narrowed to these
+    // operators; customer ids are unique in a snapshot (ingest enforces the key), so
+    // narrowing after the CRM owner is chosen gives the same rows as narrowing before.
+    let mrr_periods: Vec<Period> = match (periods.first(), periods.last()) {
+        (Some(first), Some(last)) => first.add_months(-3).through(*last).collect(),
+        _ => Vec::new(),
+    };
+    let revenue = mrr(inputs, &mrr_periods).join(
         operator_ids,
         [col("operator_id")],
         [col("operator_id")],
         JoinArgs::new(JoinType::Semi),
     );
-    let mrr_periods: Vec<Period> = match (periods.first(), periods.last()) {
-        (Some(first), Some(last)) => first.add_months(-3).through(*last).collect(),
-        _ => Vec::new(),
-    };
-    let revenue = mrr(&own, &mrr_periods);
     let revenue_3 = revenue.clone().select([
         col("period").alias("period_3"),
         col("operator_id"),

@@ -10,6 +10,7 @@
 pub mod active;
 pub mod alerts;
 pub mod contract;
+pub mod derived;
 pub mod directory;
 pub mod equity;
 pub mod exclusivity;

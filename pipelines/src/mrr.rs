@@ -7,6 +7,7 @@
 //! M and M−3 and the network-health trend (R5) needs twelve months.
 
 use crate::Inputs;
+use crate::active::months_of;
 use crate::money::{mul_div_round_half_even_expr, sum_cents};
 use crate::period::Period;
 use polars::prelude::*;
@@ -23,6 +24,7 @@ pub fn mrr(inputs: &Inputs, periods: &[Period]) -> LazyFrame {
         "period" => periods.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         "p_first" => periods.iter().map(|p| p.first_day()).collect::<Vec<_>>(),
         "p_last" => periods.iter().map(|p| p.last_day()).collect::<Vec<_>>(),
+        "p_months" => periods.iter().map(|p| p.months() as i64).collect::<Vec<_>>(),
     )
     .expect("equal lengths")
     .lazy();
@@ -40,7 +42,6 @@ pub fn mrr(inputs: &Inputs, periods: &[Period]) -> LazyFrame {
         .select([col("customer_id"), col("operator_id")])
         .unique(Some(cols(["customer_id"])), UniqueKeepStrategy::First);
 
-    let days = |e: Expr| e.cast(DataType::Int32).cast(DataType::Int64);
     let lines = inputs
         .invoice_lines
         .clone()
@@ -67,10 +68,68 @@ pub fn mrr(inputs: &Inputs, periods: &[Period]) -> LazyFrame {
             (days(col("service_end")) - days(col("service_start")) + lit(1i64))
                 .alias("service_days"),
         )
-        .filter(col("service_days").gt(lit(0i64)));
+        .filter(col("service_days").gt(lit(0i64)))
+        .select([
+            col("operator_id"),
+            col("currency"),
+            col("amount_cents"),
+            col("service_start"),
+            col("service_end"),
+            col("service_days"),
+            months_of(col("service_start")).alias("m_start"),
+            months_of(col("service_end")).alias("m_end"),
+        ]);
+    // The same for every period: joined once per snapshot (issue 13).
+    let lines = crate::derived::memo(
+        "mrr/software_lines",
+        &[&inputs.invoices, &inputs.invoice_lines, &inputs.customers],
+        lines,
+    );
 
-    lines
+    // A line whose service lies inside one calendar month (monthly billing, the common
+    // case) can only overlap that month: it is matched to its window by a join on the
+    // month instead of being crossed with every window and filtered (issue 13: the
+    // cross join made exclusivity's 40-month MRR the largest cost of a backfill).
+    let keep = [
+        "amount_cents",
+        "service_start",
+        "service_end",
+        "operator_id",
+        "currency",
+        "service_days",
+        "period",
+        "p_first",
+        "p_last",
+    ];
+    // Only over a materialized frame: on a plan (a test's literal edits, a filtered
+    // copy) the split would evaluate the plan twice and nest it deep enough to
+    // overflow a test thread's stack in a debug build; there the cross join is as it
+    // was. Both paths give the same rows.
+    if crate::derived::in_memory(&lines).is_none() {
+        return overlap(lines.cross_join(windows, None));
+    }
+    let one_month = lines
+        .clone()
+        .filter(col("m_start").eq(col("m_end")))
+        .join(
+            windows.clone(),
+            [col("m_start")],
+            [col("p_months")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .select(keep.map(col));
+    let longer = lines
+        .filter(col("m_start").neq(col("m_end")))
         .cross_join(windows, None)
+        .select(keep.map(col));
+    let pieces = concat([one_month.clone(), longer], UnionArgs::default()).unwrap_or(one_month);
+    overlap(pieces)
+}
+
+/// Each line's share of each window it overlaps (day-weighted, half-even), summed
+/// per period, operator and currency.
+fn overlap(pieces: LazyFrame) -> LazyFrame {
+    pieces
         .with_columns([
             greater(days(col("service_start")), days(col("p_first"))).alias("o_start"),
             lesser(days(col("service_end")), days(col("p_last"))).alias("o_end"),
@@ -87,6 +146,11 @@ pub fn mrr(inputs: &Inputs, periods: &[Period]) -> LazyFrame {
             ["period", "operator_id", "currency"],
             SortMultipleOptions::default(),
         )
+}
+
+/// Days since the epoch of a date column, as Int64 for arithmetic.
+fn days(e: Expr) -> Expr {
+    e.cast(DataType::Int32).cast(DataType::Int64)
 }
 
 fn greater(a: Expr, b: Expr) -> Expr {

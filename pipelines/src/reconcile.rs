@@ -23,6 +23,7 @@
 //! shrink what is left.
 
 use crate::Inputs;
+use crate::derived::memo;
 use crate::history::{PayoutHistory, first_collection_per_line, prior_collections, prior_refunded};
 use crate::period::Period;
 use polars::prelude::*;
@@ -201,14 +202,12 @@ fn paid_invoices_of_month(
         .unique_stable(None, UniqueKeepStrategy::First)
         .with_column(lit(true).alias("operator_known"));
 
-    Ok(inputs
+    // Every paid invoice copy with what the checks need: the same for every period,
+    // so derived once per snapshot (issue 13) and then narrowed to M.
+    let paid_all = inputs
         .invoices
         .clone()
         .filter(col("status").eq(lit("paid")))
-        .filter(in_month(
-            period,
-            coalesce(&[col("paid_on"), col("issued_on")]),
-        ))
         .select([
             col("invoice_id"),
             col("customer_id"),
@@ -244,7 +243,22 @@ fn paid_invoices_of_month(
             col("lines_cents").fill_null(lit(0i64)),
             col("customer_known").fill_null(lit(false)),
             col("operator_known").fill_null(lit(false)),
-        ])
+        ]);
+    let paid_all = memo(
+        "reconcile/paid_invoices",
+        &[
+            &inputs.invoices,
+            &inputs.invoice_lines,
+            &inputs.customers,
+            &inputs.operators,
+        ],
+        paid_all,
+    );
+    Ok(paid_all
+        .filter(in_month(
+            period,
+            coalesce(&[col("paid_on"), col("issued_on")]),
+        ))
         // Materialized here and below: every check reads these frames, and one lazy
         // plan holding all of them is deep enough to overflow a thread's stack.
         .collect()?
@@ -355,13 +369,18 @@ fn duplicate_line_rows(inputs: &Inputs, paid: &LazyFrame, p: &str) -> LazyFrame 
         .clone()
         .select([col("invoice_id"), col("customer_id")])
         .unique_stable(Some(cols(["invoice_id"])), UniqueKeepStrategy::First);
-    let dup_lines = inputs
-        .invoice_lines
-        .clone()
-        .group_by([col("invoice_id"), col("line_no")])
-        .agg([len().cast(DataType::Int64).alias("times")])
-        .filter(col("times").gt(lit(1i64)))
-        .join(
+    // Repeated (invoice_id, line_no) keys of the whole snapshot: derived once.
+    let repeated_lines = memo(
+        "reconcile/repeated_lines",
+        &[&inputs.invoice_lines],
+        inputs
+            .invoice_lines
+            .clone()
+            .group_by([col("invoice_id"), col("line_no")])
+            .agg([len().cast(DataType::Int64).alias("times")])
+            .filter(col("times").gt(lit(1i64))),
+    );
+    let dup_lines = repeated_lines.join(
             paid_ids,
             [col("invoice_id")],
             [col("invoice_id")],
@@ -393,37 +412,50 @@ fn collectable_lines(
     held_invoices: LazyFrame,
     customers: LazyFrame,
 ) -> PolarsResult<LazyFrame> {
-    Ok(inputs
-        .invoices
-        .clone()
-        .filter(
-            col("status")
-                .eq(lit("paid"))
-                .and(in_month(period, col("paid_on"))),
-        )
-        .select([col("invoice_id"), col("customer_id"), col("currency")])
+    // Every line of a paid invoice with its CRM owner (the same for every period,
+    // derived once per snapshot), narrowed to the invoices paid in M and not held.
+    let paid_lines = memo(
+        "reconcile/paid_lines",
+        &[&inputs.invoices, &inputs.customers, &inputs.invoice_lines],
+        inputs
+            .invoices
+            .clone()
+            .filter(
+                col("status")
+                    .eq(lit("paid"))
+                    .and(col("paid_on").is_not_null()),
+            )
+            .select([
+                col("invoice_id"),
+                col("customer_id"),
+                col("currency"),
+                col("paid_on"),
+            ])
+            .join(
+                customers,
+                [col("customer_id")],
+                [col("customer_id")],
+                JoinArgs::new(JoinType::Inner),
+            )
+            .join(
+                inputs.invoice_lines.clone().select([
+                    col("invoice_id"),
+                    col("line_no").cast(DataType::Int64),
+                    col("revenue_type"),
+                    col("amount_cents").cast(DataType::Int64),
+                ]),
+                [col("invoice_id")],
+                [col("invoice_id")],
+                JoinArgs::new(JoinType::Inner),
+            ),
+    );
+    Ok(paid_lines
+        .filter(in_month(period, col("paid_on")))
         .join(
             held_invoices,
             [col("invoice_id")],
             [col("invoice_id")],
             JoinArgs::new(JoinType::Anti),
-        )
-        .join(
-            customers,
-            [col("customer_id")],
-            [col("customer_id")],
-            JoinArgs::new(JoinType::Inner),
-        )
-        .join(
-            inputs.invoice_lines.clone().select([
-                col("invoice_id"),
-                col("line_no").cast(DataType::Int64),
-                col("revenue_type"),
-                col("amount_cents").cast(DataType::Int64),
-            ]),
-            [col("invoice_id")],
-            [col("invoice_id")],
-            JoinArgs::new(JoinType::Inner),
         )
         .select([
             col("invoice_id"),
@@ -530,15 +562,19 @@ fn refunds_of_month(
 /// R7: the `customer_id` of each invoice, so a refund exception shows whose money is
 /// held; the smallest id should a duplicated invoice name several.
 fn invoice_customer(inputs: &Inputs) -> LazyFrame {
-    inputs
-        .invoices
-        .clone()
-        .select([col("invoice_id"), col("customer_id")])
-        .sort(
-            ["invoice_id", "customer_id"],
-            SortMultipleOptions::default(),
-        )
-        .unique_stable(Some(cols(["invoice_id"])), UniqueKeepStrategy::First)
+    memo(
+        "reconcile/invoice_customer",
+        &[&inputs.invoices],
+        inputs
+            .invoices
+            .clone()
+            .select([col("invoice_id"), col("customer_id")])
+            .sort(
+                ["invoice_id", "customer_id"],
+                SortMultipleOptions::default(),
+            )
+            .unique_stable(Some(cols(["invoice_id"])), UniqueKeepStrategy::First),
+    )
 }
 
 /// R7 `duplicate_refund`, `refund_of_uncollected_line` and `refund_exceeds_line`: one
