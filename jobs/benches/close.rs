@@ -2,12 +2,20 @@
 //! times and peak memory, never asserts on them.
 //!
 //! 1. generate a network (default 1000 operators × 36 months, Parquet);
-//! 2. close the last period alone on a fresh SQLite database;
+//! 2. close the last period alone on a fresh SQLite database (ingest included), then
+//!    again on another fresh database from the snapshot step 2 recorded (no ingest);
 //! 3. backfill all 36 periods on another fresh database, with per-job totals;
-//! 4. distribute the leads on it (R8.3) twice: the first run, the next (nothing new).
+//! 4. distribute the leads on it (R8.3) twice: the first run, the next (nothing new);
+//! 5. deliver again, to a fresh `.eml` folder, the mails the backfill delivered
+//!    (delivery timed on its own: the backfill's wall time includes its delivery).
+//!
+//! Each step prints wall time, CPU time (user + system, all threads) and its own peak
+//! RSS (the high-water mark is reset before each step).
 //!
 //! Sizes: `OPNET_BENCH_OPERATORS`, `OPNET_BENCH_MONTHS`; database of step 3:
-//! `OPNET_BENCH_DATABASE` (default a temporary SQLite file).
+//! `OPNET_BENCH_DATABASE` (default a temporary SQLite file; must be empty).
+//! `OPNET_BENCH_KEEP=DIR`: work in DIR and keep it (databases, lake, outboxes), e.g.
+//! to compare the result tables with `scripts/compare-tables.py`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -34,6 +42,53 @@ fn peak_rss_mib() -> f64 {
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
+}
+
+/// CPU seconds (user, system) of this process so far, all threads (/proc/self/stat).
+fn cpu_secs() -> (f64, f64) {
+    let ticks = 100.0; // USER_HZ, 100 on every Linux we run on
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces) in parentheses.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // utime, stime are fields 14 and 15 of the line: 12 and 13 after ')'.
+            Some((f.get(11)?.parse::<f64>().ok()? / ticks, f.get(12)?.parse::<f64>().ok()? / ticks))
+        })
+        .unwrap_or((f64::NAN, f64::NAN))
+}
+
+/// Resets the peak-RSS high-water mark, so the next step reports its own peak.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Wall and CPU time of one step.
+struct Step {
+    wall: Instant,
+    cpu: (f64, f64),
+}
+
+impl Step {
+    fn start() -> Step {
+        reset_peak_rss();
+        Step {
+            wall: Instant::now(),
+            cpu: cpu_secs(),
+        }
+    }
+    /// `12.34s wall, 15.00s CPU (13.10 user + 1.90 sys); peak RSS 432 MiB`
+    fn done(&self) -> String {
+        let (u, s) = cpu_secs();
+        let (du, ds) = (u - self.cpu.0, s - self.cpu.1);
+        format!(
+            "{:.2}s wall, {:.2}s CPU ({du:.2} user + {ds:.2} sys); peak RSS {:.0} MiB",
+            self.wall.elapsed().as_secs_f64(),
+            du + ds,
+            peak_rss_mib()
+        )
+    }
 }
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
@@ -68,14 +123,22 @@ fn main() -> anyhow::Result<()> {
     let operators: usize = env_or("OPNET_BENCH_OPERATORS", 1000);
     let months: u32 = env_or("OPNET_BENCH_MONTHS", 36);
     let end = Period::parse("2025-12")?;
-    let dir = tempfile::tempdir()?;
+    let tmp = tempfile::tempdir()?;
+    let dir: std::path::PathBuf = match std::env::var("OPNET_BENCH_KEEP") {
+        Ok(d) => {
+            std::fs::create_dir_all(&d)?;
+            d.into()
+        }
+        Err(_) => tmp.path().to_path_buf(),
+    };
+    let dir = dir.as_path();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
 
-    let t = Instant::now();
+    let t = Step::start();
     let summary = generate::generate(&GenerateOptions {
-        out: dir.path().join("source"),
+        out: dir.join("source"),
         operators,
         months,
         end,
@@ -84,41 +147,56 @@ fn main() -> anyhow::Result<()> {
     })?;
     let rows: usize = summary.rows.iter().map(|(_, n)| n).sum();
     println!(
-        "generate {operators} operators x {months} months (parquet): {:.2}s, {rows} rows",
-        t.elapsed().as_secs_f64()
+        "generate {operators} operators x {months} months (parquet), {rows} rows: {}",
+        t.done()
     );
     for (d, n) in &summary.rows {
         println!("  {d:<28} {n:>10}");
     }
-    println!("  peak RSS so far: {:.0} MiB", peak_rss_mib());
 
     rt.block_on(async {
-        let one_db = format!("sqlite://{}/one.db", dir.path().display());
-        let app = App::open(config(dir.path(), one_db, "one")).await?;
-        let t = Instant::now();
+        let one_db = format!("sqlite://{}/one.db", dir.display());
+        let app = App::open(config(dir, one_db, "one")).await?;
+        let t = Step::start();
         let r = close::close(&app, &CloseOptions { from: Some(end), through: Some(end), ..Default::default() }, chrono::Utc::now())
             .await?;
         println!(
-            "close one period ({end}, incl. ingest of {} rows): {:.2}s; peak RSS {:.0} MiB",
+            "close one period ({end}, incl. ingest of {} rows): {}",
             r.ingest.as_ref().map(|i| i.rows_in()).unwrap_or(0),
-            t.elapsed().as_secs_f64(),
-            peak_rss_mib()
+            t.done()
         );
         print_jobs(&r);
 
+        // The same period from the snapshot just recorded, on a fresh database.
+        let snapshot = r.snapshot.clone();
+        let again_db = format!("sqlite://{}/one-snapshot.db", dir.display());
+        let mut again = config(dir, again_db, "one");
+        again.mail = format!("file:{}", dir.join("outbox-one-snapshot").display());
+        let app = App::open(again).await?;
+        let t = Step::start();
+        let r = close::close(&app, &CloseOptions { from: Some(end), through: Some(end), snapshot: Some(snapshot.clone()), ..Default::default() }, chrono::Utc::now())
+            .await?;
+        println!("close one period ({end}) from recorded snapshot {snapshot} (no ingest): {}", t.done());
+        print_jobs(&r);
+
         let db = std::env::var("OPNET_BENCH_DATABASE")
-            .unwrap_or_else(|_| format!("sqlite://{}/backfill.db", dir.path().display()));
-        let app = App::open(config(dir.path(), db.clone(), "backfill")).await?;
-        let t = Instant::now();
+            .unwrap_or_else(|_| format!("sqlite://{}/backfill.db", dir.display()));
+        let app = App::open(config(dir, db.clone(), "backfill")).await?;
+        let t = Step::start();
         let r = close::close(&app, &CloseOptions { through: Some(end), ..Default::default() }, chrono::Utc::now()).await?;
         let periods = r.runs.iter().map(|x| x.period).collect::<std::collections::BTreeSet<_>>().len();
         println!(
-            "close backfill ({periods} periods on {}): {:.2}s; peak RSS {:.0} MiB (process high-water mark)",
+            "close backfill ({periods} periods on {}, incl. ingest of {} rows and the delivery of {} mail(s)): {}",
             opnet::db::redact(&db),
-            t.elapsed().as_secs_f64(),
-            peak_rss_mib()
+            r.ingest.as_ref().map(|i| i.rows_in()).unwrap_or(0),
+            r.delivery.sent,
+            t.done()
         );
         print_jobs(&r);
+        println!(
+            "  mail of the close: {} queued, {} suppressed (backfill), {} failed, {} already there",
+            r.mail.queued, r.mail.suppressed, r.mail.failed, r.mail.already_there
+        );
 
         // R8.3 lead distribution on the closed database, as the scheduler's `leads`
         // task: the first run assigns every unassigned lead of the whole history, the
@@ -131,21 +209,38 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or_else(chrono::Utc::now);
         let at = after_end.min(chrono::Utc::now());
         for label in ["first", "second"] {
-            let t = Instant::now();
+            let t = Step::start();
             let opts = opnet::leads::LeadOptions {
                 snapshot: Some(&r.snapshot),
                 skip_delivery: false,
             };
             let l = opnet::leads::assign_with(&app, at, opts).await?;
             println!(
-                "leads, {label} run (T = {at}): {:.2}s; {} assigned, {} new no_capacity, {} mail(s) delivered; peak RSS {:.0} MiB",
-                t.elapsed().as_secs_f64(),
+                "leads, {label} run (T = {at}): {}; {} assigned, {} new no_capacity, {} mail(s) delivered",
+                t.done(),
                 l.assigned(),
                 l.no_capacity,
                 l.delivery.sent,
-                peak_rss_mib()
             );
         }
+
+        // Delivery on its own: the same mails again, to a fresh .eml folder.
+        let requeued = sqlx::query("UPDATE email_outbox SET status = 'queued', attempts = 0, sent_at = NULL, claimed_by = NULL, claimed_at = NULL WHERE status = 'sent'")
+            .execute(&app.db.pool)
+            .await?
+            .rows_affected();
+        let mut redeliver = app.config.clone();
+        redeliver.mail = format!("file:{}", dir.join("outbox-redeliver").display());
+        let app = App::open(redeliver).await?;
+        let t = Step::start();
+        let d = close::deliver(&app).await?;
+        let secs = t.wall.elapsed().as_secs_f64();
+        println!(
+            "deliver {} of {requeued} mail(s) again as .eml files: {} = {:.2} ms per mail",
+            d.sent,
+            t.done(),
+            secs * 1000.0 / (d.sent.max(1) as f64)
+        );
         anyhow::Ok(())
     })?;
     Ok(())
@@ -162,5 +257,11 @@ fn print_jobs(r: &close::CloseReport) {
     for (job, (secs, rows, n)) in by_job {
         println!("  {job:<15} {n:>3} run(s) {secs:>8.2}s {rows:>10} rows written");
     }
-    println!("  emails delivered: {}", r.delivery.sent);
+    let ms = r.delivery_elapsed_ms as f64;
+    println!(
+        "  emails delivered: {} in {:.2}s ({:.2} ms per mail; the step's wall time includes it)",
+        r.delivery.sent,
+        ms / 1000.0,
+        ms / (r.delivery.sent.max(1) as f64)
+    );
 }

@@ -130,6 +130,9 @@ pub struct CloseReport {
     /// for a bad address, already there from an earlier run).
     pub mail: EnqueueReport,
     pub delivery: DeliveryReport,
+    /// Wall time of that delivery, so a benchmark can report the close and its mail
+    /// apart (issue 13).
+    pub delivery_elapsed_ms: u128,
 }
 
 /// Ingest every source dataset into a lake snapshot and record the run.
@@ -399,13 +402,16 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
     if !opts.defer_backfill_summary && opts.mail == MailPolicy::Recent {
         queue_backfill_summary(app, now).await?;
     }
+    let delivering = std::time::Instant::now();
     let delivery = deliver(app).await?;
+    let delivery_elapsed_ms = delivering.elapsed().as_millis();
     Ok(CloseReport {
         ingest: prepared.ingest,
         snapshot: prepared.snapshot,
         runs,
         mail: enqueued,
         delivery,
+        delivery_elapsed_ms,
     })
 }
 
