@@ -54,7 +54,10 @@ fn cpu_secs() -> (f64, f64) {
             let rest = s.rsplit_once(')')?.1;
             let f: Vec<&str> = rest.split_whitespace().collect();
             // utime, stime are fields 14 and 15 of the line: 12 and 13 after ')'.
-            Some((f.get(11)?.parse::<f64>().ok()? / ticks, f.get(12)?.parse::<f64>().ok()? / ticks))
+            Some((
+                f.get(11)?.parse::<f64>().ok()? / ticks,
+                f.get(12)?.parse::<f64>().ok()? / ticks,
+            ))
         })
         .unwrap_or((f64::NAN, f64::NAN))
 }

@@ -470,13 +470,34 @@ async fn run_job(
         };
         let started = std::time::Instant::now();
         match attempt_run(app, job, &ctx, &dispose).await {
-            Ok((out, rows_out, mail)) => {
+            Ok(RunDone {
+                out,
+                rows_out,
+                mail,
+                whole,
+            }) => {
                 crate::failpoint::point(crate::failpoint::JOB_AFTER_COMMIT);
                 tracing::info!(job = job.name(), %period, run_id = %run_id, rows_out, "Run succeeded");
                 add_enqueued(enqueued, &mail);
                 // Published from the committed rows; a crash before this is healed by
                 // the next `publish_pending`.
-                publish_period(app, job.name(), &period.to_string(), Some(&out.files)).await?;
+                let committed = Committed {
+                    run_id: &run_id,
+                    frames: out
+                        .writes
+                        .iter()
+                        .filter(|w| whole.contains(&w.table))
+                        .map(|w| (w.table, &w.frame))
+                        .collect(),
+                };
+                publish_period(
+                    app,
+                    job.name(),
+                    &period.to_string(),
+                    Some(&out.files),
+                    Some(&committed),
+                )
+                .await?;
                 return Ok(RunSummary {
                     period,
                     job: job.name(),
@@ -522,7 +543,7 @@ async fn attempt_run(
     job: &dyn jobs::Job,
     ctx: &JobContext<'_>,
     dispose: &(dyn Fn(mail::Audience) -> Disposition + Sync),
-) -> Result<(JobOutput, i64, EnqueueReport), RunError> {
+) -> Result<RunDone, RunError> {
     let mut tx = app.db.begin_write().await?;
     match run_in_tx(app, job, ctx, &mut tx, dispose).await {
         Ok(done) => {
@@ -618,11 +639,27 @@ async fn run_in_tx(
     ctx: &JobContext<'_>,
     tx: &mut sqlx::AnyConnection,
     dispose: &(dyn Fn(mail::Audience) -> Disposition + Sync),
-) -> Result<(JobOutput, i64, EnqueueReport), RunError> {
+) -> Result<RunDone, RunError> {
     let mut out = job.run(ctx, tx).await?;
     let period = ctx.period.to_string();
     let mut rows_out = 0i64;
+    let mut whole = Vec::new();
     for w in &out.writes {
+        // Whether the frame is the period's whole content of the table once written
+        // (then its mart can be published from it): replaced, or appended to nothing.
+        let is_whole = w.replace == Replace::Period
+            || sqlx::query(&format!(
+                "SELECT 1 FROM {} WHERE period = $1 LIMIT 1",
+                w.table
+            ))
+            .bind(&period)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(RunError::sql(format!("reading {} of {period}", w.table)))?
+            .is_none();
+        if is_whole {
+            whole.push(w.table);
+        }
         if w.replace == Replace::Period {
             sqlx::query(&format!("DELETE FROM {} WHERE period = $1", w.table))
                 .bind(&period)
@@ -665,7 +702,28 @@ async fn run_in_tx(
         rows_out,
     };
     db::finish_run(tx, ctx.run_id, &counts, Utc::now()).await?;
-    Ok((out, rows_out, report))
+    Ok(RunDone {
+        out,
+        rows_out,
+        mail: report,
+        whole,
+    })
+}
+
+/// What a committed run leaves for its caller.
+struct RunDone {
+    out: JobOutput,
+    rows_out: i64,
+    mail: EnqueueReport,
+    /// The output tables whose frame is the period's whole content.
+    whole: Vec<&'static str>,
+}
+
+/// Frames a run has just committed as the whole period's content of their tables, to
+/// publish without reading them back.
+pub struct Committed<'a> {
+    pub run_id: &'a str,
+    pub frames: Vec<(&'static str, &'a DataFrame)>,
 }
 
 /// Publish the marts (and report files) of `job` for `period` from the rows the
@@ -681,6 +739,7 @@ pub async fn publish_period(
     job: &str,
     period: &str,
     files: Option<&[(String, Vec<u8>)]>,
+    committed: Option<&Committed<'_>>,
 ) -> Result<()> {
     let registry = jobs::registry();
     let Some(j) = registry.iter().find(|j| j.name() == job) else {
@@ -700,7 +759,16 @@ pub async fn publish_period(
     .with_context(|| format!("recording the publication of {job} {period}"))?;
     for spec in j.outputs() {
         let table = spec.table;
-        let mut frame = db::period_frame(&mut tx, spec, period).await?;
+        let written = committed
+            .filter(|_| !spec.changes_after_run)
+            .and_then(|c| Some((c.run_id, c.frames.iter().find(|(t, _)| *t == table)?.1)));
+        // Should the frame not have the declared columns, the database's rows are the
+        // mart as always.
+        let mut frame =
+            match written.and_then(|(run_id, f)| db::written_frame(spec, f, run_id).ok()) {
+                Some(frame) => frame,
+                None => db::period_frame(&mut tx, spec, period).await?,
+            };
         app.lake
             .write_mart(table, p, &mut frame)
             .await
@@ -754,7 +822,7 @@ pub async fn publish_pending(app: &App) -> Result<usize> {
         if !registry.iter().any(|j| j.name() == job) {
             continue;
         }
-        publish_period(app, &job, &period, None).await?;
+        publish_period(app, &job, &period, None, None).await?;
         tracing::info!(%job, %period, "Published marts");
         n += 1;
     }

@@ -381,11 +381,11 @@ fn duplicate_line_rows(inputs: &Inputs, paid: &LazyFrame, p: &str) -> LazyFrame 
             .filter(col("times").gt(lit(1i64))),
     );
     let dup_lines = repeated_lines.join(
-            paid_ids,
-            [col("invoice_id")],
-            [col("invoice_id")],
-            JoinArgs::new(JoinType::Inner),
-        );
+        paid_ids,
+        [col("invoice_id")],
+        [col("invoice_id")],
+        JoinArgs::new(JoinType::Inner),
+    );
     rows(
         dup_lines,
         p,

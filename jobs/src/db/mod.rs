@@ -32,7 +32,9 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
-pub use frame::{TableSpec, Value, bool_as_int, insert_frame, period_frame, query_frame};
+pub use frame::{
+    TableSpec, Value, bool_as_int, insert_frame, period_frame, query_frame, written_frame,
+};
 pub(crate) use ledger::hostname;
 pub use ledger::{RunCounts, RunRow, RunStart, finish_run};
 pub use migrate::MIGRATIONS;

@@ -46,6 +46,7 @@ pub const OUTPUT: TableSpec = TableSpec {
         ("run_id", S),
     ],
     order_by: "assigned_at, lead_id",
+    changes_after_run: false,
 };
 
 /// The lake keys of run `run_id` at time `at`: (mart, CSV).

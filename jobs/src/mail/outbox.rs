@@ -162,6 +162,36 @@ pub async fn enqueue_one(
             MAX_ATTEMPTS,
             None,
         ),
+        // A suppressed mail is never sent as it stands: a later `close --send-mail
+        // all` renders it anew and its row takes the new body. So it keeps its key,
+        // recipient, subject and reason but no body; building and storing the MIME text
+        // of every backfilled month's mail was most of a backfill's time (issue 13).
+        // Its addresses are still checked, so a bad one reads `failed` as before.
+        Disposition::Suppress { reason, summarize } => {
+            match parse_mailbox("sender", sender, &email.dedup_key)
+                .and_then(|_| parse_mailbox("recipient", &email.recipient, &email.dedup_key))
+            {
+                Ok(_) => (
+                    "suppressed",
+                    String::new(),
+                    Some(reason.clone()),
+                    0,
+                    (!summarize).then(|| NOT_SUMMARIZED.to_string()),
+                ),
+                Err(
+                    e @ MailError::Address {
+                        role: "recipient", ..
+                    },
+                ) => (
+                    "failed",
+                    String::new(),
+                    Some(e.to_string()),
+                    MAX_ATTEMPTS,
+                    None,
+                ),
+                Err(e) => return Err(e),
+            }
+        }
         _ => match build_message(sender, email, now) {
             Ok(bytes) => {
                 // Formatted messages are 7-bit (non-ASCII text is QP/base64-encoded
@@ -171,16 +201,7 @@ pub async fn enqueue_one(
                     dedup_key: email.dedup_key.clone(),
                     recipient: email.recipient.clone(),
                 })?;
-                match disposition {
-                    Disposition::Suppress { reason, summarize } => (
-                        "suppressed",
-                        body,
-                        Some(reason.clone()),
-                        0,
-                        (!summarize).then(|| NOT_SUMMARIZED.to_string()),
-                    ),
-                    _ => ("queued", body, None, 0, None),
-                }
+                ("queued", body, None, 0, None)
             }
             Err(
                 e @ MailError::Address {

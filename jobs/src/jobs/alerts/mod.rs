@@ -33,6 +33,7 @@ const OUTPUTS: &[TableSpec] = &[TableSpec {
         ("run_id", S),
     ],
     order_by: "operator_id, metric",
+    changes_after_run: false,
 }];
 
 #[async_trait]

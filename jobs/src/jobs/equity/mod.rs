@@ -34,6 +34,7 @@ const OUTPUTS: &[TableSpec] = &[TableSpec {
         ("run_id", S),
     ],
     order_by: "operator_id",
+    changes_after_run: false,
 }];
 
 #[async_trait]

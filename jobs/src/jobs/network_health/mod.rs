@@ -37,6 +37,7 @@ const OUTPUTS: &[TableSpec] = &[TableSpec {
         ("run_id", S),
     ],
     order_by: "metric, dimension",
+    changes_after_run: false,
 }];
 
 const HEALTH_COLUMNS: [(&str, DataType); 7] = [

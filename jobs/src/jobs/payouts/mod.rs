@@ -55,6 +55,7 @@ const OUTPUTS: &[TableSpec] = &[
             ("run_id", S),
         ],
         order_by: "operator_id",
+        changes_after_run: false,
     },
     TableSpec {
         table: "payout_lines",
@@ -76,6 +77,7 @@ const OUTPUTS: &[TableSpec] = &[
             ("run_id", S),
         ],
         order_by: "operator_id, currency, invoice_id, line_no, kind, refund_id",
+        changes_after_run: false,
     },
     TableSpec {
         table: "payout_statements",
@@ -107,6 +109,8 @@ const OUTPUTS: &[TableSpec] = &[
             ("run_id", S),
         ],
         order_by: "operator_id, currency, revision",
+        // approve, send and delivery change status, approved_at, sent_at (R1.8).
+        changes_after_run: true,
     },
     TableSpec {
         table: "reconciliation_exceptions",
@@ -121,6 +125,7 @@ const OUTPUTS: &[TableSpec] = &[
             ("run_id", S),
         ],
         order_by: "kind, invoice_id, line_no, refund_id, detail",
+        changes_after_run: false,
     },
 ];
 

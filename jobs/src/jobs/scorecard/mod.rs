@@ -42,6 +42,7 @@ const OUTPUTS: &[TableSpec] = &[TableSpec {
         ("run_id", S),
     ],
     order_by: "operator_id, component",
+    changes_after_run: false,
 }];
 
 #[async_trait]
