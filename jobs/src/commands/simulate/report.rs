@@ -308,6 +308,8 @@ struct RowView {
 #[derive(Serialize)]
 struct ChartView {
     currency: String,
+    /// `2025-01 .. 2025-12`
+    span: String,
     svg: Value,
 }
 
@@ -327,48 +329,69 @@ pub enum PageError {
 /// and SVG, no external resource; every text is escaped by the template engine.
 pub fn page(rows: &[Row], info: &PageInfo<'_>) -> Result<String, PageError> {
     let totals = totals(rows)?;
-    let axis = Axis::months(info.from, info.through);
-    let mut per_currency: BTreeMap<&str, (Vec<(i32, f64)>, Vec<(i32, f64)>)> = BTreeMap::new();
-    for ((period, cur), t) in &totals {
-        let Some(x) = axis.index(*period) else {
-            continue;
-        };
-        let lines = per_currency.entry(cur.as_str()).or_default();
-        // f64 only to place the points (charts.rs): the figures are in the table.
-        lines.0.push((x, t.recorded_cents as f64));
-        lines.1.push((x, t.simulated_cents as f64));
-    }
     let mut charts = Vec::new();
-    for (cur, (recorded, simulated)) in per_currency {
-        let spec = LineChart {
-            id: format!("totals-{cur}"),
-            caption: format!("Payable per month in {cur}, recorded and simulated"),
-            y_desc: format!("payable ({cur})"),
-            y_format: YFormat::Money(cur.to_string()),
-            lines: vec![
-                Line {
-                    label: "recorded".into(),
-                    colour: BLUE_LINE,
-                    points: recorded,
-                },
-                Line {
-                    label: "simulated".into(),
-                    colour: SIMULATED_LINE,
-                    points: simulated,
-                },
-            ],
-            guides: Vec::new(),
-            y_range: None,
-        };
-        let svg = draw_line_chart(&axis, &spec).map_err(|e| PageError::Chart {
-            currency: cur.to_string(),
-            reason: e.to_string(),
-        })?;
-        charts.push(ChartView {
-            currency: cur.to_string(),
-            // Made by plotters from our own figures; its texts are escaped there.
-            svg: Value::from_safe_string(svg),
-        });
+    // Twelve months per chart: the shared trend axis labels every month, and a
+    // longer range would crowd them; a 36-month range gets three charts per currency.
+    let currencies: std::collections::BTreeSet<&str> =
+        totals.keys().map(|(_, c)| c.as_str()).collect();
+    let windows: Vec<(Period, Period)> = {
+        let months: Vec<Period> = info.from.through(info.through).collect();
+        months
+            .chunks(12)
+            .filter_map(|w| Some((*w.first()?, *w.last()?)))
+            .collect()
+    };
+    for cur in currencies {
+        for &(first, last) in &windows {
+            let axis = Axis::months(first, last);
+            let (mut recorded, mut simulated) = (Vec::new(), Vec::new());
+            for ((period, c), t) in &totals {
+                if c != cur {
+                    continue;
+                }
+                let Some(x) = axis.index(*period) else {
+                    continue;
+                };
+                // f64 only to place the points (charts.rs): the figures are in the table.
+                recorded.push((x, t.recorded_cents as f64));
+                simulated.push((x, t.simulated_cents as f64));
+            }
+            let span = if first == last {
+                first.to_string()
+            } else {
+                format!("{first} .. {last}")
+            };
+            let spec = LineChart {
+                id: format!("totals-{cur}-{first}"),
+                caption: format!("Payable per month in {cur}, recorded and simulated, {span}"),
+                y_desc: format!("payable ({cur})"),
+                y_format: YFormat::Money(cur.to_string()),
+                lines: vec![
+                    Line {
+                        label: "recorded".into(),
+                        colour: BLUE_LINE,
+                        points: recorded,
+                    },
+                    Line {
+                        label: "simulated".into(),
+                        colour: SIMULATED_LINE,
+                        points: simulated,
+                    },
+                ],
+                guides: Vec::new(),
+                y_range: None,
+            };
+            let svg = draw_line_chart(&axis, &spec).map_err(|e| PageError::Chart {
+                currency: cur.to_string(),
+                reason: e.to_string(),
+            })?;
+            charts.push(ChartView {
+                currency: cur.to_string(),
+                span,
+                // Made by plotters from our own figures; its texts are escaped there.
+                svg: Value::from_safe_string(svg),
+            });
+        }
     }
     let total_views: Vec<TotalView> = totals
         .iter()

@@ -125,7 +125,7 @@ fn the_page_is_self_contained_and_escapes_text() {
             simulated_plan: "version x for 2025-01 .. 2025-02",
             recorded_plan: "plan version(s) playbook",
             from: p("2025-01"),
-            through: p("2025-02"),
+            through: p("2026-02"),
             top: 10,
         },
     )
@@ -135,7 +135,9 @@ fn the_page_is_self_contained_and_escapes_text() {
     assert!(!html.contains("<new>"));
     assert!(html.contains("OP-&lt;b&gt;"));
     assert!(!html.contains("OP-<b>"));
-    assert!(html.contains("<svg"), "a chart of the monthly totals");
+    // Twelve months per chart: 2025-01 .. 2025-12 and 2026-01 .. 2026-02.
+    assert_eq!(html.matches("<svg").count(), 2, "charts of the monthly totals");
+    assert!(html.contains("USD, 2026-01 .. 2026-02"));
     assert!(html.contains("1.20 USD") && html.contains("+0.20 USD"));
     for external in ["src=\"http", "href=\"http", "<script", "<link"] {
         assert!(!html.contains(external), "{external}");
