@@ -231,9 +231,7 @@ async fn expected_plus_500(pool: &sqlx::AnyPool) -> (BTreeMap<Key, i64>, i64) {
         assert!(bp + 500 <= 10_000, "no share is capped in this network");
         let d = share(r.get(3), bp + 500) - r.get::<i64, _>(5);
         lines_delta += d;
-        *delta
-            .entry((r.get(0), r.get(1), r.get(2)))
-            .or_default() += d;
+        *delta.entry((r.get(0), r.get(1), r.get(2))).or_default() += d;
     }
     // Recorded statements: operator share + clawback, and what was carried in.
     let statements = sqlx::query(
@@ -257,13 +255,21 @@ async fn expected_plus_500(pool: &sqlx::AnyPool) -> (BTreeMap<Key, i64>, i64) {
             .filter(|k| k.0 == m)
             .map(|k| (k.1.clone(), k.2.clone()))
             .collect();
-        keys.extend(carried.iter().filter(|(_, v)| **v != 0).map(|(k, _)| k.clone()));
+        keys.extend(
+            carried
+                .iter()
+                .filter(|(_, v)| **v != 0)
+                .map(|(k, _)| k.clone()),
+        );
         let mut next = BTreeMap::new();
         for (op, cur) in keys {
             let key = (m.clone(), op.clone(), cur.clone());
             let total = earned.get(&key).copied().unwrap_or(0)
                 + delta.get(&key).copied().unwrap_or(0)
-                + carried.get(&(op.clone(), cur.clone())).copied().unwrap_or(0);
+                + carried
+                    .get(&(op.clone(), cur.clone()))
+                    .copied()
+                    .unwrap_or(0);
             expected.insert(key, total.max(0));
             next.insert((op, cur), total.min(0));
         }
@@ -291,7 +297,9 @@ async fn scenario(database: String) {
     // at the new share too). Asserted below, so a change of the generator shows here.
     let refunds = root.join("source/billing/refunds.csv");
     let mut csv = std::fs::read_to_string(&refunds).unwrap();
-    csv.push_str("RF-900001,INV-000253,1,2025-05-20,20000\nRF-900002,INV-000253,2,2025-05-20,40000\n");
+    csv.push_str(
+        "RF-900001,INV-000253,1,2025-05-20,20000\nRF-900002,INV-000253,2,2025-05-20,40000\n",
+    );
     std::fs::write(&refunds, csv).unwrap();
     let mail = format!("file:{}", root.join("outbox").display());
     let app = App::open(common::config(root, database.clone(), mail))
@@ -320,7 +328,11 @@ async fn scenario(database: String) {
     .iter()
     .map(|r| (r.get(0), r.get(1)))
     .collect();
-    assert_eq!(carried.first().map(|c| c.0.as_str()), Some("2025-05"), "{carried:?}");
+    assert_eq!(
+        carried.first().map(|c| c.0.as_str()),
+        Some("2025-05"),
+        "{carried:?}"
+    );
     let before = database_state(pool).await;
     let lake_before = files(&root.join("lake"));
     let clawbacks: i64 = sqlx::query_scalar(
@@ -361,15 +373,19 @@ async fn scenario(database: String) {
             .entry((r.period.clone(), r.currency.clone()))
             .or_default() += r.simulated;
     }
-    let simulated: Vec<(String, String, i64)> = simulated
-        .into_iter()
-        .map(|((a, b), c)| (a, b, c))
-        .collect();
+    let simulated: Vec<(String, String, i64)> =
+        simulated.into_iter().map(|((a, b), c)| (a, b, c)).collect();
     assert_eq!(simulated, recorded);
     // Sorted by period, operator, currency.
     let keys: Vec<(&str, &str, &str)> = rows
         .iter()
-        .map(|r| (r.period.as_str(), r.operator_id.as_str(), r.currency.as_str()))
+        .map(|r| {
+            (
+                r.period.as_str(),
+                r.operator_id.as_str(),
+                r.currency.as_str(),
+            )
+        })
         .collect();
     let mut sorted = keys.clone();
     sorted.sort();
@@ -436,7 +452,10 @@ async fn scenario(database: String) {
         "software +500 bp: lines +{lines_delta} cents, payable {total_difference:+} cents, {clawbacks} software clawback(s)"
     );
     let html = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
-    assert!(html.contains("<svg") && html.contains("software+500"), "{html}");
+    assert!(
+        html.contains("<svg") && html.contains("software+500"),
+        "{html}"
+    );
 
     // 3. Nothing was written: tables, ledger, outbox, lake.
     assert_eq!(database_state(pool).await, before);

@@ -6,5 +6,5 @@ pub mod demo;
 pub mod leads;
 pub mod payouts;
 pub mod report;
-pub mod simulate;
 pub mod scorecard;
+pub mod simulate;

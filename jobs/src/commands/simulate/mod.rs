@@ -192,7 +192,8 @@ fn in_memory(mut inputs: Inputs) -> PolarsResult<Inputs> {
 
 /// The simulated statements of one close, as report rows see them.
 fn statements_of(period: Period, statements: &DataFrame) -> PolarsResult<Vec<Statement>> {
-    let text = |n: &str| -> PolarsResult<StringChunked> { Ok(statements.column(n)?.str()?.clone()) };
+    let text =
+        |n: &str| -> PolarsResult<StringChunked> { Ok(statements.column(n)?.str()?.clone()) };
     let (ops, cur, tier) = (text("operator_id")?, text("currency")?, text("tier")?);
     let payable = statements.column("payable_cents")?.i64()?.clone();
     Ok((0..statements.height())
@@ -234,18 +235,16 @@ pub async fn run(app: &App, opts: &Options) -> anyhow::Result<Simulation> {
     let book = read_plan(&opts.plan_file)?;
     let plan_name = opts.plan_file.display().to_string();
     let closed = closed_periods(app).await?;
-    let (from, through) = resolve_range(
-        &closed.keys().copied().collect(),
-        opts.from,
-        opts.through,
-    )?;
+    let (from, through) =
+        resolve_range(&closed.keys().copied().collect(), opts.from, opts.through)?;
     let periods: Vec<Period> = from.through(through).collect();
 
     // Every period's plan first: a file without a version for a period fails before
     // any work.
     let mut used = Vec::with_capacity(periods.len());
     for &m in &periods {
-        let plan = plan_for(&book, m, through).map_err(|e| anyhow!("plan file {plan_name}: {e}"))?;
+        let plan =
+            plan_for(&book, m, through).map_err(|e| anyhow!("plan file {plan_name}: {e}"))?;
         used.push((m, plan.version.clone()));
     }
 
@@ -338,8 +337,7 @@ pub async fn run(app: &App, opts: &Options) -> anyhow::Result<Simulation> {
         },
     )?;
     let html_path = out.join("index.html");
-    std::fs::write(&html_path, page)
-        .with_context(|| format!("writing {}", html_path.display()))?;
+    std::fs::write(&html_path, page).with_context(|| format!("writing {}", html_path.display()))?;
 
     let mut text = format!(
         "simulation of {plan_name} over the recorded closes {from} .. {through}\n\

@@ -15,8 +15,8 @@ use opnet_pipelines::Period;
 use serde::Serialize;
 
 use crate::charts::{Axis, BLUE_LINE, Line, LineChart, YFormat, draw_line_chart};
-use crate::mail::render::csv_row;
 use crate::mail::format_cents;
+use crate::mail::render::csv_row;
 use crate::mail::render::tier_label;
 
 const PAGE_TEMPLATE: &str = include_str!("page.html");

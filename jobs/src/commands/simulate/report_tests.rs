@@ -35,7 +35,11 @@ fn a_statement_on_one_side_only_counts_with_zero_on_the_other() {
         .collect();
     assert_eq!(keys, [("OP-1", "USD"), ("OP-2", "USD"), ("OP-3", "EUR")]);
     assert_eq!(
-        (rows[0].recorded_payable_cents, rows[0].simulated_payable_cents, rows[0].difference_cents),
+        (
+            rows[0].recorded_payable_cents,
+            rows[0].simulated_payable_cents,
+            rows[0].difference_cents
+        ),
         (50, 0, -50)
     );
     assert_eq!(rows[0].simulated_tier, None);
@@ -47,7 +51,12 @@ fn a_statement_on_one_side_only_counts_with_zero_on_the_other() {
     let t = totals(&rows).unwrap();
     let usd = &t[&(p("2025-01"), "USD".to_string())];
     assert_eq!(
-        (usd.recorded_cents, usd.simulated_cents, usd.difference_cents, usd.operators_affected),
+        (
+            usd.recorded_cents,
+            usd.simulated_cents,
+            usd.difference_cents,
+            usd.operators_affected
+        ),
         (1050, 1200, 150, 2)
     );
 }
@@ -136,7 +145,11 @@ fn the_page_is_self_contained_and_escapes_text() {
     assert!(html.contains("OP-&lt;b&gt;"));
     assert!(!html.contains("OP-<b>"));
     // Twelve months per chart: 2025-01 .. 2025-12 and 2026-01 .. 2026-02.
-    assert_eq!(html.matches("<svg").count(), 2, "charts of the monthly totals");
+    assert_eq!(
+        html.matches("<svg").count(),
+        2,
+        "charts of the monthly totals"
+    );
     assert!(html.contains("USD, 2026-01 .. 2026-02"));
     assert!(html.contains("1.20 USD") && html.contains("+0.20 USD"));
     for external in ["src=\"http", "href=\"http", "<script", "<link"] {

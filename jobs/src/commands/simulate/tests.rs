@@ -77,13 +77,13 @@ fn r0_5_a_version_not_yet_in_force_applies_from_the_first_simulated_period() {
          [[version]]\nversion='next'\neffective_from='2027-01'\n",
     );
     for m in ["2025-01", "2025-06"] {
-        assert_eq!(
-            plan_for(&b, p(m), p("2025-06")).unwrap().version,
-            "next"
-        );
+        assert_eq!(plan_for(&b, p(m), p("2025-06")).unwrap().version, "next");
     }
     // Once it is in force by --through, it applies as dated again.
-    assert_eq!(plan_for(&b, p("2026-12"), p("2027-01")).unwrap().version, "a");
+    assert_eq!(
+        plan_for(&b, p("2026-12"), p("2027-01")).unwrap().version,
+        "a"
+    );
 }
 
 #[test]
@@ -105,7 +105,10 @@ fn bad_plan_file_names_the_file_and_the_key() {
     .unwrap();
     let err = read_plan(&f).unwrap_err().to_string();
     assert!(err.contains("bad.toml"), "{err}");
-    assert!(err.contains("version[0].revenue_share.initial.software"), "{err}");
+    assert!(
+        err.contains("version[0].revenue_share.initial.software"),
+        "{err}"
+    );
     let err = read_plan(&dir.path().join("missing.toml"))
         .unwrap_err()
         .to_string();
@@ -152,7 +155,8 @@ fn close_of(lines: DataFrame, statements: DataFrame) -> PayoutClose {
 }
 
 fn sorted(df: DataFrame, by: &[&str]) -> DataFrame {
-    df.sort(by.to_vec(), SortMultipleOptions::default()).unwrap()
+    df.sort(by.to_vec(), SortMultipleOptions::default())
+        .unwrap()
 }
 
 #[test]
@@ -212,15 +216,32 @@ fn r1_6_clawbacks_read_the_simulated_lines_of_the_range_and_the_recorded_ones_be
     let prior = sorted(h.prior_lines.collect().unwrap(), &["invoice_id"]);
     // Only the refunded invoices: INV-2 is not read; INV-1 at its simulated share.
     assert_eq!(
-        prior.column("invoice_id").unwrap().str().unwrap().iter().flatten().collect::<Vec<_>>(),
+        prior
+            .column("invoice_id")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect::<Vec<_>>(),
         ["INV-0", "INV-1"]
     );
     assert_eq!(
-        prior.column("operator_bp").unwrap().i64().unwrap().into_no_null_iter().collect::<Vec<_>>(),
+        prior
+            .column("operator_bp")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect::<Vec<_>>(),
         [7000, 7500]
     );
     assert_eq!(
-        prior.get_column_names().iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        prior
+            .get_column_names()
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>(),
         crate::jobs::payouts::HISTORY_COLUMNS.map(|(n, _)| n)
     );
 }

@@ -56,10 +56,8 @@ impl Walk {
     ) -> PolarsResult<PayoutHistory> {
         // Only the refunded invoices' lines are read by the close (as load_history
         // does), which keeps each period's work independent of the range's length.
-        let ids = DataFrame::new_infer_height(vec![Column::new(
-            "invoice_id".into(),
-            refunded.to_vec(),
-        )])?;
+        let ids =
+            DataFrame::new_infer_height(vec![Column::new("invoice_id".into(), refunded.to_vec())])?;
         let simulated = self.lines.clone().lazy().join(
             ids.lazy(),
             [col("invoice_id")],

@@ -385,7 +385,11 @@ pub async fn recorded_lines(
         );
         let mut binds = vec![Value::Text(before.to_string())];
         binds.extend(chunk.iter().map(|s| Value::Text(s.clone())));
-        frames.push(query_frame(conn, &sql, &binds, &HISTORY_COLUMNS).await?.lazy());
+        frames.push(
+            query_frame(conn, &sql, &binds, &HISTORY_COLUMNS)
+                .await?
+                .lazy(),
+        );
     }
     if frames.is_empty() {
         let columns: Vec<Column> = HISTORY_COLUMNS
