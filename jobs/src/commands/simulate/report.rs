@@ -436,5 +436,4 @@ pub fn page(rows: &[Row], info: &PageInfo<'_>) -> Result<String, PageError> {
 }
 
 #[cfg(test)]
-#[path = "report_tests.rs"]
 mod tests;
