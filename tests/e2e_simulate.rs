@@ -457,6 +457,39 @@ async fn scenario(database: String) {
         "{html}"
     );
 
+    // A later --from builds on the recorded closes before it: the same plan from
+    // 2025-06 changes nothing; +500 bp from 2025-06 starts from May's *recorded*
+    // balance of OP-0008 (−21,230): 30,825 − 21,230 = 9,595 against 7,540 recorded.
+    let from_june = |plan: &str, dir: &str| {
+        let out_dir = root.join(dir);
+        let out = opnet(
+            root,
+            &database,
+            &[
+                "simulate",
+                "--plan",
+                plan,
+                "--from",
+                LAST,
+                "--out",
+                &out_dir.display().to_string(),
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        read_csv(&out_dir.join("simulation.csv"))
+    };
+    let rows = from_june("same.toml", "same-from-june");
+    assert!(
+        rows.iter().all(|r| r.period == LAST && r.difference == 0),
+        "{rows:?}"
+    );
+    let rows = from_june("plus500.toml", "plus500-from-june");
+    let op8 = rows
+        .iter()
+        .find(|r| r.operator_id == "OP-0008" && r.currency == "EUR")
+        .map(|r| (r.recorded, r.simulated, r.difference));
+    assert_eq!(op8, Some((7_540, 9_595, 2_055)));
+
     // 3. Nothing was written: tables, ledger, outbox, lake.
     assert_eq!(database_state(pool).await, before);
     assert_eq!(files(&root.join("lake")), lake_before);
