@@ -182,6 +182,24 @@ pub enum Command {
     /// Operator scorecards (R8.1) of a closed period.
     #[command(subcommand)]
     Scorecard(ScorecardCommand),
+    /// What a plan change would have paid: the recorded payout closes computed again
+    /// under another plan file, compared per operator, period and currency. Writes
+    /// nothing to the database and sends nothing.
+    Simulate {
+        /// The plan file to try (same format as the config's plan_file). A version not
+        /// yet in force at --through applies to every period, as if from --from.
+        #[arg(long, value_name = "FILE")]
+        plan: PathBuf,
+        /// First period [default: the first period with a recorded payouts close].
+        #[arg(long, value_name = "YYYY-MM")]
+        from: Option<Period>,
+        /// Last period [default: the last period with a recorded payouts close].
+        #[arg(long, value_name = "YYYY-MM")]
+        through: Option<Period>,
+        /// Folder for simulation.csv and index.html [default: ./simulation-<plan file name>].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Write the leadership network-health report for a period (without sending it).
     Report {
         /// The closed period to report on.
@@ -572,6 +590,20 @@ async fn app_command(app: &mut App, command: Command, wait: Duration) -> Result<
                 "{}",
                 crate::commands::scorecard::show(app, period, operator.as_deref()).await?
             );
+        }
+        Command::Simulate {
+            plan,
+            from,
+            through,
+            out,
+        } => {
+            let opts = crate::commands::simulate::Options {
+                plan_file: plan,
+                from,
+                through,
+                out,
+            };
+            print!("{}", crate::commands::simulate::run(app, &opts).await?.text);
         }
         Command::Report { period, out } => {
             let report = crate::commands::report::report(app, period).await?;

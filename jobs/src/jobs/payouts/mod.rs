@@ -320,8 +320,24 @@ async fn load_history(
     conn: &mut AnyConnection,
 ) -> Result<PayoutHistory, JobError> {
     let period = ctx.period;
-    let refunded = ctx
-        .inputs
+    let ids = refunded_invoices(ctx.inputs, period).map_err(pl_err(period))?;
+    let prior_lines = recorded_lines(conn, period, &ids)
+        .await
+        .map_err(JobError::db(JOB, period))?;
+    // The latest revision of M−1 is the balance that carries (R1.7).
+    let carried_in = recorded_carried_out(conn, period.prev())
+        .await
+        .map_err(JobError::db(JOB, period))?;
+    Ok(PayoutHistory {
+        prior_lines,
+        carried_in,
+    })
+}
+
+/// The invoices with a refund dated in `period`: the only ones whose earlier payout
+/// lines the close of `period` reads (R1.6 shares, R7 what is left of a line).
+pub fn refunded_invoices(inputs: &Inputs, period: Period) -> PolarsResult<Vec<String>> {
+    let refunded = inputs
         .refunds
         .clone()
         .filter(
@@ -331,29 +347,37 @@ async fn load_history(
         )
         .select([col("invoice_id")])
         .unique(None, UniqueKeepStrategy::First)
-        .collect()
-        .map_err(pl_err(period))?;
-    let ids: Vec<String> = refunded
-        .column("invoice_id")
-        .map_err(pl_err(period))?
-        .str()
-        .map_err(pl_err(period))?
+        .collect()?;
+    Ok(refunded
+        .column("invoice_id")?
+        .str()?
         .iter()
         .flatten()
         .map(str::to_string)
-        .collect();
-    let cols = [
-        ("period", DataType::String),
-        ("operator_id", DataType::String),
-        ("currency", DataType::String),
-        ("invoice_id", DataType::String),
-        ("line_no", DataType::Int64),
-        ("revenue_type", DataType::String),
-        ("amount_cents", DataType::Int64),
-        ("operator_bp", DataType::Int64),
-        ("kind", DataType::String),
-        ("refund_id", DataType::String),
-    ];
+        .collect())
+}
+
+/// Columns of `PayoutHistory::prior_lines` as read from `payout_lines`.
+pub const HISTORY_COLUMNS: [(&str, DataType); 10] = [
+    ("period", DataType::String),
+    ("operator_id", DataType::String),
+    ("currency", DataType::String),
+    ("invoice_id", DataType::String),
+    ("line_no", DataType::Int64),
+    ("revenue_type", DataType::String),
+    ("amount_cents", DataType::Int64),
+    ("operator_bp", DataType::Int64),
+    ("kind", DataType::String),
+    ("refund_id", DataType::String),
+];
+
+/// The recorded payout lines of periods before `before` for the invoices `ids`
+/// ([`HISTORY_COLUMNS`]), read in chunks of 500 ids.
+pub async fn recorded_lines(
+    conn: &mut AnyConnection,
+    before: Period,
+    ids: &[String],
+) -> Result<LazyFrame, crate::db::DbError> {
     let mut frames = Vec::new();
     for chunk in ids.chunks(500) {
         let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
@@ -364,44 +388,53 @@ async fn load_history(
              FROM payout_lines WHERE period < $1 AND invoice_id IN ({})",
             placeholders.join(", ")
         );
-        let mut binds = vec![Value::Text(period.to_string())];
+        let mut binds = vec![Value::Text(before.to_string())];
         binds.extend(chunk.iter().map(|s| Value::Text(s.clone())));
-        let df = query_frame(conn, &sql, &binds, &cols)
-            .await
-            .map_err(JobError::db(JOB, period))?;
-        frames.push(df.lazy());
+        frames.push(
+            query_frame(conn, &sql, &binds, &HISTORY_COLUMNS)
+                .await?
+                .lazy(),
+        );
     }
-    let prior_lines = if frames.is_empty() {
-        let empty: Vec<Column> = cols
+    if frames.is_empty() {
+        let columns: Vec<Column> = HISTORY_COLUMNS
             .iter()
             .map(|(n, t)| Column::new_empty((*n).into(), t))
             .collect();
-        DataFrame::new(0, empty).map_err(pl_err(period))?.lazy()
-    } else {
-        concat(frames, UnionArgs::default()).map_err(pl_err(period))?
-    };
-    // The latest revision of M−1 is the balance that carries (R1.7).
-    let carried_in = query_frame(
+        // Distinct literal names: this cannot fail.
+        return Ok(DataFrame::new_infer_height(columns)
+            .unwrap_or_default()
+            .lazy());
+    }
+    concat(frames, UnionArgs::default()).map_err(|source| crate::db::DbError::Frame {
+        table: "payout_lines".into(),
+        source,
+    })
+}
+
+/// The non-zero `carried_out_cents` of `period`'s latest statements (R1.7, R1.9), as
+/// the next period's `carried_in_cents`: `operator_id`, `currency`,
+/// `carried_in_cents`.
+pub async fn recorded_carried_out(
+    conn: &mut AnyConnection,
+    period: Period,
+) -> Result<LazyFrame, crate::db::DbError> {
+    Ok(query_frame(
         conn,
         &format!(
             "SELECT s.operator_id, s.currency, s.carried_out_cents AS carried_in_cents {} \
              AND s.carried_out_cents <> 0",
             latest_statements()
         ),
-        &[Value::Text(period.prev().to_string())],
+        &[Value::Text(period.to_string())],
         &[
             ("operator_id", DataType::String),
             ("currency", DataType::String),
             ("carried_in_cents", DataType::Int64),
         ],
     )
-    .await
-    .map_err(JobError::db(JOB, period))?
-    .lazy();
-    Ok(PayoutHistory {
-        prior_lines,
-        carried_in,
-    })
+    .await?
+    .lazy())
 }
 
 /// R1.9 "clearly marked revision": what changed against the approved revision.
