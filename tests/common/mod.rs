@@ -148,9 +148,23 @@ impl SmtpCapture {
         let mut files: Vec<PathBuf> = std::fs::read_dir(self.maildir.join("new"))
             .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
             .unwrap_or_default();
-        files.sort();
+        // In arrival order. Maildir names (`<secs>.M<usecs>P<pid>Q<n>.<host>`) do not
+        // sort by time within a second (the microseconds are not zero-padded), but
+        // `Q<n>` counts the capture process's deliveries: a test that takes "what
+        // arrived after the first N" must not see an earlier mail moved behind them.
+        files.sort_by_key(|p| (arrival_number(p), p.clone()));
         files.iter().filter_map(|p| std::fs::read(p).ok()).collect()
     }
+}
+
+/// The `Q<n>` delivery counter of a maildir file name (`u64::MAX` when absent).
+fn arrival_number(path: &Path) -> u64 {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split('.').nth(1))
+        .and_then(|unique| unique.rsplit_once('Q'))
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(u64::MAX)
 }
 
 impl Drop for SmtpCapture {
