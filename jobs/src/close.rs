@@ -393,6 +393,7 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
                 now,
                 revise: opts.revise,
                 datasets: &prepared.datasets,
+                mail_suppressed: false,
             };
             let summary = run_job(app, opts, job.as_ref(), &ctx, &prepared, &mut enqueued).await?;
             runs.push(summary);
@@ -466,6 +467,13 @@ async fn run_job(
         let run_id = app.db.start_run(&start, Utc::now()).await?;
         let ctx = JobContext {
             run_id: &run_id,
+            mail_suppressed: matches!(
+                dispose(mail::Audience::Operator),
+                Disposition::Suppress { .. }
+            ) && matches!(
+                dispose(mail::Audience::PeriodicInternal),
+                Disposition::Suppress { .. }
+            ),
             ..*ctx
         };
         let started = std::time::Instant::now();

@@ -37,6 +37,11 @@ pub struct JobContext<'a> {
     /// Row counts per dataset of the snapshot the run reads (its manifest), so the
     /// finance summary can always show what ingest quarantined.
     pub datasets: &'a [DatasetCounts],
+    /// The run's operator and periodic internal mail will be recorded `suppressed`
+    /// (a backfilled period, `--send-mail none`) and never sent as it stands: a job
+    /// may leave such mail unrendered ([`OutgoingEmail::unrendered`]), which saves a
+    /// backfill rendering reports and charts nobody receives (issue 13).
+    pub mail_suppressed: bool,
 }
 
 /// One dataset of a snapshot: rows read and rows quarantined (from its manifest).

@@ -201,6 +201,7 @@ async fn every_job_writes_exactly_its_declared_tables() {
             now,
             revise: false,
             datasets: &[],
+            mail_suppressed: false,
         };
         let mut tx = app.db.begin_write().await.unwrap();
         let out = job.run(&ctx, &mut tx).await.unwrap();

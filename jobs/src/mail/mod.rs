@@ -114,6 +114,37 @@ pub struct OutgoingEmail {
     pub attachments: Vec<Attachment>,
 }
 
+impl OutgoingEmail {
+    /// A mail with its key, recipient and subject but no body, for a run whose mail
+    /// is recorded suppressed ([`crate::jobs::JobContext::mail_suppressed`]): the
+    /// outbox keeps such a row without a body and refuses to queue it.
+    pub fn unrendered(
+        dedup_key: String,
+        kind: &str,
+        audience: Audience,
+        period: Option<String>,
+        recipient: String,
+        subject: String,
+    ) -> Self {
+        OutgoingEmail {
+            dedup_key,
+            kind: kind.into(),
+            audience,
+            period,
+            recipient,
+            subject,
+            text: String::new(),
+            html: None,
+            attachments: Vec::new(),
+        }
+    }
+
+    /// Whether it was left [`unrendered`](Self::unrendered).
+    pub fn is_unrendered(&self) -> bool {
+        self.text.is_empty() && self.html.is_none() && self.attachments.is_empty()
+    }
+}
+
 /// Everything that can go wrong between a view and a delivered message.
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
@@ -145,6 +176,13 @@ pub enum MailError {
         recipient: String,
         #[source]
         source: lettre::error::Error,
+    },
+    /// A mail left unrendered for suppression reached a disposition that sends it:
+    /// a bug, refused rather than sending an empty mail.
+    #[error("email {dedup_key} to {recipient} was not rendered but is to be sent")]
+    NotRendered {
+        dedup_key: String,
+        recipient: String,
     },
     #[error("email {dedup_key} to {recipient} is not valid UTF-8 once formatted")]
     NotUtf8 {
@@ -185,6 +223,7 @@ impl MailError {
             | MailError::ContentType { .. }
             | MailError::Build { .. }
             | MailError::NotUtf8 { .. }
+            | MailError::NotRendered { .. }
             | MailError::TransportSpec { .. }
             | MailError::Chart { .. } => false,
         }

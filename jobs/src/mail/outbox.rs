@@ -192,6 +192,12 @@ pub async fn enqueue_one(
                 Err(e) => return Err(e),
             }
         }
+        _ if email.is_unrendered() => {
+            return Err(MailError::NotRendered {
+                dedup_key: email.dedup_key.clone(),
+                recipient: email.recipient.clone(),
+            });
+        }
         _ => match build_message(sender, email, now) {
             Ok(bytes) => {
                 // Formatted messages are 7-bit (non-ASCII text is QP/base64-encoded

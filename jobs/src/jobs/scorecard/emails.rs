@@ -201,11 +201,36 @@ fn charts(v: &OperatorReportView) -> Result<Vec<ChartCtx>, MailError> {
 }
 
 /// The monthly operator report email. One per operator and period.
-pub fn operator_report_email(v: &OperatorReportView) -> Result<OutgoingEmail, MailError> {
-    let total = v
-        .total
+/// The report's total score as its subject and body print it.
+fn total_text(v: &OperatorReportView) -> String {
+    v.total
         .map(|t| format!("{t:.1}"))
-        .unwrap_or_else(|| "—".into());
+        .unwrap_or_else(|| "—".into())
+}
+
+fn subject(v: &OperatorReportView) -> String {
+    format!(
+        "Your Candlefish scorecard for {}: {} of 100 ({})",
+        v.period,
+        total_text(v),
+        v.operator_id
+    )
+}
+
+/// The report's outbox row without its body, for a run whose mail is suppressed.
+pub fn operator_report_unrendered(v: &OperatorReportView) -> OutgoingEmail {
+    OutgoingEmail::unrendered(
+        dedup_key("operator_report", &[&v.period, &v.operator_id]),
+        KIND,
+        Audience::Operator,
+        Some(v.period.clone()),
+        v.recipient.clone(),
+        subject(v),
+    )
+}
+
+pub fn operator_report_email(v: &OperatorReportView) -> Result<OutgoingEmail, MailError> {
+    let total = total_text(v);
     let trend = v
         .trend
         .iter()
@@ -245,10 +270,7 @@ pub fn operator_report_email(v: &OperatorReportView) -> Result<OutgoingEmail, Ma
         audience: Audience::Operator,
         period: Some(v.period.clone()),
         recipient: v.recipient.clone(),
-        subject: format!(
-            "Your Candlefish scorecard for {}: {total} of 100 ({})",
-            v.period, v.operator_id
-        ),
+        subject: subject(v),
         text,
         html: Some(html),
         attachments: Vec::new(),

@@ -82,13 +82,26 @@ impl Job for Scorecard {
             ))
         })
         .map_err(pl)?;
-        let trends = trend_rows(conn, period).await?;
+        // A suppressed run's reports are recorded but never sent: no trends to read,
+        // no charts to draw.
+        let trends = if ctx.mail_suppressed {
+            BTreeMap::new()
+        } else {
+            trend_rows(conn, period).await?
+        };
         let views = report_views(ctx, &rows, &trends, &pipeline, &training).map_err(pl)?;
-        let emails = views
-            .iter()
-            .map(emails::operator_report_email)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(JobError::mail(JOB, period))?;
+        let emails = if ctx.mail_suppressed {
+            views
+                .iter()
+                .map(emails::operator_report_unrendered)
+                .collect()
+        } else {
+            views
+                .iter()
+                .map(emails::operator_report_email)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(JobError::mail(JOB, period))?
+        };
         Ok(JobOutput {
             summary: vec![format!(
                 "scorecards: {} operator(s), {} component rows",

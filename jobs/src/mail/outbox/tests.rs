@@ -505,6 +505,71 @@ async fn suppressed_mail_is_kept_and_only_released_on_request() {
     );
 }
 
+/// Issue 13: a suppressed mail is stored without a body (and may arrive unrendered);
+/// an unrendered mail is never queued, and `close --send-mail all` stores the
+/// rendered body it brings.
+#[tokio::test]
+async fn suppressed_mail_has_no_body_and_unrendered_mail_is_never_queued() {
+    let (_dir, pool) = db().await;
+    let full = email("alert:2024-02:OP-0001:a", "ops@acme.example");
+    let bare = OutgoingEmail::unrendered(
+        full.dedup_key.clone(),
+        &full.kind,
+        full.audience,
+        full.period.clone(),
+        full.recipient.clone(),
+        full.subject.clone(),
+    );
+    let suppress = Disposition::Suppress {
+        reason: "suppressed: backfill".into(),
+        summarize: true,
+    };
+    let mut conn = pool.acquire().await.expect("acquire");
+    for how in [Disposition::Queue, Disposition::Requeue] {
+        let err = enqueue_one(&mut conn, SENDER, &bare, None, now(), &how)
+            .await
+            .expect_err("an unrendered mail is refused");
+        assert!(matches!(err, MailError::NotRendered { .. }), "{err}");
+    }
+    assert_eq!(
+        enqueue_one(&mut conn, SENDER, &bare, None, now(), &suppress)
+            .await
+            .expect("suppress"),
+        Enqueued::Suppressed
+    );
+    let body: String = sqlx::query_scalar("SELECT body FROM email_outbox WHERE dedup_key = $1")
+        .bind(&full.dedup_key)
+        .fetch_one(&mut *conn)
+        .await
+        .expect("row");
+    assert_eq!(body, "");
+    // A bad recipient still reads failed when suppressed.
+    let mut bad = bare.clone();
+    bad.dedup_key = "alert:2024-02:OP-0002:a".into();
+    bad.recipient = "a@x, b@y".into();
+    assert!(matches!(
+        enqueue_one(&mut conn, SENDER, &bad, None, now(), &suppress)
+            .await
+            .expect("suppress"),
+        Enqueued::Failed(_)
+    ));
+    assert_eq!(
+        enqueue_one(&mut conn, SENDER, &full, None, now(), &Disposition::Requeue)
+            .await
+            .expect("requeue"),
+        Enqueued::Queued
+    );
+    let body: String = sqlx::query_scalar("SELECT body FROM email_outbox WHERE dedup_key = $1")
+        .bind(&full.dedup_key)
+        .fetch_one(&mut *conn)
+        .await
+        .expect("row");
+    assert!(
+        body.contains("Subject:"),
+        "the rendered body is stored when queued"
+    );
+}
+
 /// Issue 9 item 2: a claim whose deliverer died is released — by age, or at once
 /// by a process that took the lease over — and the mail is sent again; a live
 /// claim is left alone.
