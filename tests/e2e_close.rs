@@ -327,10 +327,7 @@ async fn failed_run_commits_nothing(database: String, trigger: &[&str]) {
         "payout_statements",
         "reconciliation_exceptions",
     ] {
-        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
-            .fetch_one(pool)
-            .await
-            .unwrap();
+        let n = common::count_rows(pool, table).await;
         assert_eq!(n, 0, "{table} kept rows of the failed run");
     }
     // Only the ops notice is queued: none of the run's own emails.

@@ -82,10 +82,7 @@ async fn database_state(pool: &sqlx::AnyPool) -> BTreeMap<String, Vec<String>> {
         "equity_eligibility",
         "lead_assignments",
     ] {
-        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {t}"))
-            .fetch_one(pool)
-            .await
-            .unwrap();
+        let n = common::count_rows(pool, t).await;
         out.insert(format!("{t} rows"), vec![n.to_string()]);
     }
     for (name, sql) in [

@@ -174,6 +174,14 @@ impl Drop for SmtpCapture {
     }
 }
 
+/// Rows of `table` in the database.
+pub async fn count_rows(pool: &sqlx::AnyPool, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("counting {table}: {e}"))
+}
+
 /// The configuration of a test: source and lake under `dir`, the Playbook plan.
 pub fn config(dir: &Path, database: String, mail: String) -> opnet::config::Config {
     opnet::config::Config {

@@ -138,6 +138,51 @@ pub async fn enqueue_all(
     Ok(report)
 }
 
+/// Status, body, reason, attempts and summary id of an outbox row.
+type StoredRow = (&'static str, String, Option<String>, i64, Option<String>);
+
+/// The row of a mail that is queued or suppressed; an error when an address is bad
+/// (the caller records a bad recipient `failed`) or the mail cannot be built.
+fn stored_row(
+    sender: &str,
+    email: &OutgoingEmail,
+    now: DateTime<Utc>,
+    disposition: &Disposition,
+) -> Result<StoredRow, MailError> {
+    match disposition {
+        // A suppressed mail is never sent as it stands: a later `close --send-mail
+        // all` renders it anew and its row takes the new body. So it keeps its key,
+        // recipient, subject and reason but no body; building and storing the MIME
+        // text of every backfilled month's mail was most of a backfill's time (issue
+        // 13). Its addresses are still checked, so a bad one reads `failed` as before.
+        Disposition::Suppress { reason, summarize } => {
+            parse_mailbox("sender", sender, &email.dedup_key)?;
+            parse_mailbox("recipient", &email.recipient, &email.dedup_key)?;
+            Ok((
+                "suppressed",
+                String::new(),
+                Some(reason.clone()),
+                0,
+                (!summarize).then(|| NOT_SUMMARIZED.to_string()),
+            ))
+        }
+        _ if email.is_unrendered() => Err(MailError::NotRendered {
+            dedup_key: email.dedup_key.clone(),
+            recipient: email.recipient.clone(),
+        }),
+        _ => {
+            let bytes = build_message(sender, email, now)?;
+            // Formatted messages are 7-bit (non-ASCII text is QP/base64-encoded by the
+            // builder), so this only fails on a builder bug; the column is TEXT.
+            let body = String::from_utf8(bytes).map_err(|_| MailError::NotUtf8 {
+                dedup_key: email.dedup_key.clone(),
+                recipient: email.recipient.clone(),
+            })?;
+            Ok(("queued", body, None, 0, None))
+        }
+    }
+}
+
 /// Records one mail in the outbox as `disposition` says.
 ///
 /// A recipient that is not one valid address (a list `a@x, b@y`, a line break, no
@@ -162,53 +207,8 @@ pub async fn enqueue_one(
             MAX_ATTEMPTS,
             None,
         ),
-        // A suppressed mail is never sent as it stands: a later `close --send-mail
-        // all` renders it anew and its row takes the new body. So it keeps its key,
-        // recipient, subject and reason but no body; building and storing the MIME text
-        // of every backfilled month's mail was most of a backfill's time (issue 13).
-        // Its addresses are still checked, so a bad one reads `failed` as before.
-        Disposition::Suppress { reason, summarize } => {
-            match parse_mailbox("sender", sender, &email.dedup_key)
-                .and_then(|_| parse_mailbox("recipient", &email.recipient, &email.dedup_key))
-            {
-                Ok(_) => (
-                    "suppressed",
-                    String::new(),
-                    Some(reason.clone()),
-                    0,
-                    (!summarize).then(|| NOT_SUMMARIZED.to_string()),
-                ),
-                Err(
-                    e @ MailError::Address {
-                        role: "recipient", ..
-                    },
-                ) => (
-                    "failed",
-                    String::new(),
-                    Some(e.to_string()),
-                    MAX_ATTEMPTS,
-                    None,
-                ),
-                Err(e) => return Err(e),
-            }
-        }
-        _ if email.is_unrendered() => {
-            return Err(MailError::NotRendered {
-                dedup_key: email.dedup_key.clone(),
-                recipient: email.recipient.clone(),
-            });
-        }
-        _ => match build_message(sender, email, now) {
-            Ok(bytes) => {
-                // Formatted messages are 7-bit (non-ASCII text is QP/base64-encoded
-                // by the builder), so this only fails on a builder bug; the column is
-                // TEXT.
-                let body = String::from_utf8(bytes).map_err(|_| MailError::NotUtf8 {
-                    dedup_key: email.dedup_key.clone(),
-                    recipient: email.recipient.clone(),
-                })?;
-                ("queued", body, None, 0, None)
-            }
+        _ => match stored_row(sender, email, now, disposition) {
+            Ok(row) => row,
             Err(
                 e @ MailError::Address {
                     role: "recipient", ..
