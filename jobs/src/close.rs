@@ -684,10 +684,22 @@ async fn run_in_tx(
         .await? as i64;
     }
     let mut report = EnqueueReport::default();
+    // Every mail of a period's run carries the period (issue 10 item 7).
     for email in &mut out.emails {
-        // Every mail of a period's run carries the period (issue 10 item 7).
         email.period.get_or_insert_with(|| period.clone());
+    }
+    // Suppressed mail (a backfill's bulk) is recorded in multi-row statements, by
+    // disposition; everything else one by one, in order.
+    let mut suppressed: Vec<(Disposition, Vec<&mail::OutgoingEmail>)> = Vec::new();
+    for email in &out.emails {
         let how = dispose(email.audience);
+        if matches!(how, Disposition::Suppress { .. }) {
+            match suppressed.iter_mut().find(|(d, _)| *d == how) {
+                Some((_, list)) => list.push(email),
+                None => suppressed.push((how, vec![email])),
+            }
+            continue;
+        }
         match mail::enqueue_one(
             tx,
             &app.config.email.from,
@@ -703,6 +715,18 @@ async fn run_in_tx(
             mail::Enqueued::Failed(_) => report.failed += 1,
             mail::Enqueued::AlreadyThere(_) => report.already_there += 1,
         }
+    }
+    for (how, list) in &suppressed {
+        let batch = mail::enqueue_suppressed(
+            tx,
+            &app.config.email.from,
+            list,
+            Some(ctx.run_id),
+            ctx.now,
+            how,
+        )
+        .await?;
+        add_enqueued(&mut report, &batch);
     }
     let counts = RunCounts {
         rows_in: out.rows_in,

@@ -71,6 +71,9 @@ pub async fn insert_frame(
         .map(|s| s.name().to_string())
         .chain(extra.iter().map(|(n, _)| n.to_string()))
         .collect();
+    if conn.backend_name() == "PostgreSQL" && cols.iter().all(|s| finite(s)) {
+        return insert_json_rows(conn, table, &cols, extra, &names).await;
+    }
     let width = names.len();
     let rows_per_stmt = (30_000 / width).max(1);
     let mut written = 0u64;
@@ -134,6 +137,123 @@ pub async fn insert_frame(
         start = end;
     }
     Ok(written)
+}
+
+/// No NaN or infinity in a float column (JSON has no spelling for them).
+fn finite(s: &Series) -> bool {
+    match s.f64() {
+        Ok(ca) => ca.iter().flatten().all(f64::is_finite),
+        Err(_) => true,
+    }
+}
+
+/// Rows per statement of [`insert_json_rows`]: bounds the JSON text held at once.
+const JSON_ROWS_PER_STMT: usize = 20_000;
+
+/// PostgreSQL: the rows as one JSON array parameter, expanded server-side by
+/// `json_populate_recordset` into the table's own column types (issue 13). A
+/// 30 000-parameter `INSERT … VALUES` costs PostgreSQL far more to parse and bind
+/// than one text parameter does to decode; `COPY` is not reachable through sqlx's
+/// `Any` connection. Values are written exactly: integers and text as they are,
+/// floats in their shortest round-trip form (finite only; the caller checks).
+async fn insert_json_rows(
+    conn: &mut AnyConnection,
+    table: &str,
+    cols: &[Series],
+    extra: &[(&str, Value)],
+    names: &[String],
+) -> Result<u64, DbError> {
+    let frame_err = |source| DbError::Frame {
+        table: table.to_string(),
+        source,
+    };
+    let height = cols.first().map(|s| s.len()).unwrap_or(0);
+    // Each column's key, JSON-escaped once.
+    let keys: Vec<String> = names
+        .iter()
+        .map(|n| serde_json::to_string(n).unwrap_or_else(|_| format!("\"{n}\"")))
+        .collect();
+    let constants: Vec<String> = extra
+        .iter()
+        .map(|(_, v)| match v {
+            Value::Text(t) => serde_json::to_string(t).unwrap_or_default(),
+            Value::Int(i) => i.to_string(),
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO {table} ({cols}) SELECT {cols} FROM json_populate_recordset(NULL::{table}, $1::json)",
+        cols = names.join(", ")
+    );
+    let mut written = 0u64;
+    let mut start = 0usize;
+    while start < height {
+        let end = (start + JSON_ROWS_PER_STMT).min(height);
+        let mut json = String::with_capacity((end - start) * 32 * names.len());
+        json.push('[');
+        for row in start..end {
+            json.push_str(if row == start { "{" } else { ",{" });
+            for (c, s) in cols.iter().enumerate() {
+                if c > 0 {
+                    json.push(',');
+                }
+                json.push_str(&keys[c]);
+                json.push(':');
+                match s.dtype() {
+                    DataType::Int64 => {
+                        push_or_null(&mut json, s.i64().map_err(frame_err)?.get(row), |j, v| {
+                            j.push_str(&v.to_string())
+                        })
+                    }
+                    DataType::Float64 => {
+                        push_or_null(&mut json, s.f64().map_err(frame_err)?.get(row), |j, v| {
+                            j.push_str(&serde_json::to_string(&v).unwrap_or_else(|_| "null".into()))
+                        })
+                    }
+                    DataType::Boolean => {
+                        push_or_null(&mut json, s.bool().map_err(frame_err)?.get(row), |j, v| {
+                            j.push_str(if v { "true" } else { "false" })
+                        })
+                    }
+                    _ => push_or_null(&mut json, s.str().map_err(frame_err)?.get(row), |j, v| {
+                        j.push_str(&serde_json::to_string(v).unwrap_or_else(|_| "null".into()))
+                    }),
+                }
+            }
+            for (i, constant) in constants.iter().enumerate() {
+                json.push(',');
+                json.push_str(&keys[cols.len() + i]);
+                json.push(':');
+                json.push_str(constant);
+            }
+            json.push('}');
+        }
+        json.push(']');
+        let res = sqlx::query(&sql)
+            .persistent(false)
+            .bind(json)
+            .execute(&mut *conn)
+            .await
+            .map_err(|source| DbError::Write {
+                table: format!(
+                    "{table} ({})",
+                    cols.iter()
+                        .map(|s| format!("{}: {}", s.name(), s.dtype()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                source,
+            })?;
+        written += res.rows_affected();
+        start = end;
+    }
+    Ok(written)
+}
+
+fn push_or_null<T>(json: &mut String, v: Option<T>, write: impl FnOnce(&mut String, T)) {
+    match v {
+        Some(v) => write(json, v),
+        None => json.push_str("null"),
+    }
 }
 
 fn bind<'q>(

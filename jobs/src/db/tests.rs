@@ -148,6 +148,107 @@ async fn postgres_writes_and_reads_every_column_type() {
     db.pool.close().await;
 }
 
+/// Issue 13: PostgreSQL writes frames as one JSON parameter per 20,000 rows: every
+/// value comes back exactly (text with quotes, backslashes, control characters and
+/// non-ASCII; the extreme integers; floats that are not short decimals), across the
+/// chunk boundary; a frame with NaN takes the `VALUES` path and keeps it.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_json_rows_are_exact_across_chunks() {
+    let Some(pg) = testing::pg_database("dbjson").await else {
+        return;
+    };
+    let db = Db::connect(&pg.url).await.unwrap();
+    db.migrate().await.unwrap();
+    let n = 45_001usize;
+    let texts = [
+        "quote \" and \\ back",
+        "tab\tline\nbreak\u{1}",
+        "Zürich — 東京",
+        "",
+    ];
+    let metric: Vec<String> = (0..n).map(|i| format!("m{i:06}")).collect();
+    let dimension: Vec<Option<String>> = (0..n)
+        .map(|i| (i % 5 != 4).then(|| texts[i % 4].to_string()))
+        .collect();
+    let floats = [0.1f64, 1e-300, 123_456_789.123_456_79, -0.0, f64::MAX];
+    let value: Vec<Option<f64>> = (0..n)
+        .map(|i| (i % 7 != 6).then(|| floats[i % 5] * (i as f64 + 1.0).recip()))
+        .collect();
+    let ints = [i64::MAX, i64::MIN, 0, -1, 1_000_000_000_000_007];
+    let value_cents: Vec<Option<i64>> = (0..n).map(|i| (i % 3 != 2).then(|| ints[i % 5])).collect();
+    let on_target: Vec<Option<bool>> = (0..n)
+        .map(|i| [Some(true), Some(false), None][i % 3])
+        .collect();
+    let df = polars::prelude::DataFrame::new(
+        n,
+        vec![
+            polars::prelude::Column::new("period".into(), vec!["2025-01"; n]),
+            polars::prelude::Column::new("metric".into(), metric),
+            polars::prelude::Column::new("dimension".into(), dimension),
+            polars::prelude::Column::new("value".into(), value),
+            polars::prelude::Column::new("value_cents".into(), value_cents),
+            polars::prelude::Column::new("on_target".into(), on_target),
+        ],
+    )
+    .unwrap();
+    let mut conn = db.pool.acquire().await.unwrap();
+    let written = insert_frame(
+        &mut conn,
+        "network_health",
+        &df,
+        &[("run_id", Value::Text("r\"1".into()))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(written as usize, n);
+    let back = query_frame(
+        &mut conn,
+        &format!(
+            "SELECT period, metric, dimension, value, value_cents, {} FROM network_health ORDER BY metric",
+            bool_as_int("on_target")
+        ),
+        &[],
+        &[
+            ("period", DataType::String),
+            ("metric", DataType::String),
+            ("dimension", DataType::String),
+            ("value", DataType::Float64),
+            ("value_cents", DataType::Int64),
+            ("on_target", DataType::Boolean),
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(back.equals_missing(&df), "{back:?}\n{df:?}");
+    let run_ids: Vec<String> = sqlx::query_scalar("SELECT DISTINCT run_id FROM network_health")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(run_ids, ["r\"1"]);
+
+    let nan = df!(
+        "period" => ["2025-02"],
+        "metric" => ["nan"],
+        "value" => [f64::NAN],
+    )
+    .unwrap();
+    insert_frame(
+        &mut conn,
+        "network_health",
+        &nan,
+        &[("run_id", Value::Text("r".into()))],
+    )
+    .await
+    .unwrap();
+    let v: f64 = sqlx::query_scalar("SELECT value FROM network_health WHERE metric = 'nan'")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert!(v.is_nan());
+    drop(conn);
+    db.pool.close().await;
+}
+
 /// Issue 9 item 14: "database is locked" is transient. A real SQLITE_BUSY: one
 /// connection holds the write lock, another (without a busy timeout) asks for it.
 #[tokio::test]

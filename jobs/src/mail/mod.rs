@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 pub use outbox::{
     DeliverOptions, DeliveryReport, Disposition, EnqueueReport, Enqueued, MAX_ATTEMPTS,
     SmtpSettings, Transport, deliver, deliver_queued, enqueue, enqueue_all, enqueue_one,
+    enqueue_suppressed,
 };
 pub use render::{format_bp, format_cents, run_failed_email};
 

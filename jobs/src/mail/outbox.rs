@@ -282,6 +282,136 @@ pub async fn enqueue_one(
     })
 }
 
+/// Rows per statement of [`enqueue_suppressed`]: 14 parameters each stays under
+/// SQLite's 32,766 and PostgreSQL's 65,535.
+const SUPPRESSED_ROWS_PER_STMT: usize = 2_000;
+
+/// [`enqueue_one`] with `Disposition::Suppress` for many mails, in multi-row
+/// statements: a backfill records tens of thousands of suppressed mails, and one
+/// round trip each was a large share of a PostgreSQL backfill (issue 13). Same rows,
+/// same outcomes: a key already in the outbox is left as it is (`already_there`), a
+/// bad recipient is recorded `failed`.
+pub async fn enqueue_suppressed(
+    conn: &mut sqlx::AnyConnection,
+    sender: &str,
+    emails: &[&OutgoingEmail],
+    run_id: Option<&str>,
+    now: DateTime<Utc>,
+    disposition: &Disposition,
+) -> Result<EnqueueReport, MailError> {
+    if !matches!(disposition, Disposition::Suppress { .. }) {
+        let mut report = EnqueueReport::default();
+        for email in emails {
+            match enqueue_one(conn, sender, email, run_id, now, disposition).await? {
+                Enqueued::Queued => report.queued += 1,
+                Enqueued::Suppressed => report.suppressed += 1,
+                Enqueued::Failed(_) => report.failed += 1,
+                Enqueued::AlreadyThere(_) => report.already_there += 1,
+            }
+        }
+        return Ok(report);
+    }
+    let queued_at = timestamp(now);
+    let mut rows = Vec::with_capacity(emails.len());
+    for email in emails {
+        let row = match stored_row(sender, email, now, disposition) {
+            Ok(row) => row,
+            Err(
+                e @ MailError::Address {
+                    role: "recipient", ..
+                },
+            ) => (
+                "failed",
+                String::new(),
+                Some(e.to_string()),
+                MAX_ATTEMPTS,
+                None,
+            ),
+            Err(e) => return Err(e),
+        };
+        rows.push((*email, row));
+    }
+    // SQLite resolves `$N` by a linear search per name (see db::insert_frame).
+    let positional = conn.backend_name() == "SQLite";
+    let mut report = EnqueueReport::default();
+    for chunk in rows.chunks(SUPPRESSED_ROWS_PER_STMT) {
+        let mut sql = String::from(
+            "INSERT INTO email_outbox (message_id, dedup_key, kind, period, recipient, sender, \
+             subject, status, attempts, last_error, queued_at, run_id, body, summary_id) VALUES ",
+        );
+        let mut n = 0usize;
+        for r in 0..chunk.len() {
+            sql.push_str(if r == 0 { "(" } else { ", (" });
+            for c in 0..14 {
+                n += 1;
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                if positional {
+                    sql.push('?');
+                } else {
+                    sql.push('$');
+                    sql.push_str(&n.to_string());
+                }
+            }
+            sql.push(')');
+        }
+        sql.push_str(" ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key, status");
+        let mut q = sqlx::query(&sql).persistent(false);
+        for (email, (status, body, last_error, attempts, summary_id)) in chunk {
+            q = q
+                .bind(message_id(&email.dedup_key))
+                .bind(email.dedup_key.as_str())
+                .bind(email.kind.as_str())
+                .bind(email.period.as_deref())
+                .bind(email.recipient.as_str())
+                .bind(sender)
+                .bind(email.subject.as_str())
+                .bind(*status)
+                .bind(*attempts)
+                .bind(last_error.as_deref())
+                .bind(queued_at.as_str())
+                .bind(run_id)
+                .bind(body.as_str())
+                .bind(summary_id.as_deref());
+        }
+        let inserted = q
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|source| MailError::Db {
+                context: format!("recording {} suppressed email(s)", chunk.len()),
+                source,
+            })?;
+        let mut new = BTreeSet::new();
+        for row in &inserted {
+            let key: String = row.try_get(0).map_err(|source| MailError::Db {
+                context: "reading recorded emails".into(),
+                source,
+            })?;
+            let status: String = row.try_get(1).map_err(|source| MailError::Db {
+                context: "reading recorded emails".into(),
+                source,
+            })?;
+            if status == "suppressed" {
+                report.suppressed += 1;
+            } else {
+                report.failed += 1;
+            }
+            new.insert(key);
+        }
+        for (email, (status, _, last_error, _, _)) in chunk {
+            // The first mail of a key was inserted; a repeat in the batch was not.
+            if !new.remove(&email.dedup_key) {
+                report.already_there += 1;
+                tracing::debug!(dedup_key = %email.dedup_key, "email already in the outbox, not recorded again");
+            } else if *status == "failed" {
+                tracing::warn!(dedup_key = %email.dedup_key, recipient = %email.recipient, error = %last_error.as_deref().unwrap_or(""), "email not deliverable; recorded as failed");
+            }
+        }
+    }
+    Ok(report)
+}
+
 /// `summary_id` of a suppressed row that no backfill summary is to list (`close
 /// --send-mail none`).
 pub const NOT_SUMMARIZED: &str = "-";

@@ -836,3 +836,88 @@ async fn eml_files_are_complete_and_no_temporary_file_is_left() {
         b"Subject: x\r\n\r\nbody"
     );
 }
+
+/// Issue 13: recording suppressed mail in multi-row statements gives exactly the rows
+/// and outcomes of recording it one by one — a key already there is left alone, a
+/// repeated key in the batch counts once, a bad recipient is `failed` — across the
+/// statement boundary, on SQLite and PostgreSQL.
+async fn suppressed_batch_equals_one_by_one(url_a: &str, url_b: &str) {
+    let suppress = Disposition::Suppress {
+        reason: "suppressed: backfill".into(),
+        summarize: true,
+    };
+    let mut mails: Vec<OutgoingEmail> = (0..2_503)
+        .map(|i| email(&format!("alert:2024-01:OP-{i:04}:a"), "ops@acme.example"))
+        .collect();
+    mails[7].recipient = "a@x, b@y".into();
+    mails[2_100].recipient = "line\r\nbreak@x.example".into();
+    mails.push(mails[3].clone());
+    let already = email("alert:2024-01:OP-0011:a", "ops@acme.example");
+    let mut states = Vec::new();
+    for (url, batched) in [(url_a, true), (url_b, false)] {
+        let db = crate::db::Db::connect(url).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        let mut conn = db.pool.acquire().await.expect("acquire");
+        enqueue_one(
+            &mut conn,
+            SENDER,
+            &already,
+            None,
+            now(),
+            &Disposition::Queue,
+        )
+        .await
+        .expect("queue one");
+        let report = if batched {
+            let refs: Vec<&OutgoingEmail> = mails.iter().collect();
+            enqueue_suppressed(&mut conn, SENDER, &refs, Some("run"), now(), &suppress)
+                .await
+                .expect("batch")
+        } else {
+            enqueue_all(&mut conn, SENDER, &mails, Some("run"), now(), &suppress)
+                .await
+                .expect("one by one")
+        };
+        assert_eq!(
+            (
+                report.suppressed,
+                report.failed,
+                report.already_there,
+                report.queued
+            ),
+            (2_500, 2, 2, 0),
+            "batched: {batched}"
+        );
+        let rows: Vec<(String, String, String, String, i64, Option<String>, String, Option<String>)> = sqlx::query_as(
+            "SELECT message_id, dedup_key, recipient, status, attempts, last_error, body, summary_id \
+             FROM email_outbox ORDER BY dedup_key",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .expect("rows");
+        states.push(rows);
+        drop(conn);
+        db.pool.close().await;
+    }
+    assert_eq!(states[0].len(), 2_503);
+    assert_eq!(states[0], states[1]);
+}
+
+#[tokio::test]
+async fn sqlite_suppressed_batch_equals_one_by_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = format!("sqlite://{}", dir.path().join("a.db").display());
+    let b = format!("sqlite://{}", dir.path().join("b.db").display());
+    suppressed_batch_equals_one_by_one(&a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_suppressed_batch_equals_one_by_one() {
+    let (Some(a), Some(b)) = (
+        crate::db::testing::pg_database("outbox_batch_a").await,
+        crate::db::testing::pg_database("outbox_batch_b").await,
+    ) else {
+        return;
+    };
+    suppressed_batch_equals_one_by_one(&a.url, &b.url).await;
+}
