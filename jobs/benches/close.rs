@@ -3,11 +3,12 @@
 //!
 //! 1. generate a network (default 1000 operators × 36 months, Parquet);
 //! 2. close the last period alone on a fresh SQLite database (ingest included), then
-//!    again on another fresh database from the snapshot step 2 recorded (no ingest);
+//!    again on another fresh database from the snapshot step 2 recorded (no ingest),
+//!    and once more with all its mail (`--send-mail all`) rendered and delivered;
 //! 3. backfill all 36 periods on another fresh database, with per-job totals;
 //! 4. distribute the leads on it (R8.3) twice: the first run, the next (nothing new);
-//! 5. deliver again, to a fresh `.eml` folder, the mails the backfill delivered
-//!    (delivery timed on its own: the backfill's wall time includes its delivery).
+//! 5. deliver again, to a fresh `.eml` folder, the one period's mails of step 2
+//!    (delivery timed on its own).
 //!
 //! Each step prints wall time, CPU time (user + system, all threads) and its own peak
 //! RSS (the high-water mark is reset before each step).
@@ -182,6 +183,19 @@ fn main() -> anyhow::Result<()> {
         println!("close one period ({end}) from recorded snapshot {snapshot} (no ingest): {}", t.done());
         print_jobs(&r);
 
+        // The period's mail as a monthly close sends it (`--send-mail all`: the bench's
+        // months lie in the past, where the default suppresses it), on a third fresh
+        // database; its delivery is timed again on its own at the end.
+        let mail_db = format!("sqlite://{}/one-mail.db", dir.display());
+        let mut with_mail = config(dir, mail_db, "one");
+        with_mail.mail = format!("file:{}", dir.join("outbox-one-mail").display());
+        let mail_app = App::open(with_mail).await?;
+        let t = Step::start();
+        let r = close::close(&mail_app, &CloseOptions { from: Some(end), through: Some(end), snapshot: Some(snapshot.clone()), mail: close::MailPolicy::All, ..Default::default() }, chrono::Utc::now())
+            .await?;
+        println!("close one period ({end}) from the snapshot with all its mail rendered and delivered: {}", t.done());
+        print_jobs(&r);
+
         let db = std::env::var("OPNET_BENCH_DATABASE")
             .unwrap_or_else(|_| format!("sqlite://{}/backfill.db", dir.display()));
         let app = App::open(config(dir, db.clone(), "backfill")).await?;
@@ -230,12 +244,12 @@ fn main() -> anyhow::Result<()> {
             );
         }
 
-        // Delivery on its own: the same mails again, to a fresh .eml folder.
+        // Delivery on its own: the one period's mails again, to a fresh .eml folder.
         let requeued = sqlx::query("UPDATE email_outbox SET status = 'queued', attempts = 0, sent_at = NULL, claimed_by = NULL, claimed_at = NULL WHERE status = 'sent'")
-            .execute(&app.db.pool)
+            .execute(&mail_app.db.pool)
             .await?
             .rows_affected();
-        let mut redeliver = app.config.clone();
+        let mut redeliver = mail_app.config.clone();
         redeliver.mail = format!("file:{}", dir.join("outbox-redeliver").display());
         let app = App::open(redeliver).await?;
         let t = Step::start();

@@ -630,80 +630,108 @@ pub async fn deliver(
     let started = timestamp(Utc::now());
     let sent_at = timestamp(now);
     let mut sender: Option<Sender> = None;
+    // The file transport takes its rows in batches (below); SMTP one at a time, so
+    // the relay's accept window stays one mail wide.
+    let batch_size = match transport {
+        Transport::File(_) => FILE_BATCH,
+        Transport::Smtp(_) => 1,
+    };
     loop {
-        let Some(row) = claim_next(&mut conn, postgres, &holder, &started).await? else {
+        let batch = claim_batch(&mut conn, postgres, &holder, &started, batch_size).await?;
+        if batch.is_empty() {
             break;
-        };
-        let Claimed {
-            id, from, to, body, ..
-        } = &row;
+        }
         let active = match &sender {
             Some(s) => s,
             None => match open_sender(transport).await {
                 Ok(s) => sender.insert(s),
                 Err(e) => {
-                    // Without a transport nothing can be sent: give the claim back
+                    // Without a transport nothing can be sent: give the claims back
                     // untouched (not an attempt) and report the error.
-                    sqlx::query(
-                        "UPDATE email_outbox SET status = CASE WHEN attempts > 1 THEN 'failed' ELSE 'queued' END, \
-                         attempts = attempts - 1, claimed_by = NULL WHERE message_id = $1 AND claimed_by = $2",
-                    )
-                    .bind(id.as_str())
-                    .bind(holder.as_str())
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db_err(format!("giving back the claim of {id}")))?;
+                    for row in &batch {
+                        let id = row.id.as_str();
+                        sqlx::query(
+                            "UPDATE email_outbox SET status = CASE WHEN attempts > 1 THEN 'failed' ELSE 'queued' END, \
+                             attempts = attempts - 1, claimed_by = NULL WHERE message_id = $1 AND claimed_by = $2",
+                        )
+                        .bind(id)
+                        .bind(holder.as_str())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_err(format!("giving back the claim of {id}")))?;
+                    }
                     return Err(e);
                 }
             },
         };
-        let result = match active {
+        let outcomes: Vec<Result<(), String>> = match active {
+            Sender::File(dir) => write_files(dir, &batch).await,
             Sender::Smtp(_) => {
-                retry::retry(
-                    &opts.smtp_retry,
-                    &format!("smtp send {id} to {to}"),
-                    MailError::is_transient,
-                    || async {
-                        match tokio::time::timeout(
-                            opts.send_timeout,
-                            send_one(active, id, from, to, body.as_bytes()),
-                        )
-                        .await
-                        {
-                            Ok(r) => r,
-                            Err(_) => Err(MailError::Transport {
-                                context: "smtp".into(),
-                                reason: format!(
-                                    "no final reply from the relay within {} s",
-                                    opts.send_timeout.as_secs()
-                                ),
-                                transient: true,
-                            }),
-                        }
-                    },
-                )
-                .await
+                let mut outcomes = Vec::with_capacity(batch.len());
+                for row in &batch {
+                    let Claimed {
+                        id, from, to, body, ..
+                    } = row;
+                    let sent = retry::retry(
+                        &opts.smtp_retry,
+                        &format!("smtp send {id} to {to}"),
+                        MailError::is_transient,
+                        || async {
+                            match tokio::time::timeout(
+                                opts.send_timeout,
+                                send_one(active, id, from, to, body.as_bytes()),
+                            )
+                            .await
+                            {
+                                Ok(r) => r,
+                                Err(_) => Err(MailError::Transport {
+                                    context: "smtp".into(),
+                                    reason: format!(
+                                        "no final reply from the relay within {} s",
+                                        opts.send_timeout.as_secs()
+                                    ),
+                                    transient: true,
+                                }),
+                            }
+                        },
+                    )
+                    .await;
+                    if sent.is_ok() {
+                        // The SMTP-accept window: accepted by the relay, not yet
+                        // marked. A crash here resends this one mail, under the same
+                        // Message-ID.
+                        crate::failpoint::point(crate::failpoint::DELIVER_AFTER_SEND);
+                    }
+                    outcomes.push(sent.map_err(|e| last_error(&e)));
+                }
+                outcomes
             }
-            Sender::File(_) => send_one(active, id, from, to, body.as_bytes()).await,
         };
-        match result.map_err(|e| last_error(&e)) {
-            Ok(()) => {
-                // The SMTP-accept window: accepted by the relay, not yet marked. A
-                // crash here resends this one mail, under the same Message-ID.
-                crate::failpoint::point(crate::failpoint::DELIVER_AFTER_SEND);
-                let period =
-                    mark(&mut conn, postgres, &row, &holder, Outcome::Sent(&sent_at)).await?;
-                report.statement_periods.extend(period);
-                report.sent += 1;
-                tracing::debug!(message_id = %id, recipient = %to, %transport, "email sent");
-                crate::failpoint::point(crate::failpoint::DELIVER_AFTER_MARK);
-            }
-            Err(reason) => {
-                let period =
-                    mark(&mut conn, postgres, &row, &holder, Outcome::Failed(&reason)).await?;
-                report.statement_periods.extend(period);
-                report.failed += 1;
-                tracing::warn!(message_id = %id, recipient = %to, %transport, error = %reason, "email not sent");
+        let marked: Vec<(&Claimed, Outcome<'_>)> = batch
+            .iter()
+            .zip(&outcomes)
+            .map(|(row, r)| {
+                let outcome = match r {
+                    Ok(()) => Outcome::Sent(&sent_at),
+                    Err(reason) => Outcome::Failed(reason),
+                };
+                (row, outcome)
+            })
+            .collect();
+        let periods = mark_all(&mut conn, postgres, &marked, &holder).await?;
+        report.statement_periods.extend(periods);
+        for (row, r) in batch.iter().zip(&outcomes) {
+            let (id, to) = (&row.id, &row.to);
+            match r {
+                Ok(()) => {
+                    report.sent += 1;
+                    tracing::debug!(message_id = %id, recipient = %to, %transport, "email sent");
+                    crate::failpoint::point(crate::failpoint::DELIVER_AFTER_MARK);
+                }
+                Err(reason) => {
+                    report.failed += 1;
+                    tracing::warn!(message_id = %id, recipient = %to, %transport, error = %reason, "email not sent");
+                }
             }
         }
     }
@@ -733,47 +761,93 @@ async fn open_sender(transport: &Transport) -> Result<Sender, MailError> {
 }
 
 /// Claims the oldest eligible row for `holder` (an attempt is counted now), or none.
-async fn claim_next(
+async fn claim_batch(
     conn: &mut sqlx::AnyConnection,
     postgres: bool,
     holder: &str,
     started: &str,
-) -> Result<Option<Claimed>, MailError> {
-    // One statement: on PostgreSQL the subquery locks the row it picks and skips rows
-    // another deliverer has locked; the outer status test re-checks the row after any
-    // wait. SQLite runs one writer at a time, so the statement is atomic as it is.
+    limit: usize,
+) -> Result<Vec<Claimed>, MailError> {
+    // One statement: on PostgreSQL the subquery locks the rows it picks and skips rows
+    // another deliverer has locked; the outer status test re-checks each row after
+    // any wait. SQLite runs one writer at a time, so the statement is atomic as it is.
     let sql = format!(
         "UPDATE email_outbox SET status = 'sending', claimed_by = $1, claimed_at = $2, attempts = attempts + 1 \
-         WHERE message_id = (SELECT message_id FROM email_outbox \
+         WHERE message_id IN (SELECT message_id FROM email_outbox \
            WHERE status = 'queued' OR (status = 'failed' AND attempts < $3 AND (claimed_at IS NULL OR claimed_at < $4)) \
-           ORDER BY queued_at, message_id LIMIT 1{}) \
+           ORDER BY queued_at, message_id LIMIT {limit}{}) \
          AND status IN ('queued', 'failed') \
-         RETURNING message_id, kind, sender, recipient, body",
+         RETURNING message_id, kind, sender, recipient, body, queued_at",
         if postgres {
             " FOR UPDATE SKIP LOCKED"
         } else {
             ""
         }
     );
-    let row = sqlx::query(&sql)
+    let rows = sqlx::query(&sql)
         .bind(holder)
         .bind(timestamp(Utc::now()))
         .bind(MAX_ATTEMPTS)
         .bind(started)
-        .fetch_optional(&mut *conn)
+        .fetch_all(&mut *conn)
         .await
-        .map_err(db_err("claiming a queued email"))?;
-    row.map(|r| -> Result<Claimed, sqlx::Error> {
-        Ok(Claimed {
-            id: r.try_get(0)?,
-            kind: r.try_get(1)?,
-            from: r.try_get(2)?,
-            to: r.try_get(3)?,
-            body: r.try_get(4)?,
+        .map_err(db_err("claiming queued emails"))?;
+    let mut claimed = rows
+        .iter()
+        .map(|r| -> Result<(String, Claimed), sqlx::Error> {
+            Ok((
+                r.try_get(5)?,
+                Claimed {
+                    id: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    from: r.try_get(2)?,
+                    to: r.try_get(3)?,
+                    body: r.try_get(4)?,
+                },
+            ))
         })
-    })
-    .transpose()
-    .map_err(db_err("decoding a claimed email"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db_err("decoding claimed emails"))?;
+    // RETURNING has no order: oldest first, as they were picked.
+    claimed.sort_by(|(qa, a), (qb, b)| (qa, &a.id).cmp(&(qb, &b.id)));
+    Ok(claimed.into_iter().map(|(_, c)| c).collect())
+}
+
+/// Rows the file transport claims and writes at once: one claim, one directory sync
+/// and one marking transaction per batch instead of per mail (issue 13). A crash
+/// before the batch is marked rewrites the same files (named by `Message-ID`) on the
+/// next delivery, so a batch never yields a second copy of a mail.
+const FILE_BATCH: usize = 200;
+
+/// Writes each claimed row's `.eml`, then syncs the directory once; a failed sync
+/// fails the whole batch (the files may not be durable; the next delivery rewrites
+/// them).
+async fn write_files(dir: &Path, batch: &[Claimed]) -> Vec<Result<(), String>> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for row in batch {
+        let written = write_eml(dir, &row.id, row.body.as_bytes())
+            .await
+            .map_err(|e| {
+                last_error(&MailError::Transport {
+                    context: format!("writing {}", dir.display()),
+                    reason: e.to_string(),
+                    transient: false,
+                })
+            });
+        if written.is_ok() {
+            crate::failpoint::point(crate::failpoint::DELIVER_AFTER_SEND);
+        }
+        outcomes.push(written);
+    }
+    if let Err(e) = sync_dir(dir).await {
+        let reason = format!("syncing {}: {e}", dir.display());
+        for o in &mut outcomes {
+            if o.is_ok() {
+                *o = Err(reason.clone());
+            }
+        }
+    }
+    outcomes
 }
 
 enum Outcome<'a> {
@@ -784,57 +858,57 @@ enum Outcome<'a> {
 /// Records the outcome of a claimed row — only while the claim is still ours — and
 /// lets a statement follow its mail, in one transaction. Returns the statement's
 /// period when one changed.
-async fn mark(
+async fn mark_all(
     conn: &mut sqlx::AnyConnection,
     postgres: bool,
-    row: &Claimed,
+    rows: &[(&Claimed, Outcome<'_>)],
     holder: &str,
-    outcome: Outcome<'_>,
-) -> Result<Option<String>, MailError> {
-    let id = row.id.as_str();
-    let what = match outcome {
-        Outcome::Sent(_) => "sent",
-        Outcome::Failed(_) => "failed",
+) -> Result<Vec<String>, MailError> {
+    let ctx = match rows {
+        [(row, _)] => format!("marking email {} to {}", row.id, row.to),
+        _ => format!("marking {} emails", rows.len()),
     };
-    let ctx = format!("marking email {id} to {} {what}", row.to);
     let mut tx = if postgres {
         sqlx::Connection::begin(&mut *conn).await
     } else {
         sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await
     }
     .map_err(db_err(ctx.clone()))?;
-    let q = match outcome {
-        Outcome::Sent(sent_at) => sqlx::query(
-            "UPDATE email_outbox SET status = 'sent', sent_at = $1, last_error = NULL \
-             WHERE message_id = $2 AND claimed_by = $3 AND status = 'sending'",
-        )
-        .bind(sent_at),
-        Outcome::Failed(reason) => sqlx::query(
-            "UPDATE email_outbox SET status = 'failed', last_error = $1 \
-             WHERE message_id = $2 AND claimed_by = $3 AND status = 'sending'",
-        )
-        .bind(reason),
-    };
-    let res = q
-        .bind(id)
-        .bind(holder)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err(ctx.clone()))?;
-    if res.rows_affected() == 0 {
-        // Released as dead (this process was cut off longer than a claim lasts, or
-        // lost the lease): another deliverer owns the row now and records it.
-        tracing::warn!(message_id = %id, "claim was released while sending; the row is left to its new owner");
-        tx.rollback().await.map_err(db_err(ctx))?;
-        return Ok(None);
+    let mut periods = Vec::new();
+    for (row, outcome) in rows {
+        let id = row.id.as_str();
+        let q = match outcome {
+            Outcome::Sent(sent_at) => sqlx::query(
+                "UPDATE email_outbox SET status = 'sent', sent_at = $1, last_error = NULL \
+                 WHERE message_id = $2 AND claimed_by = $3 AND status = 'sending'",
+            )
+            .bind(*sent_at),
+            Outcome::Failed(reason) => sqlx::query(
+                "UPDATE email_outbox SET status = 'failed', last_error = $1 \
+                 WHERE message_id = $2 AND claimed_by = $3 AND status = 'sending'",
+            )
+            .bind(*reason),
+        };
+        let res = q
+            .bind(id)
+            .bind(holder)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err(format!("{ctx}: {id}")))?;
+        if res.rows_affected() == 0 {
+            // Released as dead (this process was cut off longer than a claim lasts,
+            // or lost the lease): another deliverer owns the row now and records it.
+            tracing::warn!(message_id = %id, "claim was released while sending; the row is left to its new owner");
+            continue;
+        }
+        if row.kind == super::kind::STATEMENT
+            && let Some(period) = statement_follows(&mut tx, id).await?
+        {
+            periods.push(period);
+        }
     }
-    let period = if row.kind == super::kind::STATEMENT {
-        statement_follows(&mut tx, id).await?
-    } else {
-        None
-    };
     tx.commit().await.map_err(db_err(ctx))?;
-    Ok(period)
+    Ok(periods)
 }
 
 /// Sets the status of the statement(s) mailed as `message_id` from their outbox row —
@@ -967,16 +1041,20 @@ async fn send_one(
         }
     })?;
     match sender {
+        // Deliveries write files in batches (`write_files`); one file on its own is
+        // written and its directory synced here.
         Sender::File(dir) => {
-            write_eml(dir, id, body)
-                .await
-                .map_err(|e| MailError::Transport {
-                    context: format!("writing {}", dir.display()),
-                    reason: e.to_string(),
-                    // Not retried in-process (the file path is unchanged); the next
-                    // delivery retries the row.
-                    transient: false,
-                })
+            let written = match write_eml(dir, id, body).await {
+                Ok(()) => sync_dir(dir).await,
+                Err(e) => Err(e),
+            };
+            written.map_err(|e| MailError::Transport {
+                context: format!("writing {}", dir.display()),
+                reason: e.to_string(),
+                // Not retried in-process (the file path is unchanged); the next
+                // delivery retries the row.
+                transient: false,
+            })
         }
         Sender::Smtp(smtp) => smtp
             .send_raw(&envelope, body)
@@ -1024,8 +1102,8 @@ async fn write_eml(dir: &Path, id: &str, body: &[u8]) -> std::io::Result<()> {
     file.write_all(body).await?;
     file.sync_all().await?;
     drop(file);
-    tokio::fs::rename(&tmp, &path).await?;
-    sync_dir(dir).await
+    // The directory is synced once per batch by the caller ([`write_files`]).
+    tokio::fs::rename(&tmp, &path).await
 }
 
 /// fsync a directory, so a rename in it is durable (POSIX; elsewhere a no-op).

@@ -921,3 +921,39 @@ async fn postgres_suppressed_batch_equals_one_by_one() {
     };
     suppressed_batch_equals_one_by_one(&a.url, &b.url).await;
 }
+
+/// Issue 13: the file transport claims, writes and marks in batches of
+/// [`FILE_BATCH`]: every queued mail of several batches becomes exactly one `.eml`
+/// named by its Message-ID, holding its stored bytes, and is marked sent once; a
+/// second delivery finds nothing.
+#[tokio::test]
+async fn file_delivery_in_batches_writes_each_mail_once() {
+    let (dir, pool) = db().await;
+    let n = 2 * FILE_BATCH + 37;
+    let mails: Vec<OutgoingEmail> = (0..n)
+        .map(|i| email(&format!("alert:2025-08:OP-{i:04}:a"), "ops@acme.example"))
+        .collect();
+    assert_eq!(queue(&pool, &mails, None).await, n);
+    let out = Transport::File(dir.path().join("out"));
+    let d = deliver_queued(&pool, &out, now()).await.expect("deliver");
+    assert_eq!((d.sent, d.failed), (n, 0));
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("out"))
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .collect();
+    assert_eq!(files.len(), n, "one file per mail, no temporary files left");
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT message_id, body FROM email_outbox WHERE status = 'sent'")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+    assert_eq!(rows.len(), n);
+    for (id, body) in &rows {
+        let stem = id.trim_matches(|c| c == '<' || c == '>');
+        let written = std::fs::read(dir.path().join("out").join(format!("{stem}.eml")))
+            .expect("the mail's file");
+        assert_eq!(written, body.as_bytes());
+    }
+    let again = deliver_queued(&pool, &out, now()).await.expect("again");
+    assert_eq!((again.sent, again.failed), (0, 0));
+}
