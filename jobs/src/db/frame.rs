@@ -71,7 +71,7 @@ pub async fn insert_frame(
         .map(|s| s.name().to_string())
         .chain(extra.iter().map(|(n, _)| n.to_string()))
         .collect();
-    if conn.backend_name() == "PostgreSQL" && cols.iter().all(|s| finite(s)) {
+    if conn.backend_name() == "PostgreSQL" && cols.iter().all(finite) {
         return insert_json_rows(conn, table, &cols, extra, &names).await;
     }
     let width = names.len();

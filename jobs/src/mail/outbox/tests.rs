@@ -837,6 +837,18 @@ async fn eml_files_are_complete_and_no_temporary_file_is_left() {
     );
 }
 
+/// message_id, dedup_key, recipient, status, attempts, last_error, body, summary_id.
+type OutboxRow = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    String,
+    Option<String>,
+);
+
 /// Issue 13: recording suppressed mail in multi-row statements gives exactly the rows
 /// and outcomes of recording it one by one — a key already there is left alone, a
 /// repeated key in the batch counts once, a bad recipient is `failed` — across the
@@ -888,7 +900,7 @@ async fn suppressed_batch_equals_one_by_one(url_a: &str, url_b: &str) {
             (2_500, 2, 2, 0),
             "batched: {batched}"
         );
-        let rows: Vec<(String, String, String, String, i64, Option<String>, String, Option<String>)> = sqlx::query_as(
+        let rows: Vec<OutboxRow> = sqlx::query_as(
             "SELECT message_id, dedup_key, recipient, status, attempts, last_error, body, summary_id \
              FROM email_outbox ORDER BY dedup_key",
         )
