@@ -700,21 +700,17 @@ async fn run_in_tx(
             }
             continue;
         }
-        match mail::enqueue_one(
-            tx,
-            &app.config.email.from,
-            email,
-            Some(ctx.run_id),
-            ctx.now,
-            &how,
-        )
-        .await?
-        {
-            mail::Enqueued::Queued => report.queued += 1,
-            mail::Enqueued::Suppressed => report.suppressed += 1,
-            mail::Enqueued::Failed(_) => report.failed += 1,
-            mail::Enqueued::AlreadyThere(_) => report.already_there += 1,
-        }
+        report.count(
+            &mail::enqueue_one(
+                tx,
+                &app.config.email.from,
+                email,
+                Some(ctx.run_id),
+                ctx.now,
+                &how,
+            )
+            .await?,
+        );
     }
     for (how, list) in &suppressed {
         let batch = mail::enqueue_suppressed(

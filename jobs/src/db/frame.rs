@@ -85,23 +85,7 @@ pub async fn insert_frame(
     while start < df.height() {
         let end = (start + rows_per_stmt).min(df.height());
         let mut sql = format!("INSERT INTO {table} ({}) VALUES ", names.join(", "));
-        let mut n = 0usize;
-        for r in 0..(end - start) {
-            sql.push_str(if r == 0 { "(" } else { ", (" });
-            for c in 0..width {
-                n += 1;
-                if c > 0 {
-                    sql.push_str(", ");
-                }
-                if positional {
-                    sql.push('?');
-                } else {
-                    sql.push('$');
-                    sql.push_str(&n.to_string());
-                }
-            }
-            sql.push(')');
-        }
+        push_value_rows(&mut sql, end - start, width, positional);
         // Not cached: a cached statement keeps the parameter types of its first
         // execution, and a column that was all NULL then (typed by sqlx's guess) would
         // reject real values later ("incorrect binary data format").
@@ -123,16 +107,7 @@ pub async fn insert_frame(
         let res = q
             .execute(&mut *conn)
             .await
-            .map_err(|source| DbError::Write {
-                table: format!(
-                    "{table} ({})",
-                    cols.iter()
-                        .map(|s| format!("{}: {}", s.name(), s.dtype()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                source,
-            })?;
+            .map_err(write_err(table, &cols))?;
         written += res.rows_affected();
         start = end;
     }
@@ -233,16 +208,7 @@ async fn insert_json_rows(
             .bind(json)
             .execute(&mut *conn)
             .await
-            .map_err(|source| DbError::Write {
-                table: format!(
-                    "{table} ({})",
-                    cols.iter()
-                        .map(|s| format!("{}: {}", s.name(), s.dtype()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                source,
-            })?;
+            .map_err(write_err(table, cols))?;
         written += res.rows_affected();
         start = end;
     }
@@ -254,6 +220,41 @@ fn push_or_null<T>(json: &mut String, v: Option<T>, write: impl FnOnce(&mut Stri
         Some(v) => write(json, v),
         None => json.push_str("null"),
     }
+}
+
+/// `(?, ?, …), (…)` — `rows` rows of `width` placeholders each, positional `?` (SQLite:
+/// `$N` is a named parameter there, resolved by a linear search per name) or
+/// numbered `$1, $2, …` (PostgreSQL).
+pub fn push_value_rows(sql: &mut String, rows: usize, width: usize, positional: bool) {
+    let mut n = 0usize;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..width {
+            n += 1;
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            if positional {
+                sql.push('?');
+            } else {
+                sql.push('$');
+                sql.push_str(&n.to_string());
+            }
+        }
+        sql.push(')');
+    }
+}
+
+/// A failed write of `cols` into `table`, naming each column's type.
+fn write_err(table: &str, cols: &[Series]) -> impl FnOnce(sqlx::Error) -> DbError {
+    let table = format!(
+        "{table} ({})",
+        cols.iter()
+            .map(|s| format!("{}: {}", s.name(), s.dtype()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    move |source| DbError::Write { table, source }
 }
 
 fn bind<'q>(

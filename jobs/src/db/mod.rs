@@ -33,7 +33,8 @@ pub(crate) mod testing;
 mod tests;
 
 pub use frame::{
-    TableSpec, Value, bool_as_int, insert_frame, period_frame, query_frame, written_frame,
+    TableSpec, Value, bool_as_int, insert_frame, period_frame, push_value_rows, query_frame,
+    written_frame,
 };
 pub(crate) use ledger::hostname;
 pub use ledger::{RunCounts, RunRow, RunStart, finish_run};

@@ -40,7 +40,7 @@ use sqlx::AnyConnection;
 use crate::app::{App, Invocation};
 use crate::close;
 use crate::db::{self, DbError, RunCounts, RunStart};
-use crate::mail::{self, Disposition, EnqueueReport, Enqueued, MailError};
+use crate::mail::{self, Disposition, EnqueueReport, MailError};
 use crate::retry;
 use emails::{LeadLine, OperatorLeadsView, OpsLeadsView};
 
@@ -386,21 +386,17 @@ async fn run_in_tx(run: &Run<'_>, tx: &mut AnyConnection) -> Result<Outcome, Lea
     let mut report = EnqueueReport::default();
     let now = Utc::now();
     for email in &emails {
-        match mail::enqueue_one(
-            tx,
-            &run.app.config.email.from,
-            email,
-            Some(run.run_id),
-            now,
-            &Disposition::Queue,
-        )
-        .await?
-        {
-            Enqueued::Queued => report.queued += 1,
-            Enqueued::Suppressed => report.suppressed += 1,
-            Enqueued::Failed(_) => report.failed += 1,
-            Enqueued::AlreadyThere(_) => report.already_there += 1,
-        }
+        report.count(
+            &mail::enqueue_one(
+                tx,
+                &run.app.config.email.from,
+                email,
+                Some(run.run_id),
+                now,
+                &Disposition::Queue,
+            )
+            .await?,
+        );
     }
     let rows_in = run.inputs.leads.clone().select([len()]).collect()?;
     let counts = RunCounts {

@@ -96,6 +96,18 @@ pub struct EnqueueReport {
     pub already_there: usize,
 }
 
+impl EnqueueReport {
+    /// Counts one mail's outcome.
+    pub fn count(&mut self, outcome: &Enqueued) {
+        match outcome {
+            Enqueued::Queued => self.queued += 1,
+            Enqueued::Suppressed => self.suppressed += 1,
+            Enqueued::Failed(_) => self.failed += 1,
+            Enqueued::AlreadyThere(_) => self.already_there += 1,
+        }
+    }
+}
+
 /// Queues `emails` from `sender`, returning how many were newly queued.
 ///
 /// Meant to run inside the job's transaction (`&mut *tx`). Each message is built
@@ -128,12 +140,7 @@ pub async fn enqueue_all(
 ) -> Result<EnqueueReport, MailError> {
     let mut report = EnqueueReport::default();
     for email in emails {
-        match enqueue_one(conn, sender, email, run_id, now, disposition).await? {
-            Enqueued::Queued => report.queued += 1,
-            Enqueued::Suppressed => report.suppressed += 1,
-            Enqueued::Failed(_) => report.failed += 1,
-            Enqueued::AlreadyThere(_) => report.already_there += 1,
-        }
+        report.count(&enqueue_one(conn, sender, email, run_id, now, disposition).await?);
     }
     Ok(report)
 }
@@ -183,6 +190,30 @@ fn stored_row(
     }
 }
 
+/// [`stored_row`], with a bad recipient recorded `failed` (with the reason and no
+/// attempts left) instead of failing the caller.
+fn row_or_failed(
+    sender: &str,
+    email: &OutgoingEmail,
+    now: DateTime<Utc>,
+    disposition: &Disposition,
+) -> Result<StoredRow, MailError> {
+    match stored_row(sender, email, now, disposition) {
+        Err(
+            e @ MailError::Address {
+                role: "recipient", ..
+            },
+        ) => Ok((
+            "failed",
+            String::new(),
+            Some(e.to_string()),
+            MAX_ATTEMPTS,
+            None,
+        )),
+        other => other,
+    }
+}
+
 /// Records one mail in the outbox as `disposition` says.
 ///
 /// A recipient that is not one valid address (a list `a@x, b@y`, a line break, no
@@ -207,21 +238,7 @@ pub async fn enqueue_one(
             MAX_ATTEMPTS,
             None,
         ),
-        _ => match stored_row(sender, email, now, disposition) {
-            Ok(row) => row,
-            Err(
-                e @ MailError::Address {
-                    role: "recipient", ..
-                },
-            ) => (
-                "failed",
-                String::new(),
-                Some(e.to_string()),
-                MAX_ATTEMPTS,
-                None,
-            ),
-            Err(e) => return Err(e),
-        },
+        _ => row_or_failed(sender, email, now, disposition)?,
     };
     // ON CONFLICT (PostgreSQL, SQLite ≥ 3.24) rather than a check-then-insert: it
     // stays correct when two runs race on the same key.
@@ -302,34 +319,14 @@ pub async fn enqueue_suppressed(
     if !matches!(disposition, Disposition::Suppress { .. }) {
         let mut report = EnqueueReport::default();
         for email in emails {
-            match enqueue_one(conn, sender, email, run_id, now, disposition).await? {
-                Enqueued::Queued => report.queued += 1,
-                Enqueued::Suppressed => report.suppressed += 1,
-                Enqueued::Failed(_) => report.failed += 1,
-                Enqueued::AlreadyThere(_) => report.already_there += 1,
-            }
+            report.count(&enqueue_one(conn, sender, email, run_id, now, disposition).await?);
         }
         return Ok(report);
     }
     let queued_at = timestamp(now);
     let mut rows = Vec::with_capacity(emails.len());
     for email in emails {
-        let row = match stored_row(sender, email, now, disposition) {
-            Ok(row) => row,
-            Err(
-                e @ MailError::Address {
-                    role: "recipient", ..
-                },
-            ) => (
-                "failed",
-                String::new(),
-                Some(e.to_string()),
-                MAX_ATTEMPTS,
-                None,
-            ),
-            Err(e) => return Err(e),
-        };
-        rows.push((*email, row));
+        rows.push((*email, row_or_failed(sender, email, now, disposition)?));
     }
     // SQLite resolves `$N` by a linear search per name (see db::insert_frame).
     let positional = conn.backend_name() == "SQLite";
@@ -339,23 +336,7 @@ pub async fn enqueue_suppressed(
             "INSERT INTO email_outbox (message_id, dedup_key, kind, period, recipient, sender, \
              subject, status, attempts, last_error, queued_at, run_id, body, summary_id) VALUES ",
         );
-        let mut n = 0usize;
-        for r in 0..chunk.len() {
-            sql.push_str(if r == 0 { "(" } else { ", (" });
-            for c in 0..14 {
-                n += 1;
-                if c > 0 {
-                    sql.push_str(", ");
-                }
-                if positional {
-                    sql.push('?');
-                } else {
-                    sql.push('$');
-                    sql.push_str(&n.to_string());
-                }
-            }
-            sql.push(')');
-        }
+        crate::db::push_value_rows(&mut sql, chunk.len(), 14, positional);
         sql.push_str(" ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key, status");
         let mut q = sqlx::query(&sql).persistent(false);
         for (email, (status, body, last_error, attempts, summary_id)) in chunk {
