@@ -22,7 +22,7 @@ use anyhow::{Context, anyhow, bail};
 use opnet_pipelines::payouts::close_payouts;
 use opnet_pipelines::plan::{Plan, PlanBook, PlanError};
 use opnet_pipelines::{Inputs, Period};
-use polars::prelude::{DataFrame, IntoLazy, PolarsResult, StringChunked};
+use polars::prelude::{DataFrame, PolarsResult, StringChunked};
 use sqlx::Row as _;
 
 use crate::app::App;
@@ -175,21 +175,6 @@ async fn recorded_statements(
     Ok((statements, versions))
 }
 
-/// A snapshot's datasets the payout close reads (the payouts job's `inputs()`),
-/// read into memory once: every simulated period of the snapshot scans them again.
-fn in_memory(mut inputs: Inputs) -> PolarsResult<Inputs> {
-    for frame in [
-        &mut inputs.invoices,
-        &mut inputs.invoice_lines,
-        &mut inputs.refunds,
-        &mut inputs.operators,
-        &mut inputs.customers,
-    ] {
-        *frame = frame.clone().collect()?.lazy();
-    }
-    Ok(inputs)
-}
-
 /// The simulated statements of one close, as report rows see them.
 fn statements_of(period: Period, statements: &DataFrame) -> PolarsResult<Vec<Statement>> {
     let text =
@@ -248,7 +233,8 @@ pub async fn run(app: &App, opts: &Options) -> anyhow::Result<Simulation> {
         used.push((m, plan.version.clone()));
     }
 
-    // Each distinct snapshot once.
+    // Each distinct snapshot once (the lake decodes it into memory; it keeps only the
+    // last one, and a range may alternate between snapshots).
     let mut inputs: HashMap<String, Inputs> = HashMap::new();
     let mut snapshot_of = Vec::with_capacity(periods.len());
     for &m in &periods {
@@ -261,8 +247,6 @@ pub async fn run(app: &App, opts: &Options) -> anyhow::Result<Simulation> {
                 .lake
                 .read_snapshot(&snapshot)
                 .await
-                .with_context(|| format!("reading snapshot {snapshot} (the close of {m})"))?;
-            let read = compute(|| in_memory(read))
                 .with_context(|| format!("reading snapshot {snapshot} (the close of {m})"))?;
             inputs.insert(snapshot.clone(), read);
         }
