@@ -373,11 +373,34 @@ impl Lake {
         // ... then plan and check them off the async workers: Polars blocks while it
         // reads Parquet metadata (and refuses to on a current-thread runtime).
         let inputs = tokio::task::spawn_blocking(move || {
+            // The files decode side by side (most are too small to keep Polars' pool
+            // busy on their own); errors are reported in contract order all the same.
+            type Decoded = (String, String, Result<LazyFrame, LakeError>);
+            let frames: Vec<Decoded> = std::thread::scope(|s| {
+                let decoding: Vec<_> = files
+                    .into_iter()
+                    .map(|(d, location, file)| {
+                        let at = location.clone();
+                        (d, at, s.spawn(move || snapshot_frame(d, &location, file)))
+                    })
+                    .collect();
+                decoding
+                    .into_iter()
+                    .map(|(d, location, task)| {
+                        let lf = task.join().unwrap_or_else(|_| {
+                            Err(LakeError::Schema {
+                                location: location.clone(),
+                                reason: "decoding the file panicked".into(),
+                            })
+                        });
+                        (d.path(), location, lf)
+                    })
+                    .collect()
+            });
             let mut inputs = Inputs::empty();
-            for (d, location, file) in files {
-                let lf = snapshot_frame(d, &location, file)?;
+            for (path, location, lf) in frames {
                 inputs
-                    .set(&d.path(), lf)
+                    .set(&path, lf?)
                     .map_err(|reason| LakeError::Schema { location, reason })?;
             }
             Ok::<_, LakeError>(inputs)

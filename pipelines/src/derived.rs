@@ -1,12 +1,12 @@
 //! Period-independent frames derived from a snapshot, computed once and shared by
 //! every period of a close (issue 13).
 //!
-//! A close recomputes, for each of its periods, joins and aggregates over the whole
-//! history that do not depend on the period at all: every software line with its
-//! invoice and owner (MRR, R6.1), every paid invoice with its copies, line sums and
-//! CRM owner (R7). A 36-period backfill did each of them 36 times (exclusivity even
-//! 40 times per period). [`memo`] keeps such a frame for the datasets it was
-//! derived from and hands it out again while those very datasets are in use.
+//! A close recomputed, for each of its periods, joins over the whole history that do
+//! not depend on the period at all: every software line with its invoice and owner
+//! (MRR, R6.1), which exclusivity, the scorecard, equity and the network-health
+//! report all read. [`memo`] keeps such a frame for the datasets it was derived from
+//! and hands it out again while those very datasets are in use. (R7 reads only the
+//! month's invoices and their lines, narrowed before any join, so it needs no memo.)
 //!
 //! Identity, not equality: a dataset counts as "the same" only when it is the same
 //! in-memory frame (the `Arc` that [`crate::Inputs`] holds from the lake), so a

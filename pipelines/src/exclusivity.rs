@@ -11,7 +11,7 @@
 
 use crate::Inputs;
 use crate::active::months_of;
-use crate::mrr::mrr;
+use crate::mrr::mrr_of_operators;
 use crate::period::{Period, days_to_date};
 use crate::plan::{Exclusivity, Plan};
 use polars::prelude::*;
@@ -323,20 +323,14 @@ fn mrr_of_m_and_m_3(
     operator_ids: LazyFrame,
     periods: &[Period],
 ) -> (LazyFrame, LazyFrame) {
-    // Computed over the whole network's software lines, which are joined with their
-    // invoices and owners once per snapshot (crate::derived), then narrowed to these
-    // operators; customer ids are unique in a snapshot (ingest enforces the key), so
-    // narrowing after the CRM owner is chosen gives the same rows as narrowing before.
+    // Only these operators' software lines are recognised; customer ids are unique
+    // in a snapshot (ingest enforces the key), so narrowing after the CRM owner is
+    // chosen gives the same rows as computing everybody's MRR and narrowing after.
     let mrr_periods: Vec<Period> = match (periods.first(), periods.last()) {
         (Some(first), Some(last)) => first.add_months(-3).through(*last).collect(),
         _ => Vec::new(),
     };
-    let revenue = mrr(inputs, &mrr_periods).join(
-        operator_ids,
-        [col("operator_id")],
-        [col("operator_id")],
-        JoinArgs::new(JoinType::Semi),
-    );
+    let revenue = mrr_of_operators(inputs, &mrr_periods, operator_ids);
     let revenue_3 = revenue.clone().select([
         col("period").alias("period_3"),
         col("operator_id"),

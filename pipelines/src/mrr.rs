@@ -20,15 +20,35 @@ use polars::prelude::*;
 /// duplicate cannot double an operator's MRR; lines whose service period ends before it
 /// starts recognise nothing.
 pub fn mrr(inputs: &Inputs, periods: &[Period]) -> LazyFrame {
-    let windows = df!(
-        "period" => periods.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-        "p_first" => periods.iter().map(|p| p.first_day()).collect::<Vec<_>>(),
-        "p_last" => periods.iter().map(|p| p.last_day()).collect::<Vec<_>>(),
-        "p_months" => periods.iter().map(|p| p.months() as i64).collect::<Vec<_>>(),
-    )
-    .expect("equal lengths")
-    .lazy();
+    mrr_of_lines(software_lines(inputs), periods)
+}
 
+/// [`mrr`] of the operators `operator_ids` (an `operator_id` column) only: the same
+/// rows as `mrr` narrowed to them, without recognising everybody else's lines (R3
+/// needs forty months of a handful of exclusive operators).
+pub fn mrr_of_operators(inputs: &Inputs, periods: &[Period], operator_ids: LazyFrame) -> LazyFrame {
+    let all = software_lines(inputs);
+    let materialized = crate::derived::in_memory(&all).is_some();
+    let mine = all.join(
+        operator_ids,
+        [col("operator_id")],
+        [col("operator_id")],
+        JoinArgs::new(JoinType::Semi),
+    );
+    // Kept materialized when the whole was, so the month join below applies; should
+    // it fail, the plan carries the error to the caller's collect.
+    let mine = if materialized {
+        mine.clone().collect().map(DataFrame::lazy).unwrap_or(mine)
+    } else {
+        mine
+    };
+    mrr_of_lines(mine, periods)
+}
+
+/// Every software line that can recognise MRR (R6.1) with its owner and currency:
+/// `operator_id`, `currency`, `amount_cents`, `service_start`, `service_end`,
+/// `service_days`, `m_start`, `m_end` (months of the service dates).
+fn software_lines(inputs: &Inputs) -> LazyFrame {
     let invoices = inputs
         .invoices
         .clone()
@@ -80,11 +100,23 @@ pub fn mrr(inputs: &Inputs, periods: &[Period]) -> LazyFrame {
             months_of(col("service_end")).alias("m_end"),
         ]);
     // The same for every period: joined once per snapshot (issue 13).
-    let lines = crate::derived::memo(
+    crate::derived::memo(
         "mrr/software_lines",
         &[&inputs.invoices, &inputs.invoice_lines, &inputs.customers],
         lines,
-    );
+    )
+}
+
+/// MRR per `period`, `operator_id`, `currency` of `lines` ([`software_lines`]).
+fn mrr_of_lines(lines: LazyFrame, periods: &[Period]) -> LazyFrame {
+    let windows = df!(
+        "period" => periods.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        "p_first" => periods.iter().map(|p| p.first_day()).collect::<Vec<_>>(),
+        "p_last" => periods.iter().map(|p| p.last_day()).collect::<Vec<_>>(),
+        "p_months" => periods.iter().map(|p| p.months() as i64).collect::<Vec<_>>(),
+    )
+    .expect("equal lengths")
+    .lazy();
 
     // A line whose service lies inside one calendar month (monthly billing, the common
     // case) can only overlap that month: it is matched to its window by a join on the
@@ -212,6 +244,62 @@ mod tests {
         // Jan: A 3100 + B 1000×16/30 = 533.33 → 533; void V and duplicated D left out → 3633
         // Feb: A 36500×28/365 = 2800 + B 1000×14/30 = 466.67 → 467 → 3267
         assert_eq!(v, [3633, 3267]);
+    }
+
+    /// Issue 13: R3 recognises only the exclusive operators' lines; the rows must be
+    /// those of everybody's MRR narrowed to them, for a plan and for frames in memory.
+    #[test]
+    fn r6_1_mrr_of_some_operators_is_everybodys_narrowed() {
+        let mut i = inputs();
+        i.customers =
+            df!("customer_id" => ["c1", "c2"], "operator_id" => [Some("op"), Some("other")])
+                .unwrap()
+                .lazy();
+        i.invoices = df!(
+            "invoice_id" => ["A", "B", "V", "D", "D", "E"],
+            "customer_id" => ["c1", "c1", "c1", "c1", "c1", "c2"],
+            "currency" => ["USD", "USD", "USD", "USD", "USD", "EUR"],
+            "status" => ["paid", "open", "void", "paid", "paid", "paid"],
+        )
+        .unwrap()
+        .lazy();
+        let lines = i.invoice_lines.clone().collect().unwrap();
+        let e = df!(
+            "invoice_id" => ["E"], "line_no" => [1i64], "revenue_type" => ["software"], "amount_cents" => [9_000i64],
+            "service_start" => [d("2025-01-10")], "service_end" => [d("2025-03-09")],
+        )
+        .unwrap();
+        i.invoice_lines = lines.vstack(&e).unwrap().lazy();
+        let periods: Vec<Period> = Period::parse("2024-12")
+            .unwrap()
+            .through(Period::parse("2025-03").unwrap())
+            .collect();
+        // The same datasets as lazy plans (not memoized, cross-join path).
+        let mut planned = i.clone();
+        planned.invoice_lines = i.invoice_lines.clone().filter(lit(true));
+        for (i, ops) in [&i, &planned].into_iter().flat_map(|i| {
+            [
+                vec!["op"],
+                vec!["other"],
+                vec!["op", "other"],
+                vec!["nobody"],
+            ]
+            .map(|ops| (i, ops))
+        }) {
+            let ids = df!("operator_id" => ops.clone()).unwrap().lazy();
+            let want = mrr(i, &periods)
+                .join(
+                    ids.clone(),
+                    [col("operator_id")],
+                    [col("operator_id")],
+                    JoinArgs::new(JoinType::Semi),
+                )
+                .collect()
+                .unwrap();
+            let got = mrr_of_operators(i, &periods, ids).collect().unwrap();
+            assert!(got.equals_missing(&want), "{ops:?}\n{got}\n{want}");
+            assert!(ops == ["nobody"] || got.height() > 0, "{ops:?}");
+        }
     }
 
     #[test]

@@ -23,7 +23,6 @@
 //! shrink what is left.
 
 use crate::Inputs;
-use crate::derived::memo;
 use crate::history::{PayoutHistory, first_collection_per_line, prior_collections, prior_refunded};
 use crate::period::Period;
 use polars::prelude::*;
@@ -181,15 +180,33 @@ fn paid_invoices_of_month(
     period: Period,
     customers: LazyFrame,
 ) -> PolarsResult<LazyFrame> {
-    // R7 duplicate_invoice counts copies under every status.
-    let copies = inputs
+    // The paid copies of M first, then only their ids' copies and lines are counted
+    // (issue 13): a close of one month reads one month of billing, not the history.
+    let paid = inputs
         .invoices
         .clone()
+        .filter(col("status").eq(lit("paid")).and(in_month(
+            period,
+            coalesce(&[col("paid_on"), col("issued_on")]),
+        )))
+        .select([
+            col("invoice_id"),
+            col("customer_id"),
+            col("issued_on"),
+            col("paid_on"),
+            col("total_cents").cast(DataType::Int64),
+        ])
+        .collect()?
+        .lazy();
+    let ids = paid
+        .clone()
+        .select([col("invoice_id")])
+        .unique(None, UniqueKeepStrategy::Any);
+    // R7 duplicate_invoice counts copies under every status.
+    let copies = of_invoices(inputs.invoices.clone(), ids.clone())
         .group_by([col("invoice_id")])
         .agg([len().cast(DataType::Int64).alias("copies")]);
-    let line_sums = inputs
-        .invoice_lines
-        .clone()
+    let line_sums = of_invoices(inputs.invoice_lines.clone(), ids)
         .group_by([col("invoice_id")])
         .agg([col("amount_cents")
             .cast(DataType::Int64)
@@ -202,19 +219,7 @@ fn paid_invoices_of_month(
         .unique_stable(None, UniqueKeepStrategy::First)
         .with_column(lit(true).alias("operator_known"));
 
-    // Every paid invoice copy with what the checks need: the same for every period,
-    // so derived once per snapshot (issue 13) and then narrowed to M.
-    let paid_all = inputs
-        .invoices
-        .clone()
-        .filter(col("status").eq(lit("paid")))
-        .select([
-            col("invoice_id"),
-            col("customer_id"),
-            col("issued_on"),
-            col("paid_on"),
-            col("total_cents").cast(DataType::Int64),
-        ])
+    Ok(paid
         .join(
             copies,
             [col("invoice_id")],
@@ -243,26 +248,22 @@ fn paid_invoices_of_month(
             col("lines_cents").fill_null(lit(0i64)),
             col("customer_known").fill_null(lit(false)),
             col("operator_known").fill_null(lit(false)),
-        ]);
-    let paid_all = memo(
-        "reconcile/paid_invoices",
-        &[
-            &inputs.invoices,
-            &inputs.invoice_lines,
-            &inputs.customers,
-            &inputs.operators,
-        ],
-        paid_all,
-    );
-    Ok(paid_all
-        .filter(in_month(
-            period,
-            coalesce(&[col("paid_on"), col("issued_on")]),
-        ))
+        ])
         // Materialized here and below: every check reads these frames, and one lazy
         // plan holding all of them is deep enough to overflow a thread's stack.
         .collect()?
         .lazy())
+}
+
+/// The rows of `frame` whose `invoice_id` is one of `ids` (a semi join: each row at
+/// most once, in `frame`'s order).
+fn of_invoices(frame: LazyFrame, ids: LazyFrame) -> LazyFrame {
+    frame.join(
+        ids,
+        [col("invoice_id")],
+        [col("invoice_id")],
+        JoinArgs::new(JoinType::Semi),
+    )
 }
 
 /// R7: every invoice-level exception of M — the checks of each paid invoice, then
@@ -369,17 +370,14 @@ fn duplicate_line_rows(inputs: &Inputs, paid: &LazyFrame, p: &str) -> LazyFrame 
         .clone()
         .select([col("invoice_id"), col("customer_id")])
         .unique_stable(Some(cols(["invoice_id"])), UniqueKeepStrategy::First);
-    // Repeated (invoice_id, line_no) keys of the whole snapshot: derived once.
-    let repeated_lines = memo(
-        "reconcile/repeated_lines",
-        &[&inputs.invoice_lines],
-        inputs
-            .invoice_lines
-            .clone()
-            .group_by([col("invoice_id"), col("line_no")])
-            .agg([len().cast(DataType::Int64).alias("times")])
-            .filter(col("times").gt(lit(1i64))),
-    );
+    // Repeated (invoice_id, line_no) keys among the lines of M's paid invoices.
+    let repeated_lines = of_invoices(
+        inputs.invoice_lines.clone(),
+        paid_ids.clone().select([col("invoice_id")]),
+    )
+    .group_by([col("invoice_id"), col("line_no")])
+    .agg([len().cast(DataType::Int64).alias("times")])
+    .filter(col("times").gt(lit(1i64)));
     let dup_lines = repeated_lines.join(
         paid_ids,
         [col("invoice_id")],
@@ -412,45 +410,45 @@ fn collectable_lines(
     held_invoices: LazyFrame,
     customers: LazyFrame,
 ) -> PolarsResult<LazyFrame> {
-    // Every line of a paid invoice with its CRM owner (the same for every period,
-    // derived once per snapshot), narrowed to the invoices paid in M and not held.
-    let paid_lines = memo(
-        "reconcile/paid_lines",
-        &[&inputs.invoices, &inputs.customers, &inputs.invoice_lines],
-        inputs
-            .invoices
-            .clone()
-            .filter(
-                col("status")
-                    .eq(lit("paid"))
-                    .and(col("paid_on").is_not_null()),
-            )
-            .select([
-                col("invoice_id"),
-                col("customer_id"),
-                col("currency"),
-                col("paid_on"),
-            ])
-            .join(
-                customers,
-                [col("customer_id")],
-                [col("customer_id")],
-                JoinArgs::new(JoinType::Inner),
-            )
-            .join(
-                inputs.invoice_lines.clone().select([
-                    col("invoice_id"),
-                    col("line_no").cast(DataType::Int64),
-                    col("revenue_type"),
-                    col("amount_cents").cast(DataType::Int64),
-                ]),
-                [col("invoice_id")],
-                [col("invoice_id")],
-                JoinArgs::new(JoinType::Inner),
-            ),
+    // The invoices paid in M with their CRM owner, then their lines.
+    let paid_invoices = inputs
+        .invoices
+        .clone()
+        .filter(
+            col("status")
+                .eq(lit("paid"))
+                .and(in_month(period, col("paid_on"))),
+        )
+        .select([
+            col("invoice_id"),
+            col("customer_id"),
+            col("currency"),
+            col("paid_on"),
+        ])
+        .join(
+            customers,
+            [col("customer_id")],
+            [col("customer_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .collect()?
+        .lazy();
+    let ids = paid_invoices
+        .clone()
+        .select([col("invoice_id")])
+        .unique(None, UniqueKeepStrategy::Any);
+    let paid_lines = paid_invoices.join(
+        of_invoices(inputs.invoice_lines.clone(), ids).select([
+            col("invoice_id"),
+            col("line_no").cast(DataType::Int64),
+            col("revenue_type"),
+            col("amount_cents").cast(DataType::Int64),
+        ]),
+        [col("invoice_id")],
+        [col("invoice_id")],
+        JoinArgs::new(JoinType::Inner),
     );
     Ok(paid_lines
-        .filter(in_month(period, col("paid_on")))
         .join(
             held_invoices,
             [col("invoice_id")],
@@ -524,9 +522,18 @@ fn refunds_of_month(
         .clone()
         .group_by([col("refund_id")])
         .agg([len().cast(DataType::Int64).alias("copies")]);
-    let invoice_customer = invoice_customer(inputs);
-    refunds
+    let of_month = refunds
         .filter(in_month(period, col("refunded_on")))
+        .collect()?
+        .lazy();
+    let invoice_customer = invoice_customer(
+        inputs,
+        of_month
+            .clone()
+            .select([col("invoice_id")])
+            .unique(None, UniqueKeepStrategy::Any),
+    );
+    of_month
         .join(
             copies,
             [col("refund_id")],
@@ -560,21 +567,21 @@ fn refunds_of_month(
 }
 
 /// R7: the `customer_id` of each invoice, so a refund exception shows whose money is
-/// held; the smallest id should a duplicated invoice name several.
-fn invoice_customer(inputs: &Inputs) -> LazyFrame {
-    memo(
-        "reconcile/invoice_customer",
-        &[&inputs.invoices],
+/// held; the smallest id should a duplicated invoice name several. Only for the
+/// invoices `ids`.
+fn invoice_customer(inputs: &Inputs, ids: LazyFrame) -> LazyFrame {
+    of_invoices(
         inputs
             .invoices
             .clone()
-            .select([col("invoice_id"), col("customer_id")])
-            .sort(
-                ["invoice_id", "customer_id"],
-                SortMultipleOptions::default(),
-            )
-            .unique_stable(Some(cols(["invoice_id"])), UniqueKeepStrategy::First),
+            .select([col("invoice_id"), col("customer_id")]),
+        ids,
     )
+    .sort(
+        ["invoice_id", "customer_id"],
+        SortMultipleOptions::default(),
+    )
+    .unique_stable(Some(cols(["invoice_id"])), UniqueKeepStrategy::First)
 }
 
 /// R7 `duplicate_refund`, `refund_of_uncollected_line` and `refund_exceeds_line`: one

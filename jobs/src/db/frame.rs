@@ -86,10 +86,12 @@ pub async fn insert_frame(
         let end = (start + rows_per_stmt).min(df.height());
         let mut sql = format!("INSERT INTO {table} ({}) VALUES ", names.join(", "));
         push_value_rows(&mut sql, end - start, width, positional);
-        // Not cached: a cached statement keeps the parameter types of its first
-        // execution, and a column that was all NULL then (typed by sqlx's guess) would
-        // reject real values later ("incorrect binary data format").
-        let mut q = sqlx::query(&sql).persistent(false);
+        // Not cached on PostgreSQL: a cached statement keeps the parameter types of its
+        // first execution, and a column that was all NULL then (typed by sqlx's guess)
+        // would reject real values later ("incorrect binary data format"). SQLite types
+        // each value as it is bound, so there the statement is prepared once per
+        // connection and shape, not parsed again for every chunk (issue 13).
+        let mut q = sqlx::query(&sql).persistent(positional);
         for row in start..end {
             for s in &cols {
                 let cell = match s.dtype() {
