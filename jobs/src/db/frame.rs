@@ -89,9 +89,11 @@ pub async fn insert_frame(
         // Not cached on PostgreSQL: a cached statement keeps the parameter types of its
         // first execution, and a column that was all NULL then (typed by sqlx's guess)
         // would reject real values later ("incorrect binary data format"). SQLite types
-        // each value as it is bound, so there the statement is prepared once per
-        // connection and shape, not parsed again for every chunk (issue 13).
-        let mut q = sqlx::query(&sql).persistent(positional);
+        // each value as it is bound, so there a full chunk's statement is prepared once
+        // per connection and table, not parsed again for every chunk (issue 13); the
+        // last, shorter chunk of each frame is not kept (its shape rarely recurs).
+        let full = end - start == rows_per_stmt;
+        let mut q = sqlx::query(&sql).persistent(positional && full);
         for row in start..end {
             for s in &cols {
                 let cell = match s.dtype() {
