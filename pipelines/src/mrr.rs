@@ -294,6 +294,11 @@ mod tests {
                     [col("operator_id")],
                     JoinArgs::new(JoinType::Semi),
                 )
+                // A semi join need not keep the order; `mrr` sorts, and so does this.
+                .sort(
+                    ["period", "operator_id", "currency"],
+                    SortMultipleOptions::default(),
+                )
                 .collect()
                 .unwrap();
             let got = mrr_of_operators(i, &periods, ids).collect().unwrap();
