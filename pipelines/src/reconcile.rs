@@ -198,10 +198,7 @@ fn paid_invoices_of_month(
         ])
         .collect()?
         .lazy();
-    let ids = paid
-        .clone()
-        .select([col("invoice_id")])
-        .unique(None, UniqueKeepStrategy::Any);
+    let ids = invoice_ids(&paid);
     // R7 duplicate_invoice counts copies under every status.
     let copies = of_invoices(inputs.invoices.clone(), ids.clone())
         .group_by([col("invoice_id")])
@@ -253,6 +250,14 @@ fn paid_invoices_of_month(
         // plan holding all of them is deep enough to overflow a thread's stack.
         .collect()?
         .lazy())
+}
+
+/// The distinct `invoice_id`s of `frame`, to narrow other datasets to them.
+fn invoice_ids(frame: &LazyFrame) -> LazyFrame {
+    frame
+        .clone()
+        .select([col("invoice_id")])
+        .unique(None, UniqueKeepStrategy::Any)
 }
 
 /// The rows of `frame` whose `invoice_id` is one of `ids` (a semi join: each row at
@@ -433,10 +438,7 @@ fn collectable_lines(
         )
         .collect()?
         .lazy();
-    let ids = paid_invoices
-        .clone()
-        .select([col("invoice_id")])
-        .unique(None, UniqueKeepStrategy::Any);
+    let ids = invoice_ids(&paid_invoices);
     let paid_lines = paid_invoices.join(
         of_invoices(inputs.invoice_lines.clone(), ids).select([
             col("invoice_id"),
@@ -526,13 +528,7 @@ fn refunds_of_month(
         .filter(in_month(period, col("refunded_on")))
         .collect()?
         .lazy();
-    let invoice_customer = invoice_customer(
-        inputs,
-        of_month
-            .clone()
-            .select([col("invoice_id")])
-            .unique(None, UniqueKeepStrategy::Any),
-    );
+    let invoice_customer = invoice_customer(inputs, invoice_ids(&of_month));
     of_month
         .join(
             copies,
