@@ -148,6 +148,39 @@ pub async fn enqueue_all(
 /// Status, body, reason, attempts and summary id of an outbox row.
 type StoredRow = (&'static str, String, Option<String>, i64, Option<String>);
 
+/// `INSERT INTO email_outbox (…) VALUES `: the columns [`bind_row`] binds, in order.
+const INSERT_ROW: &str = "INSERT INTO email_outbox (message_id, dedup_key, kind, period, recipient, \
+     sender, subject, status, attempts, last_error, queued_at, run_id, body, summary_id) VALUES ";
+
+/// The number of columns of [`INSERT_ROW`].
+const ROW_COLUMNS: usize = 14;
+
+/// Binds one outbox row, in [`INSERT_ROW`]'s column order.
+fn bind_row<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    email: &'q OutgoingEmail,
+    sender: &'q str,
+    row: &'q StoredRow,
+    queued_at: &'q str,
+    run_id: Option<&'q str>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let (status, body, last_error, attempts, summary_id) = row;
+    q.bind(message_id(&email.dedup_key))
+        .bind(email.dedup_key.as_str())
+        .bind(email.kind.as_str())
+        .bind(email.period.as_deref())
+        .bind(email.recipient.as_str())
+        .bind(sender)
+        .bind(email.subject.as_str())
+        .bind(*status)
+        .bind(*attempts)
+        .bind(last_error.as_deref())
+        .bind(queued_at)
+        .bind(run_id)
+        .bind(body.as_str())
+        .bind(summary_id.as_deref())
+}
+
 /// The row of a mail that is queued or suppressed; an error when an address is bad
 /// (the caller records a bad recipient `failed`) or the mail cannot be built.
 fn stored_row(
@@ -230,7 +263,7 @@ pub async fn enqueue_one(
     disposition: &Disposition,
 ) -> Result<Enqueued, MailError> {
     let queued_at = timestamp(now);
-    let (status, body, last_error, attempts, summary_id) = match disposition {
+    let row: StoredRow = match disposition {
         Disposition::Undeliverable { reason } => (
             "failed",
             String::new(),
@@ -250,25 +283,16 @@ pub async fn enqueue_one(
     } else {
         "ON CONFLICT (dedup_key) DO NOTHING"
     };
-    let result = sqlx::query(&format!(
-        "INSERT INTO email_outbox (message_id, dedup_key, kind, period, recipient, sender, \
-         subject, status, attempts, last_error, queued_at, run_id, body, summary_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) {on_conflict}"
-    ))
-    .bind(message_id(&email.dedup_key))
-    .bind(email.dedup_key.as_str())
-    .bind(email.kind.as_str())
-    .bind(email.period.as_deref())
-    .bind(email.recipient.as_str())
-    .bind(sender)
-    .bind(email.subject.as_str())
-    .bind(status)
-    .bind(attempts)
-    .bind(last_error.clone())
-    .bind(queued_at.as_str())
-    .bind(run_id)
-    .bind(body)
-    .bind(summary_id)
+    let mut sql = String::from(INSERT_ROW);
+    crate::db::push_value_rows(&mut sql, 1, ROW_COLUMNS, false);
+    let result = bind_row(
+        sqlx::query(&format!("{sql} {on_conflict}")),
+        email,
+        sender,
+        &row,
+        &queued_at,
+        run_id,
+    )
     .execute(&mut *conn)
     .await
     .map_err(|source| MailError::Db {
@@ -288,6 +312,7 @@ pub async fn enqueue_one(
         tracing::debug!(dedup_key = %email.dedup_key, "email already in the outbox, not queued again");
         return Ok(Enqueued::AlreadyThere(existing.unwrap_or_default()));
     }
+    let (status, _, last_error, _, _) = row;
     Ok(match status {
         "queued" => Enqueued::Queued,
         "suppressed" => Enqueued::Suppressed,
@@ -332,29 +357,12 @@ pub async fn enqueue_suppressed(
     let positional = conn.backend_name() == "SQLite";
     let mut report = EnqueueReport::default();
     for chunk in rows.chunks(SUPPRESSED_ROWS_PER_STMT) {
-        let mut sql = String::from(
-            "INSERT INTO email_outbox (message_id, dedup_key, kind, period, recipient, sender, \
-             subject, status, attempts, last_error, queued_at, run_id, body, summary_id) VALUES ",
-        );
-        crate::db::push_value_rows(&mut sql, chunk.len(), 14, positional);
+        let mut sql = String::from(INSERT_ROW);
+        crate::db::push_value_rows(&mut sql, chunk.len(), ROW_COLUMNS, positional);
         sql.push_str(" ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key, status");
         let mut q = sqlx::query(&sql).persistent(false);
-        for (email, (status, body, last_error, attempts, summary_id)) in chunk {
-            q = q
-                .bind(message_id(&email.dedup_key))
-                .bind(email.dedup_key.as_str())
-                .bind(email.kind.as_str())
-                .bind(email.period.as_deref())
-                .bind(email.recipient.as_str())
-                .bind(sender)
-                .bind(email.subject.as_str())
-                .bind(*status)
-                .bind(*attempts)
-                .bind(last_error.as_deref())
-                .bind(queued_at.as_str())
-                .bind(run_id)
-                .bind(body.as_str())
-                .bind(summary_id.as_deref());
+        for (email, row) in chunk {
+            q = bind_row(q, email, sender, row, &queued_at, run_id);
         }
         let inserted = q
             .fetch_all(&mut *conn)
