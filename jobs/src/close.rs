@@ -113,6 +113,10 @@ pub struct RunSummary {
     pub rows_out: i64,
     /// Wall time of the run, for summaries and the benchmark.
     pub elapsed_ms: u128,
+    /// Wall time the close's worker spent computing the run's output before the run
+    /// (a detached job, issue 13); 0 when the run computed it. Not part of
+    /// `elapsed_ms`: it overlapped earlier runs.
+    pub ahead_ms: u128,
     pub notes: Vec<String>,
     /// Why the job did not run for the period (recorded `refused` in `job_runs`),
     /// e.g. payouts of a period whose statements are approved: `approved_revision`
@@ -376,26 +380,30 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
     let mut runs = Vec::new();
     let mut enqueued = EnqueueReport::default();
     let progress = progress_bar((from.through(through).count() * registry.len()) as u64);
+    let selected: Vec<&dyn jobs::Job> = registry
+        .iter()
+        .map(|job| job.as_ref())
+        .filter(|job| opts.only.is_empty() || opts.only.iter().any(|n| n == job.name()))
+        .collect();
+    let mut ahead = Ahead::start(app, opts, &prepared, now, &selected);
     for period in from.through(through) {
         let plan = app.config.plan.for_period(period)?;
-        for job in &registry {
-            if !opts.only.is_empty() && !opts.only.iter().any(|n| n == job.name()) {
-                continue;
-            }
+        let ctx = JobContext {
+            period,
+            plan,
+            inputs: &prepared.inputs,
+            config: &app.config,
+            run_id: "",
+            now,
+            revise: opts.revise,
+            datasets: &prepared.datasets,
+            mail_suppressed: mail_suppressed(app, opts, period, now),
+        };
+        for &job in &selected {
             progress.set_message(format!("{period} {}", job.name()));
             progress.inc(1);
-            let ctx = JobContext {
-                period,
-                plan,
-                inputs: &prepared.inputs,
-                config: &app.config,
-                run_id: "",
-                now,
-                revise: opts.revise,
-                datasets: &prepared.datasets,
-                mail_suppressed: false,
-            };
-            let summary = run_job(app, opts, job.as_ref(), &ctx, &prepared, &mut enqueued).await?;
+            let detached = ahead.take(period, job.name()).await;
+            let summary = run_job(app, opts, job, &ctx, &prepared, &mut enqueued, detached).await?;
             runs.push(summary);
         }
     }
@@ -416,10 +424,139 @@ pub async fn close(app: &App, opts: &CloseOptions, now: DateTime<Utc>) -> Result
     })
 }
 
+/// What becomes of each audience's mail of `period`'s runs ([`disposition`] under
+/// the close's policy and the configured age limit).
+fn dispositions(
+    app: &App,
+    opts: &CloseOptions,
+    period: Period,
+    now: DateTime<Utc>,
+) -> impl Fn(mail::Audience) -> Disposition + Sync + use<> {
+    let max_age = app.config.email.operator_mail_max_age_months;
+    let recent_from = app.last_complete_period(now).add_months(1 - max_age as i32);
+    let policy = opts.mail;
+    move |audience| disposition(policy, audience, period, recent_from, max_age)
+}
+
+/// Whether a run of `period` records its operator and periodic internal mail
+/// `suppressed` (then a job may leave that mail unrendered).
+fn mail_suppressed(app: &App, opts: &CloseOptions, period: Period, now: DateTime<Utc>) -> bool {
+    let dispose = dispositions(app, opts, period, now);
+    [mail::Audience::Operator, mail::Audience::PeriodicInternal]
+        .into_iter()
+        .all(|audience| matches!(dispose(audience), Disposition::Suppress { .. }))
+}
+
+/// What a job's detached computation ([`jobs::Job::run_detached`]) gave: its output,
+/// or the error its run fails with, and how long the worker took.
+struct Detached {
+    output: Result<JobOutput, jobs::JobError>,
+    elapsed_ms: u128,
+}
+
+/// One message of the [`Ahead`] worker: a period's job and what it computed.
+type AheadResult = (Period, &'static str, Option<Detached>);
+
+/// The close's detached computations ([`jobs::Job::run_detached`]), made on a worker
+/// thread and taken by each run in order (issue 13): on two cores exclusivity, alerts,
+/// equity and a backfilled period's scorecard are computed while payouts and the
+/// report read history and write, the worker staying at most one period ahead of the
+/// runs (a bounded channel), so what it holds stays small. The worker has its own
+/// copies of the context (the snapshot's frames are shared, not copied). If the close
+/// stops early the worker finds nobody listening and stops after its current job; if
+/// it dies, or a period's plan cannot be settled, every job it did not deliver is
+/// computed by its run as usual.
+struct Ahead {
+    results: Option<tokio::sync::mpsc::Receiver<AheadResult>>,
+}
+
+impl Ahead {
+    fn start(
+        app: &App,
+        opts: &CloseOptions,
+        prepared: &Prepared,
+        now: DateTime<Utc>,
+        selected: &[&dyn jobs::Job],
+    ) -> Ahead {
+        let names: Vec<&'static str> = selected.iter().map(|job| job.name()).collect();
+        // Settled here, as each run settles them; the first period whose plan does not
+        // settle ends the worker (its run reports the error).
+        let periods: Vec<(Period, Option<opnet_pipelines::Plan>, bool)> = prepared
+            .from
+            .through(prepared.through)
+            .map(|period| {
+                (
+                    period,
+                    app.config.plan.for_period(period).ok().cloned(),
+                    mail_suppressed(app, opts, period, now),
+                )
+            })
+            .collect();
+        let (inputs, config, datasets, revise) = (
+            prepared.inputs.clone(),
+            app.config.clone(),
+            prepared.datasets.clone(),
+            opts.revise,
+        );
+        let (tx, rx) = tokio::sync::mpsc::channel(names.len().max(1));
+        let worker = std::thread::Builder::new()
+            .name("opnet-ahead".into())
+            .spawn(move || {
+                let registry = jobs::registry();
+                for (period, plan, mail_suppressed) in &periods {
+                    let Some(plan) = plan else { return };
+                    let ctx = JobContext {
+                        period: *period,
+                        plan,
+                        inputs: &inputs,
+                        config: &config,
+                        run_id: "",
+                        now,
+                        revise,
+                        datasets: &datasets,
+                        mail_suppressed: *mail_suppressed,
+                    };
+                    for job in registry.iter().filter(|job| names.contains(&job.name())) {
+                        // Every selected job sends, in order, so that `take` never
+                        // waits for a job the worker does not compute.
+                        let started = std::time::Instant::now();
+                        let detached = job.run_detached(&ctx).map(|output| Detached {
+                            output,
+                            elapsed_ms: started.elapsed().as_millis(),
+                        });
+                        let result = (*period, job.name(), detached);
+                        if tx.blocking_send(result).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        Ahead {
+            results: worker.ok().map(|_| rx),
+        }
+    }
+
+    /// `job`'s detached output for `period`, once the worker has it; `None` when the
+    /// job is not detached for the period or the worker is gone (its run computes it).
+    async fn take(&mut self, period: Period, job: &str) -> Option<Detached> {
+        let results = self.results.as_mut()?;
+        match results.recv().await {
+            Some((p, name, detached)) if p == period && name == job => detached,
+            // Out of step (cannot happen: both follow the periods and the registry) or
+            // gone: stop listening, and let every later run compute its own results.
+            _ => {
+                self.results = None;
+                None
+            }
+        }
+    }
+}
+
 /// One job for one period: recorded `refused` when the job refuses it (R1.9), else
 /// run — again as a new run after a transient failure, up to
 /// `retry::JOB_RUN.max_attempts` runs in all, each failed one rolled back with its
-/// `failed` ledger row — and published once committed.
+/// `failed` ledger row — and published once committed. `detached`: the job's output
+/// computed ahead ([`Ahead`]), used by the first attempt.
 async fn run_job(
     app: &App,
     opts: &CloseOptions,
@@ -427,6 +564,7 @@ async fn run_job(
     ctx: &JobContext<'_>,
     prepared: &Prepared,
     enqueued: &mut EnqueueReport,
+    detached: Option<Detached>,
 ) -> Result<RunSummary> {
     let period = ctx.period;
     let start = RunStart {
@@ -452,32 +590,23 @@ async fn run_job(
             run_id: None,
             rows_out: 0,
             elapsed_ms: 0,
+            ahead_ms: 0,
             notes: vec![refusal.reason.clone()],
             refusal: Some(refusal),
         });
     }
-    let max_age = app.config.email.operator_mail_max_age_months;
-    let recent_from = app
-        .last_complete_period(ctx.now)
-        .add_months(1 - max_age as i32);
-    let dispose =
-        |audience: mail::Audience| disposition(opts.mail, audience, period, recent_from, max_age);
+    let dispose = dispositions(app, opts, period, ctx.now);
+    let ahead_ms = detached.as_ref().map_or(0, |d| d.elapsed_ms);
+    let mut detached = detached.map(|d| d.output);
     let mut attempt = 1u32;
     loop {
         let run_id = app.db.start_run(&start, Utc::now()).await?;
         let ctx = JobContext {
             run_id: &run_id,
-            mail_suppressed: matches!(
-                dispose(mail::Audience::Operator),
-                Disposition::Suppress { .. }
-            ) && matches!(
-                dispose(mail::Audience::PeriodicInternal),
-                Disposition::Suppress { .. }
-            ),
             ..*ctx
         };
         let started = std::time::Instant::now();
-        match attempt_run(app, job, &ctx, &dispose).await {
+        match attempt_run(app, job, &ctx, &dispose, detached.take()).await {
             Ok(RunDone {
                 out,
                 rows_out,
@@ -512,6 +641,7 @@ async fn run_job(
                     run_id: Some(run_id),
                     rows_out,
                     elapsed_ms: started.elapsed().as_millis(),
+                    ahead_ms,
                     notes: out.summary,
                     refusal: None,
                 });
@@ -551,9 +681,10 @@ async fn attempt_run(
     job: &dyn jobs::Job,
     ctx: &JobContext<'_>,
     dispose: &(dyn Fn(mail::Audience) -> Disposition + Sync),
+    detached: Option<Result<JobOutput, jobs::JobError>>,
 ) -> Result<RunDone, RunError> {
     let mut tx = app.db.begin_write().await?;
-    match run_in_tx(app, job, ctx, &mut tx, dispose).await {
+    match run_in_tx(app, job, ctx, &mut tx, dispose, detached).await {
         Ok(done) => {
             crate::failpoint::point(crate::failpoint::JOB_BEFORE_COMMIT);
             tx.commit().await.map_err(RunError::sql(format!(
@@ -647,8 +778,12 @@ async fn run_in_tx(
     ctx: &JobContext<'_>,
     tx: &mut sqlx::AnyConnection,
     dispose: &(dyn Fn(mail::Audience) -> Disposition + Sync),
+    detached: Option<Result<JobOutput, jobs::JobError>>,
 ) -> Result<RunDone, RunError> {
-    let mut out = job.run(ctx, tx).await?;
+    let mut out = match detached {
+        Some(detached) => detached?,
+        None => job.run(ctx, tx).await?,
+    };
     let period = ctx.period.to_string();
     let mut rows_out = 0i64;
     let mut whole = Vec::new();

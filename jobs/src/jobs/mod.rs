@@ -205,6 +205,16 @@ pub trait Job: Send + Sync {
         ctx: &JobContext<'_>,
         conn: &mut AnyConnection,
     ) -> Result<JobOutput, JobError>;
+    /// The period's results when, for this context, they depend on the snapshot, the
+    /// period and the plan alone — nothing read from the database, no run id (the
+    /// context's `run_id` is empty) — so they can be computed before the run starts.
+    /// The runner computes these on a worker thread while the period's earlier jobs
+    /// write, and writes them in the job's own run (issue 13). `None` (the default):
+    /// the job reads history and is computed by [`Job::run`] in its transaction. A job
+    /// that returns `Some` must return exactly what `run` would.
+    fn run_detached(&self, _ctx: &JobContext<'_>) -> Option<Result<JobOutput, JobError>> {
+        None
+    }
 }
 
 /// Stack for evaluating a pipeline. Polars converts a lazy plan recursively, and the

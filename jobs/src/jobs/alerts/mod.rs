@@ -61,32 +61,42 @@ impl Job for Alerts {
         ctx: &JobContext<'_>,
         _conn: &mut AnyConnection,
     ) -> Result<JobOutput, JobError> {
-        let period = ctx.period;
-        let pl = JobError::polars(JOB, period);
-        let metrics =
-            compute(|| operator_metrics(ctx.inputs, period, ctx.plan).collect()).map_err(pl)?;
-        let emails = alert_views(ctx, &metrics)
-            .map_err(pl)?
-            .iter()
-            .map(emails::alert_email)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(JobError::mail(JOB, period))?;
-        Ok(JobOutput {
-            summary: vec![format!(
-                "metrics: {} rows, {} operator(s) alerted",
-                metrics.height(),
-                emails.len()
-            )],
-            writes: vec![TableWrite {
-                table: "operator_metrics",
-                frame: metrics,
-                replace: Replace::Period,
-                publish: true,
-            }],
-            emails,
-            ..Default::default()
-        })
+        output(ctx)
     }
+
+    /// Nothing is read from the database: always computed ahead.
+    fn run_detached(&self, ctx: &JobContext<'_>) -> Option<Result<JobOutput, JobError>> {
+        Some(output(ctx))
+    }
+}
+
+/// The period's results, from the snapshot and the plan alone.
+fn output(ctx: &JobContext<'_>) -> Result<JobOutput, JobError> {
+    let period = ctx.period;
+    let pl = JobError::polars(JOB, period);
+    let metrics =
+        compute(|| operator_metrics(ctx.inputs, period, ctx.plan).collect()).map_err(pl)?;
+    let emails = alert_views(ctx, &metrics)
+        .map_err(pl)?
+        .iter()
+        .map(emails::alert_email)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(JobError::mail(JOB, period))?;
+    Ok(JobOutput {
+        summary: vec![format!(
+            "metrics: {} rows, {} operator(s) alerted",
+            metrics.height(),
+            emails.len()
+        )],
+        writes: vec![TableWrite {
+            table: "operator_metrics",
+            frame: metrics,
+            replace: Replace::Period,
+            publish: true,
+        }],
+        emails,
+        ..Default::default()
+    })
 }
 
 /// One breached metric in words, from the plan in force (R0.5): the wording and the

@@ -62,30 +62,40 @@ impl Job for Equity {
         ctx: &JobContext<'_>,
         _conn: &mut AnyConnection,
     ) -> Result<JobOutput, JobError> {
-        let period = ctx.period;
-        let pl = JobError::polars(JOB, period);
-        let rows =
-            compute(|| equity_eligibility(ctx.inputs, period, ctx.plan)?.collect()).map_err(pl)?;
-        let emails = equity_emails(ctx, &rows)?;
-        let eligible = rows
-            .column("eligible")
-            .and_then(|c| c.bool().map(|b| b.sum().unwrap_or(0)))
-            .map_err(pl)?;
-        Ok(JobOutput {
-            summary: vec![format!(
-                "equity: {eligible} of {} operator(s) eligible",
-                rows.height()
-            )],
-            writes: vec![TableWrite {
-                table: "equity_eligibility",
-                frame: rows,
-                replace: Replace::Period,
-                publish: true,
-            }],
-            emails,
-            ..Default::default()
-        })
+        output(ctx)
     }
+
+    /// Nothing is read from the database: always computed ahead.
+    fn run_detached(&self, ctx: &JobContext<'_>) -> Option<Result<JobOutput, JobError>> {
+        Some(output(ctx))
+    }
+}
+
+/// The period's results, from the snapshot and the plan alone.
+fn output(ctx: &JobContext<'_>) -> Result<JobOutput, JobError> {
+    let period = ctx.period;
+    let pl = JobError::polars(JOB, period);
+    let rows =
+        compute(|| equity_eligibility(ctx.inputs, period, ctx.plan)?.collect()).map_err(pl)?;
+    let emails = equity_emails(ctx, &rows)?;
+    let eligible = rows
+        .column("eligible")
+        .and_then(|c| c.bool().map(|b| b.sum().unwrap_or(0)))
+        .map_err(pl)?;
+    Ok(JobOutput {
+        summary: vec![format!(
+            "equity: {eligible} of {} operator(s) eligible",
+            rows.height()
+        )],
+        writes: vec![TableWrite {
+            table: "equity_eligibility",
+            frame: rows,
+            replace: Replace::Period,
+            publish: true,
+        }],
+        emails,
+        ..Default::default()
+    })
 }
 
 /// The period's rows as views: every operator that gained or lost eligibility.

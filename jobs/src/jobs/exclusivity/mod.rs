@@ -69,43 +69,53 @@ impl Job for Exclusivity {
         ctx: &JobContext<'_>,
         _conn: &mut AnyConnection,
     ) -> Result<JobOutput, JobError> {
-        let period = ctx.period;
-        let pl = JobError::polars(JOB, period);
-        let checks =
-            compute(|| exclusivity_checks(ctx.inputs, period, ctx.plan).collect()).map_err(pl)?;
-        let mut emails = Vec::new();
-        for view in breach_views(ctx, &checks).map_err(pl)? {
-            let mail_err = JobError::mail(JOB, period);
-            emails.push(emails::exclusivity_breach_email(&view).map_err(mail_err)?);
-            if view.escalated {
-                for ps in &ctx.config.email.partner_success {
-                    emails.push(emails::escalation_email(&view, ps).map_err(mail_err)?);
-                }
+        output(ctx)
+    }
+
+    /// Nothing is read from the database: always computed ahead.
+    fn run_detached(&self, ctx: &JobContext<'_>) -> Option<Result<JobOutput, JobError>> {
+        Some(output(ctx))
+    }
+}
+
+/// The period's results, from the snapshot and the plan alone.
+fn output(ctx: &JobContext<'_>) -> Result<JobOutput, JobError> {
+    let period = ctx.period;
+    let pl = JobError::polars(JOB, period);
+    let checks =
+        compute(|| exclusivity_checks(ctx.inputs, period, ctx.plan).collect()).map_err(pl)?;
+    let mut emails = Vec::new();
+    for view in breach_views(ctx, &checks).map_err(pl)? {
+        let mail_err = JobError::mail(JOB, period);
+        emails.push(emails::exclusivity_breach_email(&view).map_err(mail_err)?);
+        if view.escalated {
+            for ps in &ctx.config.email.partner_success {
+                emails.push(emails::escalation_email(&view, ps).map_err(mail_err)?);
             }
         }
-        let breaches = checks
-            .column("compliant")
-            .map_err(pl)?
-            .bool()
-            .map_err(pl)?
-            .iter()
-            .filter(|c| *c == Some(false))
-            .count();
-        Ok(JobOutput {
-            summary: vec![format!(
-                "exclusive territories: {} ({breaches} in breach)",
-                checks.height()
-            )],
-            writes: vec![TableWrite {
-                table: "exclusivity_checks",
-                frame: checks,
-                replace: Replace::Period,
-                publish: true,
-            }],
-            emails,
-            ..Default::default()
-        })
     }
+    let breaches = checks
+        .column("compliant")
+        .map_err(pl)?
+        .bool()
+        .map_err(pl)?
+        .iter()
+        .filter(|c| *c == Some(false))
+        .count();
+    Ok(JobOutput {
+        summary: vec![format!(
+            "exclusive territories: {} ({breaches} in breach)",
+            checks.height()
+        )],
+        writes: vec![TableWrite {
+            table: "exclusivity_checks",
+            frame: checks,
+            replace: Replace::Period,
+            publish: true,
+        }],
+        emails,
+        ..Default::default()
+    })
 }
 
 /// What each breach notice says (what failed, by how much, what restores compliance),

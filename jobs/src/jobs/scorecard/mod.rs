@@ -72,52 +72,65 @@ impl Job for Scorecard {
         ctx: &JobContext<'_>,
         conn: &mut AnyConnection,
     ) -> Result<JobOutput, JobError> {
-        let period = ctx.period;
-        let pl = JobError::polars(JOB, period);
-        let (rows, pipeline, training) = compute(|| -> PolarsResult<_> {
-            Ok((
-                operator_scorecards(ctx.inputs, period, ctx.plan)?.collect()?,
-                lead_pipeline(ctx.inputs, period).collect()?,
-                training_progress(ctx.inputs, period).collect()?,
-            ))
-        })
-        .map_err(pl)?;
         // A suppressed run's reports are recorded but never sent: no trends to read,
         // no charts to draw.
         let trends = if ctx.mail_suppressed {
             BTreeMap::new()
         } else {
-            trend_rows(conn, period).await?
+            trend_rows(conn, ctx.period).await?
         };
-        let views = report_views(ctx, &rows, &trends, &pipeline, &training).map_err(pl)?;
-        let emails = if ctx.mail_suppressed {
-            views
-                .iter()
-                .map(emails::operator_report_unrendered)
-                .collect()
-        } else {
-            views
-                .iter()
-                .map(emails::operator_report_email)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(JobError::mail(JOB, period))?
-        };
-        Ok(JobOutput {
-            summary: vec![format!(
-                "scorecards: {} operator(s), {} component rows",
-                views.len(),
-                rows.height()
-            )],
-            writes: vec![TableWrite {
-                table: "operator_scorecards",
-                frame: rows,
-                replace: Replace::Period,
-                publish: true,
-            }],
-            emails,
-            ..Default::default()
-        })
+        output(ctx, &trends)
     }
+
+    /// A suppressed run (a backfilled period) reads nothing from the database.
+    fn run_detached(&self, ctx: &JobContext<'_>) -> Option<Result<JobOutput, JobError>> {
+        ctx.mail_suppressed.then(|| output(ctx, &BTreeMap::new()))
+    }
+}
+
+/// The period's scorecards and their reports, given the trends of earlier months.
+fn output(
+    ctx: &JobContext<'_>,
+    trends: &BTreeMap<(String, Period), Trend>,
+) -> Result<JobOutput, JobError> {
+    let period = ctx.period;
+    let pl = JobError::polars(JOB, period);
+    let (rows, pipeline, training) = compute(|| -> PolarsResult<_> {
+        Ok((
+            operator_scorecards(ctx.inputs, period, ctx.plan)?.collect()?,
+            lead_pipeline(ctx.inputs, period).collect()?,
+            training_progress(ctx.inputs, period).collect()?,
+        ))
+    })
+    .map_err(pl)?;
+    let views = report_views(ctx, &rows, trends, &pipeline, &training).map_err(pl)?;
+    let emails = if ctx.mail_suppressed {
+        views
+            .iter()
+            .map(emails::operator_report_unrendered)
+            .collect()
+    } else {
+        views
+            .iter()
+            .map(emails::operator_report_email)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(JobError::mail(JOB, period))?
+    };
+    Ok(JobOutput {
+        summary: vec![format!(
+            "scorecards: {} operator(s), {} component rows",
+            views.len(),
+            rows.height()
+        )],
+        writes: vec![TableWrite {
+            table: "operator_scorecards",
+            frame: rows,
+            replace: Replace::Period,
+            publish: true,
+        }],
+        emails,
+        ..Default::default()
+    })
 }
 
 /// An operator's figures of one earlier month, from the database.
