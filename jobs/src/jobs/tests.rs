@@ -147,24 +147,27 @@ async fn every_output_table_and_column_is_in_the_migrated_schema() {
 
 /// Runs every job of the registry on a small generated network and compares the
 /// tables each writes (and their columns) with what it declares.
-#[tokio::test(flavor = "multi_thread")]
-async fn every_job_writes_exactly_its_declared_tables() {
-    let dir = tempfile::tempdir().unwrap();
-    let end = Period::parse("2025-06").unwrap();
+/// A 12-operator network generated in `dir` and closed through the period before
+/// `end`: the app, the close's time and its report.
+async fn closed_before(
+    dir: &std::path::Path,
+    end: Period,
+    seed: u64,
+) -> (App, chrono::DateTime<Utc>, close::CloseReport) {
     generate::generate(&GenerateOptions {
-        out: dir.path().join("source"),
+        out: dir.join("source"),
         operators: 12,
         months: 4,
         end,
-        seed: 3,
+        seed,
         format: Format::Csv,
     })
     .unwrap();
     let config = Config {
-        source: dir.path().join("source").display().to_string(),
-        lake: dir.path().join("lake").display().to_string(),
-        database: format!("sqlite://{}/o.db", dir.path().display()),
-        mail: format!("file:{}", dir.path().join("outbox").display()),
+        source: dir.join("source").display().to_string(),
+        lake: dir.join("lake").display().to_string(),
+        database: format!("sqlite://{}/o.db", dir.display()),
+        mail: format!("file:{}", dir.join("outbox").display()),
         email: Default::default(),
         schedule: Default::default(),
         plan: Default::default(),
@@ -189,6 +192,14 @@ async fn every_job_writes_exactly_its_declared_tables() {
     )
     .await
     .unwrap();
+    (app, now, report)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_job_writes_exactly_its_declared_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let end = Period::parse("2025-06").unwrap();
+    let (app, now, report) = closed_before(dir.path(), end, 3).await;
     let inputs = app.lake.read_snapshot(&report.snapshot).await.unwrap();
     let plan = app.config.plan.for_period(end).unwrap();
     for job in registry() {
@@ -231,44 +242,7 @@ async fn every_job_writes_exactly_its_declared_tables() {
 async fn a_detached_job_gives_exactly_what_its_run_gives() {
     let dir = tempfile::tempdir().unwrap();
     let end = Period::parse("2025-06").unwrap();
-    generate::generate(&GenerateOptions {
-        out: dir.path().join("source"),
-        operators: 12,
-        months: 4,
-        end,
-        seed: 5,
-        format: Format::Csv,
-    })
-    .unwrap();
-    let config = Config {
-        source: dir.path().join("source").display().to_string(),
-        lake: dir.path().join("lake").display().to_string(),
-        database: format!("sqlite://{}/o.db", dir.path().display()),
-        mail: format!("file:{}", dir.path().join("outbox").display()),
-        email: Default::default(),
-        schedule: Default::default(),
-        plan: Default::default(),
-        plan_origin: "test".into(),
-        file: None,
-        sources: Default::default(),
-        smtp: Default::default(),
-        s3: Default::default(),
-        ingest: Default::default(),
-        close: Default::default(),
-        leads: Default::default(),
-    };
-    let app = App::open(config).await.unwrap();
-    let now = Utc::now();
-    let report = close::close(
-        &app,
-        &CloseOptions {
-            through: Some(end.prev()),
-            ..Default::default()
-        },
-        now,
-    )
-    .await
-    .unwrap();
+    let (app, now, report) = closed_before(dir.path(), end, 5).await;
     let inputs = app.lake.read_snapshot(&report.snapshot).await.unwrap();
     let plan = app.config.plan.for_period(end).unwrap();
     let mut detached_jobs = BTreeSet::new();
