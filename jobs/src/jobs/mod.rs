@@ -199,19 +199,29 @@ pub trait Job: Send + Sync {
     ) -> Result<Option<Refusal>, JobError> {
         Ok(None)
     }
-    /// Compute the period's results.
+    /// Compute the period's results. The default serves a job that reads nothing from
+    /// the database: its [`Job::run_detached`] output.
     async fn run(
         &self,
         ctx: &JobContext<'_>,
-        conn: &mut AnyConnection,
-    ) -> Result<JobOutput, JobError>;
+        _conn: &mut AnyConnection,
+    ) -> Result<JobOutput, JobError> {
+        self.run_detached(ctx).unwrap_or_else(|| {
+            Err(JobError::Data {
+                job: self.name(),
+                period: ctx.period,
+                message: "the job implements neither run nor run_detached".into(),
+            })
+        })
+    }
     /// The period's results when, for this context, they depend on the snapshot, the
     /// period and the plan alone — nothing read from the database, no run id (the
     /// context's `run_id` is empty) — so they can be computed before the run starts.
     /// The runner computes these on a worker thread while the period's earlier jobs
     /// write, and writes them in the job's own run (issue 13). `None` (the default):
     /// the job reads history and is computed by [`Job::run`] in its transaction. A job
-    /// that returns `Some` must return exactly what `run` would.
+    /// that returns `Some` and implements `run` too must return exactly what `run`
+    /// would; a job that never reads the database implements only this.
     fn run_detached(&self, _ctx: &JobContext<'_>) -> Option<Result<JobOutput, JobError>> {
         None
     }

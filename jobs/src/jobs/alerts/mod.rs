@@ -56,15 +56,8 @@ impl Job for Alerts {
         OUTPUTS
     }
 
-    async fn run(
-        &self,
-        ctx: &JobContext<'_>,
-        _conn: &mut AnyConnection,
-    ) -> Result<JobOutput, JobError> {
-        output(ctx)
-    }
-
-    /// Nothing is read from the database: always computed ahead.
+    /// Nothing is read from the database: always computed ahead, and [`Job::run`]'s
+    /// default serves the same.
     fn run_detached(&self, ctx: &JobContext<'_>) -> Option<Result<JobOutput, JobError>> {
         Some(output(ctx))
     }
