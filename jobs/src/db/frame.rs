@@ -14,12 +14,41 @@ pub enum Value {
     Int(i64),
 }
 
+#[derive(Clone, Copy, PartialEq)]
 enum Cell<'a> {
     I(Option<i64>),
     F(Option<f64>),
     B(Option<bool>),
-    S(Option<String>),
-    C(&'a Value),
+    S(Option<&'a str>),
+}
+
+/// A normalised column ([`insert_frame`]) as its typed array, looked up once per
+/// frame instead of once per cell.
+enum Typed<'a> {
+    I(&'a Int64Chunked),
+    F(&'a Float64Chunked),
+    B(&'a BooleanChunked),
+    S(&'a StringChunked),
+}
+
+impl<'a> Typed<'a> {
+    fn of(s: &'a Series) -> PolarsResult<Typed<'a>> {
+        Ok(match s.dtype() {
+            DataType::Int64 => Typed::I(s.i64()?),
+            DataType::Float64 => Typed::F(s.f64()?),
+            DataType::Boolean => Typed::B(s.bool()?),
+            _ => Typed::S(s.str()?),
+        })
+    }
+
+    fn cell(&self, row: usize) -> Cell<'a> {
+        match self {
+            Typed::I(a) => Cell::I(a.get(row)),
+            Typed::F(a) => Cell::F(a.get(row)),
+            Typed::B(a) => Cell::B(a.get(row)),
+            Typed::S(a) => Cell::S(a.get(row)),
+        }
+    }
 }
 
 /// Insert every row of `df` into `table` (columns by name), plus `extra` constant
@@ -64,48 +93,98 @@ pub async fn insert_frame(
                 });
             }
         };
-        cols.push(s);
+        // One contiguous array per column, so a row's cell is found without a search
+        // through chunks.
+        cols.push(s.rechunk());
     }
+    // Looked up once, not per cell; text is bound borrowed, not copied per cell.
+    let typed: Vec<Typed> = cols
+        .iter()
+        .map(Typed::of)
+        .collect::<PolarsResult<_>>()
+        .map_err(frame_err)?;
     let names: Vec<String> = cols
         .iter()
         .map(|s| s.name().to_string())
         .chain(extra.iter().map(|(n, _)| n.to_string()))
         .collect();
     if conn.backend_name() == "PostgreSQL" && cols.iter().all(finite) {
-        return insert_json_rows(conn, table, &cols, extra, &names).await;
+        return insert_json_rows(conn, table, &cols, &typed, extra, &names).await;
     }
     let width = names.len();
-    let rows_per_stmt = (30_000 / width).max(1);
-    let mut written = 0u64;
-    let mut start = 0usize;
     // SQLite treats `$N` as a *named* parameter and resolves each name by a linear
     // search while parsing: O(n²) for a 30 000-parameter statement (36 s for 23 000
     // payout lines). Anonymous `?` placeholders bind by position in O(n).
     let positional = conn.backend_name() == "SQLite";
+    // SQLite: a column holding one value on every row (the period, a revision) is
+    // bound once per statement, like the `extra` constants, instead of once per row
+    // (issue 13: binding is most of what an insert costs through sqlx); the rows
+    // come from a `VALUES` list the statement selects from. Same rows, same values.
+    let constant: Vec<bool> = typed
+        .iter()
+        .map(|t| positional && df.height() > 1 && (1..df.height()).all(|r| t.cell(r) == t.cell(0)))
+        .collect();
+    let hoist = positional && constant.iter().any(|c| !c);
+    let (varying, fixed): (Vec<usize>, Vec<usize>) =
+        (0..typed.len()).partition(|&i| !(hoist && constant[i]));
+    let mut written = 0u64;
+    let mut start = 0usize;
     while start < df.height() {
-        let end = (start + rows_per_stmt).min(df.height());
-        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", names.join(", "));
-        push_value_rows(&mut sql, end - start, width, positional);
+        let end = start + chunk_rows(df.height() - start, width, positional);
+        let sql = if hoist {
+            let mut sql = format!(
+                "INSERT INTO {table} ({}) SELECT ",
+                varying
+                    .iter()
+                    .chain(&fixed)
+                    .map(|&i| names[i].as_str())
+                    .chain(extra.iter().map(|(n, _)| *n))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let select: Vec<String> = (1..=varying.len())
+                .map(|k| format!("column{k}"))
+                .chain((0..fixed.len() + extra.len()).map(|_| "?".to_string()))
+                .collect();
+            sql.push_str(&select.join(", "));
+            sql.push_str(" FROM (VALUES ");
+            push_value_rows(&mut sql, end - start, varying.len(), positional);
+            sql.push(')');
+            sql
+        } else {
+            let mut sql = format!("INSERT INTO {table} ({}) VALUES ", names.join(", "));
+            push_value_rows(&mut sql, end - start, width, positional);
+            sql
+        };
         // Not cached on PostgreSQL: a cached statement keeps the parameter types of its
         // first execution, and a column that was all NULL then (typed by sqlx's guess)
         // would reject real values later ("incorrect binary data format"). SQLite types
-        // each value as it is bound, so there a full chunk's statement is prepared once
-        // per connection and table, not parsed again for every chunk (issue 13); the
-        // last, shorter chunk of each frame is not kept (its shape rarely recurs).
-        let full = end - start == rows_per_stmt;
-        let mut q = sqlx::query(&sql).persistent(positional && full);
-        for row in start..end {
-            for s in &cols {
-                let cell = match s.dtype() {
-                    DataType::Int64 => Cell::I(s.i64().map_err(frame_err)?.get(row)),
-                    DataType::Float64 => Cell::F(s.f64().map_err(frame_err)?.get(row)),
-                    DataType::Boolean => Cell::B(s.bool().map_err(frame_err)?.get(row)),
-                    _ => Cell::S(s.str().map_err(frame_err)?.get(row).map(str::to_string)),
-                };
-                q = bind(q, cell);
+        // each value as it is bound, so there every chunk's statement is prepared once
+        // per connection, table and shape ([`chunk_rows`] keeps the shapes few), not
+        // parsed again for every chunk (issue 13).
+        let mut q = sqlx::query(&sql).persistent(positional);
+        if hoist {
+            // Positional parameters bind in the order of the text: the selected
+            // constants come before the `VALUES` rows.
+            for &i in &fixed {
+                q = bind(q, typed[i].cell(0));
             }
             for (_, v) in extra {
-                q = bind(q, Cell::C(v));
+                q = bind_value(q, v);
+            }
+            for row in start..end {
+                for &i in &varying {
+                    q = bind(q, typed[i].cell(row));
+                }
+            }
+        } else {
+            for row in start..end {
+                for c in &typed {
+                    q = bind(q, c.cell(row));
+                }
+                for (_, v) in extra {
+                    q = bind_value(q, v);
+                }
             }
         }
         let res = q
@@ -116,6 +195,32 @@ pub async fn insert_frame(
         start = end;
     }
     Ok(written)
+}
+
+/// Rows of SQLite's full statements ([`chunk_rows`]).
+const SQLITE_ROWS_PER_STMT: usize = 256;
+
+/// How many of the `remaining` rows of a frame the next `INSERT` takes.
+///
+/// SQLite (`positional`): [`SQLITE_ROWS_PER_STMT`] rows while that many remain, then
+/// the largest power of two that fits, so a frame of any height needs at most nine
+/// statement shapes, all kept prepared in the connection's cache (issue 13: parsing
+/// the 2 000-row last chunk of each frame anew cost more than binding it, and a
+/// statement of a few hundred rows executes as fast as one of thousands). PostgreSQL
+/// (the multi-row `VALUES` fallback for frames with NaN): as many rows as ~30 000
+/// parameters allow.
+fn chunk_rows(remaining: usize, width: usize, positional: bool) -> usize {
+    let most = (30_000 / width.max(1)).max(1);
+    if !positional {
+        return remaining.min(most);
+    }
+    let full = SQLITE_ROWS_PER_STMT.min(most);
+    if remaining >= full {
+        full
+    } else {
+        // remaining ≥ 1 here: the largest power of two not above it.
+        1 << remaining.ilog2()
+    }
 }
 
 /// No NaN or infinity in a float column (JSON has no spelling for them).
@@ -139,13 +244,10 @@ async fn insert_json_rows(
     conn: &mut AnyConnection,
     table: &str,
     cols: &[Series],
+    typed: &[Typed<'_>],
     extra: &[(&str, Value)],
     names: &[String],
 ) -> Result<u64, DbError> {
-    let frame_err = |source| DbError::Frame {
-        table: table.to_string(),
-        source,
-    };
     let height = cols.first().map(|s| s.len()).unwrap_or(0);
     // Each column's key, JSON-escaped once.
     let keys: Vec<String> = names
@@ -171,29 +273,21 @@ async fn insert_json_rows(
         json.push('[');
         for row in start..end {
             json.push_str(if row == start { "{" } else { ",{" });
-            for (c, s) in cols.iter().enumerate() {
+            for (c, t) in typed.iter().enumerate() {
                 if c > 0 {
                     json.push(',');
                 }
                 json.push_str(&keys[c]);
                 json.push(':');
-                match s.dtype() {
-                    DataType::Int64 => {
-                        push_or_null(&mut json, s.i64().map_err(frame_err)?.get(row), |j, v| {
-                            j.push_str(&v.to_string())
-                        })
-                    }
-                    DataType::Float64 => {
-                        push_or_null(&mut json, s.f64().map_err(frame_err)?.get(row), |j, v| {
-                            j.push_str(&serde_json::to_string(&v).unwrap_or_else(|_| "null".into()))
-                        })
-                    }
-                    DataType::Boolean => {
-                        push_or_null(&mut json, s.bool().map_err(frame_err)?.get(row), |j, v| {
-                            j.push_str(if v { "true" } else { "false" })
-                        })
-                    }
-                    _ => push_or_null(&mut json, s.str().map_err(frame_err)?.get(row), |j, v| {
+                match t.cell(row) {
+                    Cell::I(v) => push_or_null(&mut json, v, |j, v| j.push_str(&v.to_string())),
+                    Cell::F(v) => push_or_null(&mut json, v, |j, v| {
+                        j.push_str(&serde_json::to_string(&v).unwrap_or_else(|_| "null".into()))
+                    }),
+                    Cell::B(v) => push_or_null(&mut json, v, |j, v| {
+                        j.push_str(if v { "true" } else { "false" })
+                    }),
+                    Cell::S(v) => push_or_null(&mut json, v, |j, v| {
                         j.push_str(&serde_json::to_string(v).unwrap_or_else(|_| "null".into()))
                     }),
                 }
@@ -263,15 +357,24 @@ fn write_err(table: &str, cols: &[Series]) -> impl FnOnce(sqlx::Error) -> DbErro
 
 fn bind<'q>(
     q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    cell: Cell<'_>,
+    cell: Cell<'q>,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
     match cell {
         Cell::I(v) => q.bind(v),
         Cell::F(v) => q.bind(v),
         Cell::B(v) => q.bind(v),
         Cell::S(v) => q.bind(v),
-        Cell::C(Value::Text(s)) => q.bind(s.clone()),
-        Cell::C(Value::Int(i)) => q.bind(*i),
+    }
+}
+
+/// A constant (`run_id` on every row, a query's parameter), bound borrowed.
+fn bind_value<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    value: &'q Value,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    match value {
+        Value::Text(s) => q.bind(s.as_str()),
+        Value::Int(i) => q.bind(*i),
     }
 }
 
@@ -291,7 +394,7 @@ pub async fn query_frame(
 ) -> Result<DataFrame, DbError> {
     let mut q = sqlx::query(sql);
     for b in binds {
-        q = bind(q, Cell::C(b));
+        q = bind_value(q, b);
     }
     let rows = q
         .fetch_all(&mut *conn)

@@ -633,3 +633,145 @@ async fn sqlite_migrates_twice_and_writes_frames() {
         Some(3)
     );
 }
+
+/// Issue 13: SQLite writes frames in cached statements of 256 rows then powers of
+/// two, with the columns that hold one value on every row bound once per statement.
+/// Every value comes back exactly and in order, whatever the height (chunk
+/// boundaries, a tail of several shapes, one row) and whichever columns are constant
+/// (a constant text, an all-NULL column, a constant bool; one varying column; every
+/// column constant).
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_rows_are_exact_across_chunks_and_constant_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::connect(&format!("sqlite://{}/t.db", dir.path().display()))
+        .await
+        .unwrap();
+    db.migrate().await.unwrap();
+    let mut conn = db.pool.acquire().await.unwrap();
+    let texts = [
+        "quote \" and ' back\\",
+        "tab\tline\nbreak",
+        "Zürich — 東京",
+        "",
+    ];
+    let floats = [0.1f64, 1e-300, 123_456_789.123_456_79, -0.0, f64::MAX];
+    let ints = [i64::MAX, i64::MIN, 0, -1, 1_000_000_000_000_007];
+    // 968 = 3 × 256 + 128 + 64 + 8; 255 = 128 + 64 + … + 1; 1 row.
+    for (p, n) in [(1, 968usize), (2, 255), (3, 1), (4, 2)] {
+        let period = format!("2025-{p:02}");
+        let few_vary = n == 2;
+        let metric: Vec<String> = (0..n).map(|i| format!("m{i:06}")).collect();
+        let dimension: Vec<Option<String>> = (0..n)
+            .map(|i| (i % 5 != 4).then(|| texts[i % 4].to_string()))
+            .collect();
+        let value: Vec<Option<f64>> = (0..n)
+            .map(|i| (i % 7 != 6).then(|| floats[i % 5] * (i as f64 + 1.0).recip()))
+            .collect();
+        let value_cents: Vec<Option<i64>> =
+            (0..n).map(|i| (i % 3 != 2).then(|| ints[i % 5])).collect();
+        let df = if few_vary {
+            // Two rows alike but for the key (the table's unique index): only the
+            // dimension's NULL-or-text varies.
+            df!(
+                "period" => [period.as_str(); 2],
+                "metric" => ["same"; 2],
+                "dimension" => [None, Some("x")],
+                "target" => [None::<f64>; 2],
+                "on_target" => [Some(true); 2],
+            )
+            .unwrap()
+        } else {
+            polars::prelude::DataFrame::new(
+                n,
+                vec![
+                    polars::prelude::Column::new("period".into(), vec![period.clone(); n]),
+                    polars::prelude::Column::new("metric".into(), metric),
+                    polars::prelude::Column::new("dimension".into(), dimension),
+                    polars::prelude::Column::new("value".into(), value),
+                    polars::prelude::Column::new("value_cents".into(), value_cents),
+                    polars::prelude::Column::new("target".into(), vec![None::<f64>; n]),
+                    polars::prelude::Column::new("on_target".into(), vec![Some(true); n]),
+                ],
+            )
+            .unwrap()
+        };
+        let written = insert_frame(
+            &mut conn,
+            "network_health",
+            &df,
+            &[("run_id", Value::Text("r'1".into()))],
+        )
+        .await
+        .unwrap();
+        assert_eq!(written as usize, df.height(), "{period}");
+        let names: Vec<&str> = df.get_column_names().iter().map(|c| c.as_str()).collect();
+        let select: Vec<String> = names
+            .iter()
+            .map(|c| {
+                if *c == "on_target" {
+                    bool_as_int(c)
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
+        let columns: Vec<(&str, DataType)> = df
+            .columns()
+            .iter()
+            .map(|c| (c.name().as_str(), c.dtype().clone()))
+            .collect();
+        let back = query_frame(
+            &mut conn,
+            &format!(
+                "SELECT {} FROM network_health WHERE period = $1 ORDER BY rowid",
+                select.join(", ")
+            ),
+            &[Value::Text(period.clone())],
+            &columns,
+        )
+        .await
+        .unwrap();
+        assert!(back.equals_missing(&df), "{period}: {back:?}\n{df:?}");
+    }
+    let run_ids: Vec<String> = sqlx::query_scalar("SELECT DISTINCT run_id FROM network_health")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(run_ids, ["r'1"]);
+
+    // Every column constant (a table without a unique key): written as plain rows.
+    let same = df!(
+        "period" => ["2025-05"; 300],
+        "kind" => ["duplicate_line"; 300],
+        "invoice_id" => ["inv-1"; 300],
+        "line_no" => [Some(2i64); 300],
+        "refund_id" => [None::<&str>; 300],
+        "detail" => ["twice"; 300],
+    )
+    .unwrap();
+    let written = insert_frame(
+        &mut conn,
+        "reconciliation_exceptions",
+        &same,
+        &[("run_id", Value::Text("r2".into()))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(written, 300);
+    let back = query_frame(
+        &mut conn,
+        "SELECT period, kind, invoice_id, line_no, refund_id, detail FROM reconciliation_exceptions ORDER BY rowid",
+        &[],
+        &[
+            ("period", DataType::String),
+            ("kind", DataType::String),
+            ("invoice_id", DataType::String),
+            ("line_no", DataType::Int64),
+            ("refund_id", DataType::String),
+            ("detail", DataType::String),
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(back.equals_missing(&same), "{back:?}");
+}

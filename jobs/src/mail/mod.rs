@@ -263,15 +263,14 @@ pub(crate) fn parse_mailbox(
     if trimmed.chars().any(char::is_control) {
         return Err(refuse("contains a line break or another control character"));
     }
-    if trimmed.parse::<Mailbox>().is_err() && trimmed.contains(',') {
-        return Err(refuse("is a list of addresses; one mailbox expected"));
+    // Parsed once: a backfill checks two addresses of every suppressed mail.
+    match trimmed.parse::<Mailbox>() {
+        Ok(mailbox) => Ok(mailbox),
+        Err(_) if trimmed.contains(',') => {
+            Err(refuse("is a list of addresses; one mailbox expected"))
+        }
+        Err(e) => Err(refuse(&e.to_string())),
     }
-    trimmed.parse::<Mailbox>().map_err(|e| MailError::Address {
-        role,
-        address: address.to_owned(),
-        dedup_key: dedup_key.to_owned(),
-        reason: e.to_string(),
-    })
 }
 
 /// Builds the full RFC 5322 message text of `email`, as stored in the outbox.

@@ -247,11 +247,19 @@ impl Job for Payouts {
             ])
             .collect()
             .map_err(pl_err(period))?;
+        // Written in the order of the table's unique key (the period is one), so
+        // both of its indexes grow at their ends instead of splitting pages all over
+        // (issue 13: a third less time inserting a period's lines on SQLite). The
+        // key makes the order total; the mart is sorted its own way.
         let lines = close
             .lines
             .clone()
             .lazy()
             .with_column(lit(revision).alias("revision"))
+            .sort(
+                ["invoice_id", "line_no", "kind", "refund_id"],
+                SortMultipleOptions::default().with_nulls_last(false),
+            )
             .collect()
             .map_err(pl_err(period))?;
 
