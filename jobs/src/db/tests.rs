@@ -148,18 +148,11 @@ async fn postgres_writes_and_reads_every_column_type() {
     db.pool.close().await;
 }
 
-/// Issue 13: PostgreSQL writes frames as one JSON parameter per 20,000 rows: every
-/// value comes back exactly (text with quotes, backslashes, control characters and
-/// non-ASCII; the extreme integers; floats that are not short decimals), across the
-/// chunk boundary; a frame with NaN takes the `VALUES` path and keeps it.
-#[tokio::test(flavor = "multi_thread")]
-async fn postgres_json_rows_are_exact_across_chunks() {
-    let Some(pg) = testing::pg_database("dbjson").await else {
-        return;
-    };
-    let db = Db::connect(&pg.url).await.unwrap();
-    db.migrate().await.unwrap();
-    let n = 45_001usize;
+/// `n` rows of `network_health` for `period` whose values vary in every way a write
+/// must keep exactly: text with quotes, backslashes, control characters and
+/// non-ASCII, the extreme integers, floats that are not short decimals, NULLs in
+/// every nullable column; `metric` is unique per row.
+fn varied_network_health(n: usize, period: &str) -> polars::prelude::DataFrame {
     let texts = [
         "quote \" and \\ back",
         "tab\tline\nbreak\u{1}",
@@ -179,10 +172,10 @@ async fn postgres_json_rows_are_exact_across_chunks() {
     let on_target: Vec<Option<bool>> = (0..n)
         .map(|i| [Some(true), Some(false), None][i % 3])
         .collect();
-    let df = polars::prelude::DataFrame::new(
+    polars::prelude::DataFrame::new(
         n,
         vec![
-            polars::prelude::Column::new("period".into(), vec!["2025-01"; n]),
+            polars::prelude::Column::new("period".into(), vec![period; n]),
             polars::prelude::Column::new("metric".into(), metric),
             polars::prelude::Column::new("dimension".into(), dimension),
             polars::prelude::Column::new("value".into(), value),
@@ -190,7 +183,47 @@ async fn postgres_json_rows_are_exact_across_chunks() {
             polars::prelude::Column::new("on_target".into(), on_target),
         ],
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// The rows of `table` with the columns (names and types) of `like`, as
+/// [`query_frame`] reads them: `SELECT … FROM table {rest}`.
+async fn read_back(
+    conn: &mut AnyConnection,
+    table: &str,
+    like: &polars::prelude::DataFrame,
+    rest: &str,
+    binds: &[Value],
+) -> polars::prelude::DataFrame {
+    let columns: Vec<(&str, DataType)> = like
+        .columns()
+        .iter()
+        .map(|c| (c.name().as_str(), c.dtype().clone()))
+        .collect();
+    let select: Vec<String> = columns
+        .iter()
+        .map(|(c, t)| match t {
+            DataType::Boolean => bool_as_int(c),
+            _ => c.to_string(),
+        })
+        .collect();
+    let sql = format!("SELECT {} FROM {table} {rest}", select.join(", "));
+    query_frame(conn, &sql, binds, &columns).await.unwrap()
+}
+
+/// Issue 13: PostgreSQL writes frames as one JSON parameter per 20,000 rows: every
+/// value comes back exactly (text with quotes, backslashes, control characters and
+/// non-ASCII; the extreme integers; floats that are not short decimals), across the
+/// chunk boundary; a frame with NaN takes the `VALUES` path and keeps it.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_json_rows_are_exact_across_chunks() {
+    let Some(pg) = testing::pg_database("dbjson").await else {
+        return;
+    };
+    let db = Db::connect(&pg.url).await.unwrap();
+    db.migrate().await.unwrap();
+    let n = 45_001usize;
+    let df = varied_network_health(n, "2025-01");
     let mut conn = db.pool.acquire().await.unwrap();
     let written = insert_frame(
         &mut conn,
@@ -201,24 +234,7 @@ async fn postgres_json_rows_are_exact_across_chunks() {
     .await
     .unwrap();
     assert_eq!(written as usize, n);
-    let back = query_frame(
-        &mut conn,
-        &format!(
-            "SELECT period, metric, dimension, value, value_cents, {} FROM network_health ORDER BY metric",
-            bool_as_int("on_target")
-        ),
-        &[],
-        &[
-            ("period", DataType::String),
-            ("metric", DataType::String),
-            ("dimension", DataType::String),
-            ("value", DataType::Float64),
-            ("value_cents", DataType::Int64),
-            ("on_target", DataType::Boolean),
-        ],
-    )
-    .await
-    .unwrap();
+    let back = read_back(&mut conn, "network_health", &df, "ORDER BY metric", &[]).await;
     assert!(back.equals_missing(&df), "{back:?}\n{df:?}");
     let run_ids: Vec<String> = sqlx::query_scalar("SELECT DISTINCT run_id FROM network_health")
         .fetch_all(&mut *conn)
@@ -648,28 +664,10 @@ async fn sqlite_rows_are_exact_across_chunks_and_constant_columns() {
         .unwrap();
     db.migrate().await.unwrap();
     let mut conn = db.pool.acquire().await.unwrap();
-    let texts = [
-        "quote \" and ' back\\",
-        "tab\tline\nbreak",
-        "Zürich — 東京",
-        "",
-    ];
-    let floats = [0.1f64, 1e-300, 123_456_789.123_456_79, -0.0, f64::MAX];
-    let ints = [i64::MAX, i64::MIN, 0, -1, 1_000_000_000_000_007];
     // 968 = 3 × 256 + 128 + 64 + 8; 255 = 128 + 64 + … + 1; 1 row.
     for (p, n) in [(1, 968usize), (2, 255), (3, 1), (4, 2)] {
         let period = format!("2025-{p:02}");
-        let few_vary = n == 2;
-        let metric: Vec<String> = (0..n).map(|i| format!("m{i:06}")).collect();
-        let dimension: Vec<Option<String>> = (0..n)
-            .map(|i| (i % 5 != 4).then(|| texts[i % 4].to_string()))
-            .collect();
-        let value: Vec<Option<f64>> = (0..n)
-            .map(|i| (i % 7 != 6).then(|| floats[i % 5] * (i as f64 + 1.0).recip()))
-            .collect();
-        let value_cents: Vec<Option<i64>> =
-            (0..n).map(|i| (i % 3 != 2).then(|| ints[i % 5])).collect();
-        let df = if few_vary {
+        let df = if n == 2 {
             // Two rows alike but for the key (the table's unique index): only the
             // dimension's NULL-or-text varies.
             df!(
@@ -681,19 +679,19 @@ async fn sqlite_rows_are_exact_across_chunks_and_constant_columns() {
             )
             .unwrap()
         } else {
-            polars::prelude::DataFrame::new(
-                n,
-                vec![
-                    polars::prelude::Column::new("period".into(), vec![period.clone(); n]),
-                    polars::prelude::Column::new("metric".into(), metric),
-                    polars::prelude::Column::new("dimension".into(), dimension),
-                    polars::prelude::Column::new("value".into(), value),
-                    polars::prelude::Column::new("value_cents".into(), value_cents),
-                    polars::prelude::Column::new("target".into(), vec![None::<f64>; n]),
-                    polars::prelude::Column::new("on_target".into(), vec![Some(true); n]),
-                ],
-            )
-            .unwrap()
+            // A constant bool and an all-NULL column beside the varied ones.
+            let mut df = varied_network_health(n, &period);
+            df.with_column(polars::prelude::Column::new(
+                "on_target".into(),
+                vec![Some(true); n],
+            ))
+            .unwrap();
+            df.with_column(polars::prelude::Column::new(
+                "target".into(),
+                vec![None::<f64>; n],
+            ))
+            .unwrap();
+            df
         };
         let written = insert_frame(
             &mut conn,
@@ -704,33 +702,14 @@ async fn sqlite_rows_are_exact_across_chunks_and_constant_columns() {
         .await
         .unwrap();
         assert_eq!(written as usize, df.height(), "{period}");
-        let names: Vec<&str> = df.get_column_names().iter().map(|c| c.as_str()).collect();
-        let select: Vec<String> = names
-            .iter()
-            .map(|c| {
-                if *c == "on_target" {
-                    bool_as_int(c)
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect();
-        let columns: Vec<(&str, DataType)> = df
-            .columns()
-            .iter()
-            .map(|c| (c.name().as_str(), c.dtype().clone()))
-            .collect();
-        let back = query_frame(
+        let back = read_back(
             &mut conn,
-            &format!(
-                "SELECT {} FROM network_health WHERE period = $1 ORDER BY rowid",
-                select.join(", ")
-            ),
+            "network_health",
+            &df,
+            "WHERE period = $1 ORDER BY rowid",
             &[Value::Text(period.clone())],
-            &columns,
         )
-        .await
-        .unwrap();
+        .await;
         assert!(back.equals_missing(&df), "{period}: {back:?}\n{df:?}");
     }
     let run_ids: Vec<String> = sqlx::query_scalar("SELECT DISTINCT run_id FROM network_health")
@@ -758,20 +737,13 @@ async fn sqlite_rows_are_exact_across_chunks_and_constant_columns() {
     .await
     .unwrap();
     assert_eq!(written, 300);
-    let back = query_frame(
+    let back = read_back(
         &mut conn,
-        "SELECT period, kind, invoice_id, line_no, refund_id, detail FROM reconciliation_exceptions ORDER BY rowid",
+        "reconciliation_exceptions",
+        &same,
+        "ORDER BY rowid",
         &[],
-        &[
-            ("period", DataType::String),
-            ("kind", DataType::String),
-            ("invoice_id", DataType::String),
-            ("line_no", DataType::Int64),
-            ("refund_id", DataType::String),
-            ("detail", DataType::String),
-        ],
     )
-    .await
-    .unwrap();
+    .await;
     assert!(back.equals_missing(&same), "{back:?}");
 }
