@@ -14,7 +14,7 @@ pub enum Value {
     Int(i64),
 }
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Cell<'a> {
     I(Option<i64>),
     F(Option<f64>),
@@ -29,6 +29,20 @@ enum Typed<'a> {
     F(&'a Float64Chunked),
     B(&'a BooleanChunked),
     S(&'a StringChunked),
+}
+
+impl Cell<'_> {
+    /// The very same value: floats by their bits, so 0.0 and −0.0 (equal as numbers)
+    /// are two values, and a NaN is one.
+    fn same(&self, other: &Cell<'_>) -> bool {
+        match (self, other) {
+            (Cell::I(a), Cell::I(b)) => a == b,
+            (Cell::F(a), Cell::F(b)) => a.map(f64::to_bits) == b.map(f64::to_bits),
+            (Cell::B(a), Cell::B(b)) => a == b,
+            (Cell::S(a), Cell::S(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 impl<'a> Typed<'a> {
@@ -122,7 +136,9 @@ pub async fn insert_frame(
     // come from a `VALUES` list the statement selects from. Same rows, same values.
     let constant: Vec<bool> = typed
         .iter()
-        .map(|t| positional && df.height() > 1 && (1..df.height()).all(|r| t.cell(r) == t.cell(0)))
+        .map(|t| {
+            positional && df.height() > 1 && (1..df.height()).all(|r| t.cell(r).same(&t.cell(0)))
+        })
         .collect();
     let hoist = positional && constant.iter().any(|c| !c);
     let (varying, fixed): (Vec<usize>, Vec<usize>) =
