@@ -195,6 +195,29 @@ async fn closed_before(
     (app, now, report)
 }
 
+/// A run's context for `period` outside a close (no ledger run, no `--revise`, no
+/// manifest counts).
+fn test_context<'a>(
+    app: &'a App,
+    inputs: &'a Inputs,
+    plan: &'a Plan,
+    period: Period,
+    now: DateTime<Utc>,
+    mail_suppressed: bool,
+) -> JobContext<'a> {
+    JobContext {
+        period,
+        plan,
+        inputs,
+        config: &app.config,
+        run_id: "test",
+        now,
+        revise: false,
+        datasets: &[],
+        mail_suppressed,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_job_writes_exactly_its_declared_tables() {
     let dir = tempfile::tempdir().unwrap();
@@ -203,17 +226,7 @@ async fn every_job_writes_exactly_its_declared_tables() {
     let inputs = app.lake.read_snapshot(&report.snapshot).await.unwrap();
     let plan = app.config.plan.for_period(end).unwrap();
     for job in registry() {
-        let ctx = JobContext {
-            period: end,
-            plan,
-            inputs: &inputs,
-            config: &app.config,
-            run_id: "registry-test",
-            now,
-            revise: false,
-            datasets: &[],
-            mail_suppressed: false,
-        };
+        let ctx = test_context(&app, &inputs, plan, end, now, false);
         let mut tx = app.db.begin_write().await.unwrap();
         let out = job.run(&ctx, &mut tx).await.unwrap();
         tx.rollback().await.unwrap();
@@ -249,17 +262,7 @@ async fn a_detached_job_gives_exactly_what_its_run_gives() {
     let mut compared_rows = 0usize;
     for mail_suppressed in [false, true] {
         for job in registry() {
-            let ctx = JobContext {
-                period: end,
-                plan,
-                inputs: &inputs,
-                config: &app.config,
-                run_id: "",
-                now,
-                revise: false,
-                datasets: &[],
-                mail_suppressed,
-            };
+            let ctx = test_context(&app, &inputs, plan, end, now, mail_suppressed);
             let Some(detached) = job.run_detached(&ctx) else {
                 continue;
             };
