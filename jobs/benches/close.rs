@@ -11,7 +11,10 @@
 //!    (delivery timed on its own).
 //!
 //! Each step prints wall time, CPU time (user + system, all threads) and its own peak
-//! RSS (the high-water mark is reset before each step).
+//! RSS (the high-water mark is reset before each step), with the RSS it started
+//! from. Steps 3–5 run in a second process of this binary (`OPNET_BENCH_LATER=DIR`),
+//! so the backfill's peak is not raised by the heap the one-period steps left behind
+//! (the allocator keeps what they freed).
 //!
 //! Sizes: `OPNET_BENCH_OPERATORS`, `OPNET_BENCH_MONTHS`; database of step 3:
 //! `OPNET_BENCH_DATABASE` (default a temporary SQLite file; must be empty).
@@ -28,12 +31,13 @@ use opnet_pipelines::{Period, PlanBook};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-fn peak_rss_mib() -> f64 {
+/// A line of /proc/self/status in MiB: `VmHWM` (peak RSS) or `VmRSS` (now).
+fn status_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))
                 .map(str::to_string)
         })
         .and_then(|l| {
@@ -68,10 +72,12 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// Wall and CPU time of one step.
+/// Wall and CPU time of one step, and the RSS it started with (what the process
+/// still held from earlier steps, part of the step's peak).
 struct Step {
     wall: Instant,
     cpu: (f64, f64),
+    rss_at_start: f64,
 }
 
 impl Step {
@@ -80,17 +86,19 @@ impl Step {
         Step {
             wall: Instant::now(),
             cpu: cpu_secs(),
+            rss_at_start: status_mib("VmRSS"),
         }
     }
-    /// `12.34s wall, 15.00s CPU (13.10 user + 1.90 sys); peak RSS 432 MiB`
+    /// `12.34s wall, 15.00s CPU (13.10 user + 1.90 sys); peak RSS 432 MiB (40 MiB at start)`
     fn done(&self) -> String {
         let (u, s) = cpu_secs();
         let (du, ds) = (u - self.cpu.0, s - self.cpu.1);
         format!(
-            "{:.2}s wall, {:.2}s CPU ({du:.2} user + {ds:.2} sys); peak RSS {:.0} MiB",
+            "{:.2}s wall, {:.2}s CPU ({du:.2} user + {ds:.2} sys); peak RSS {:.0} MiB ({:.0} MiB at start)",
             self.wall.elapsed().as_secs_f64(),
             du + ds,
-            peak_rss_mib()
+            status_mib("VmHWM"),
+            self.rss_at_start
         )
     }
 }
@@ -122,11 +130,26 @@ fn config(dir: &std::path::Path, database: String, tag: &str) -> Config {
     }
 }
 
+/// Set in the second process: the first one's working folder.
+const LATER: &str = "OPNET_BENCH_LATER";
+
+/// The database and outbox of step 2's close with all its mail, which step 5 delivers
+/// again.
+fn mail_config(dir: &std::path::Path) -> Config {
+    let mail_db = format!("sqlite://{}/one-mail.db", dir.display());
+    let mut with_mail = config(dir, mail_db, "one");
+    with_mail.mail = format!("file:{}", dir.join("outbox-one-mail").display());
+    with_mail
+}
+
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; nothing else to parse.
     let operators: usize = env_or("OPNET_BENCH_OPERATORS", 1000);
     let months: u32 = env_or("OPNET_BENCH_MONTHS", 36);
     let end = Period::parse("2025-12")?;
+    if let Some(dir) = std::env::var_os(LATER) {
+        return later_steps(std::path::Path::new(&dir), months, end);
+    }
     let tmp = tempfile::tempdir()?;
     let dir: std::path::PathBuf = match std::env::var("OPNET_BENCH_KEEP") {
         Ok(d) => {
@@ -160,9 +183,9 @@ fn main() -> anyhow::Result<()> {
 
     rt.block_on(async {
         let one_db = format!("sqlite://{}/one.db", dir.display());
-        let app = App::open(config(dir, one_db, "one")).await?;
+        let ingest_app = App::open(config(dir, one_db, "one")).await?;
         let t = Step::start();
-        let r = close::close(&app, &CloseOptions { from: Some(end), through: Some(end), ..Default::default() }, chrono::Utc::now())
+        let r = close::close(&ingest_app, &CloseOptions { from: Some(end), through: Some(end), ..Default::default() }, chrono::Utc::now())
             .await?;
         println!(
             "close one period ({end}, incl. ingest of {} rows): {}",
@@ -176,9 +199,9 @@ fn main() -> anyhow::Result<()> {
         let again_db = format!("sqlite://{}/one-snapshot.db", dir.display());
         let mut again = config(dir, again_db, "one");
         again.mail = format!("file:{}", dir.join("outbox-one-snapshot").display());
-        let app = App::open(again).await?;
+        let snapshot_app = App::open(again).await?;
         let t = Step::start();
-        let r = close::close(&app, &CloseOptions { from: Some(end), through: Some(end), snapshot: Some(snapshot.clone()), ..Default::default() }, chrono::Utc::now())
+        let r = close::close(&snapshot_app, &CloseOptions { from: Some(end), through: Some(end), snapshot: Some(snapshot.clone()), ..Default::default() }, chrono::Utc::now())
             .await?;
         println!("close one period ({end}) from recorded snapshot {snapshot} (no ingest): {}", t.done());
         print_jobs(&r);
@@ -186,16 +209,34 @@ fn main() -> anyhow::Result<()> {
         // The period's mail as a monthly close sends it (`--send-mail all`: the bench's
         // months lie in the past, where the default suppresses it), on a third fresh
         // database; its delivery is timed again on its own at the end.
-        let mail_db = format!("sqlite://{}/one-mail.db", dir.display());
-        let mut with_mail = config(dir, mail_db, "one");
-        with_mail.mail = format!("file:{}", dir.join("outbox-one-mail").display());
-        let mail_app = App::open(with_mail).await?;
+        let mail_app = App::open(mail_config(dir)).await?;
         let t = Step::start();
         let r = close::close(&mail_app, &CloseOptions { from: Some(end), through: Some(end), snapshot: Some(snapshot.clone()), mail: close::MailPolicy::All, ..Default::default() }, chrono::Utc::now())
             .await?;
         println!("close one period ({end}) from the snapshot with all its mail rendered and delivered: {}", t.done());
         print_jobs(&r);
 
+        anyhow::Ok(())
+    })?;
+
+    // Steps 3–5 in a fresh process, which finds the generated sources and the mail
+    // database of step 2 in `dir`.
+    let status = std::process::Command::new(std::env::current_exe()?)
+        .args(std::env::args_os().skip(1))
+        .env(LATER, dir)
+        .status()?;
+    anyhow::ensure!(status.success(), "the bench's later steps failed: {status}");
+    Ok(())
+}
+
+/// Steps 3–5 (backfill, leads, delivery again) on the sources and the step-2 mail
+/// database in `dir`.
+fn later_steps(dir: &std::path::Path, months: u32, end: Period) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let with_mail = mail_config(dir);
         let db = std::env::var("OPNET_BENCH_DATABASE")
             .unwrap_or_else(|_| format!("sqlite://{}/backfill.db", dir.display()));
         let app = App::open(config(dir, db.clone(), "backfill")).await?;
@@ -246,10 +287,10 @@ fn main() -> anyhow::Result<()> {
 
         // Delivery on its own: the one period's mails again, to a fresh .eml folder.
         let requeued = sqlx::query("UPDATE email_outbox SET status = 'queued', attempts = 0, sent_at = NULL, claimed_by = NULL, claimed_at = NULL WHERE status = 'sent'")
-            .execute(&mail_app.db.pool)
+            .execute(&App::open(with_mail.clone()).await?.db.pool)
             .await?
             .rows_affected();
-        let mut redeliver = mail_app.config.clone();
+        let mut redeliver = with_mail;
         redeliver.mail = format!("file:{}", dir.join("outbox-redeliver").display());
         let app = App::open(redeliver).await?;
         let t = Step::start();
