@@ -808,25 +808,53 @@ async fn claim_batch(
 /// next delivery, so a batch never yields a second copy of a mail.
 const FILE_BATCH: usize = 200;
 
+/// Threads writing a batch's files side by side ([`write_files`]).
+const FILE_WRITERS: usize = 8;
+
 /// Writes each claimed row's `.eml`, then syncs the directory once; a failed sync
 /// fails the whole batch (the files may not be durable; the next delivery rewrites
 /// them).
+///
+/// The files are written side by side, each on a blocking thread with its own fsync
+/// (issue 13): the file system commits concurrent fsyncs together, where one after
+/// the other each waited for its own journal commit. Every file is still on disk
+/// before its rename, and the renames before the directory sync.
 async fn write_files(dir: &Path, batch: &[Claimed]) -> Vec<Result<(), String>> {
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for row in batch {
-        let written = write_eml(dir, &row.id, row.body.as_bytes())
-            .await
-            .map_err(|e| {
-                last_error(&MailError::Transport {
-                    context: format!("writing {}", dir.display()),
-                    reason: e.to_string(),
-                    transient: false,
-                })
-            });
-        if written.is_ok() {
-            crate::failpoint::point(crate::failpoint::DELIVER_AFTER_SEND);
+    let failed = |reason: String| {
+        last_error(&MailError::Transport {
+            context: format!("writing {}", dir.display()),
+            reason,
+            transient: false,
+        })
+    };
+    let mut writes = tokio::task::JoinSet::new();
+    for writer in 0..FILE_WRITERS {
+        let dir = dir.to_path_buf();
+        let rows: Vec<(usize, String, String)> = batch
+            .iter()
+            .enumerate()
+            .skip(writer)
+            .step_by(FILE_WRITERS)
+            .map(|(i, row)| (i, row.id.clone(), row.body.clone()))
+            .collect();
+        writes.spawn_blocking(move || {
+            rows.into_iter()
+                .map(|(i, id, body)| (i, write_eml_now(&dir, &id, body.as_bytes())))
+                .collect::<Vec<_>>()
+        });
+    }
+    let mut outcomes: Vec<Result<(), String>> =
+        vec![Err(failed("the writing task stopped".into())); batch.len()];
+    while let Some(joined) = writes.join_next().await {
+        // A writer that panicked leaves its rows' outcomes failed.
+        for (i, written) in joined.unwrap_or_default() {
+            if let Some(outcome) = outcomes.get_mut(i) {
+                *outcome = written.map_err(|e| failed(e.to_string()));
+            }
         }
-        outcomes.push(written);
+    }
+    for _ in outcomes.iter().filter(|o| o.is_ok()) {
+        crate::failpoint::point(crate::failpoint::DELIVER_AFTER_SEND);
     }
     if let Err(e) = sync_dir(dir).await {
         let reason = format!("syncing {}: {e}", dir.display());
@@ -1073,7 +1101,15 @@ fn last_error(e: &MailError) -> String {
 /// is flushed to disk before the rename and the directory after it, so a message
 /// recorded `sent` survives a power cut.
 async fn write_eml(dir: &Path, id: &str, body: &[u8]) -> std::io::Result<()> {
-    use tokio::io::AsyncWriteExt;
+    let (dir, id, body) = (dir.to_path_buf(), id.to_string(), body.to_vec());
+    tokio::task::spawn_blocking(move || write_eml_now(&dir, &id, &body))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// [`write_eml`] on the calling thread, which it blocks.
+fn write_eml_now(dir: &Path, id: &str, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
     let stem: String = id
         .trim_matches(|c| c == '<' || c == '>')
         .chars()
@@ -1087,12 +1123,12 @@ async fn write_eml(dir: &Path, id: &str, body: &[u8]) -> std::io::Result<()> {
         .collect();
     let tmp = dir.join(format!(".{stem}.eml.tmp"));
     let path = dir.join(format!("{stem}.eml"));
-    let mut file = tokio::fs::File::create(&tmp).await?;
-    file.write_all(body).await?;
-    file.sync_all().await?;
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(body)?;
+    file.sync_all()?;
     drop(file);
-    // The directory is synced once per batch by the caller ([`write_files`]).
-    tokio::fs::rename(&tmp, &path).await
+    // The directory is synced by the caller, once per batch ([`write_files`]).
+    std::fs::rename(&tmp, &path)
 }
 
 /// fsync a directory, so a rename in it is durable (POSIX; elsewhere a no-op).
