@@ -120,14 +120,15 @@ pub fn exceptions(
 ) -> PolarsResult<Reconciliation> {
     let p = period.to_string();
     let customers = crm_customers(inputs);
-    let paid = paid_invoices_of_month(inputs, period, customers.clone())?;
-    let invoice_exceptions = invoice_exception_rows(inputs, &paid, &p)?;
+    let month = billing_of_month(inputs, period)?;
+    let paid = paid_invoices_of_month(inputs, &month, customers.clone())?;
+    let invoice_exceptions = invoice_exception_rows(&month, &paid, &p)?;
     let held_invoices = invoice_exceptions
         .clone()
         .select([col("invoice_id")])
         .unique_stable(None, UniqueKeepStrategy::First);
 
-    let collectable_lines = collectable_lines(inputs, period, held_invoices.clone(), customers)?;
+    let collectable_lines = collectable_lines(&month, period, held_invoices.clone(), customers)?;
     let collected = collected_lines(history, period, &collectable_lines)?;
     let refunds = decide_refunds(refunds_of_month(inputs, history, period, collected)?)?.lazy();
     let refund_exceptions = refund_exception_rows(&refunds, &p)?;
@@ -171,18 +172,23 @@ fn crm_customers(inputs: &Inputs) -> LazyFrame {
         .unique_stable(Some(cols(["customer_id"])), UniqueKeepStrategy::First)
 }
 
-/// R7: the paid invoice copies whose exceptions belong to M — month of `paid_on`, or
-/// of `issued_on` when `paid_on` is missing — with what the invoice checks read:
-/// `copies` of the id under any status, `lines_cents`, `customer_known`,
-/// `operator_id` and `operator_known`.
-fn paid_invoices_of_month(
-    inputs: &Inputs,
-    period: Period,
-    customers: LazyFrame,
-) -> PolarsResult<LazyFrame> {
-    // The paid copies of M first, then only their ids' copies and lines are counted
-    // (issue 13): a close of one month reads one month of billing, not the history.
-    let paid = inputs
+/// The billing a close of M reads (issue 13: one month, not the history): the paid
+/// invoice copies whose exceptions belong to M — month of `paid_on`, or of
+/// `issued_on` when `paid_on` is missing — and every line of their ids, both
+/// materialized and in the order of their datasets.
+struct BillingOfMonth {
+    /// `invoice_id`, `customer_id`, `currency`, `issued_on`, `paid_on`, `total_cents`.
+    paid_copies: LazyFrame,
+    /// `invoice_lines` rows whose `invoice_id` is one of `paid_copies`' ids, as read.
+    lines: LazyFrame,
+    /// The copies of those ids under every status (R7 duplicate_invoice).
+    copies: LazyFrame,
+}
+
+/// [`BillingOfMonth`] of `period`: the history's lines are hashed once per close, and
+/// every check and the collectable lines narrow this month's frame instead.
+fn billing_of_month(inputs: &Inputs, period: Period) -> PolarsResult<BillingOfMonth> {
+    let paid_copies = inputs
         .invoices
         .clone()
         .filter(col("status").eq(lit("paid")).and(in_month(
@@ -192,18 +198,52 @@ fn paid_invoices_of_month(
         .select([
             col("invoice_id"),
             col("customer_id"),
+            col("currency"),
             col("issued_on"),
             col("paid_on"),
             col("total_cents").cast(DataType::Int64),
         ])
         .collect()?
         .lazy();
-    let ids = invoice_ids(&paid);
+    let ids = invoice_ids(&paid_copies);
+    let lines = of_invoices(inputs.invoice_lines.clone(), ids.clone())
+        .collect()?
+        .lazy();
+    let copies = of_invoices(inputs.invoices.clone(), ids)
+        .select([col("invoice_id")])
+        .collect()?
+        .lazy();
+    Ok(BillingOfMonth {
+        paid_copies,
+        lines,
+        copies,
+    })
+}
+
+/// R7: the paid invoice copies of M ([`BillingOfMonth::paid_copies`]) with what the
+/// invoice checks read: `copies` of the id under any status, `lines_cents`,
+/// `customer_known`, `operator_id` and `operator_known`.
+fn paid_invoices_of_month(
+    inputs: &Inputs,
+    month: &BillingOfMonth,
+    customers: LazyFrame,
+) -> PolarsResult<LazyFrame> {
+    let paid = month.paid_copies.clone().select([
+        col("invoice_id"),
+        col("customer_id"),
+        col("issued_on"),
+        col("paid_on"),
+        col("total_cents"),
+    ]);
     // R7 duplicate_invoice counts copies under every status.
-    let copies = of_invoices(inputs.invoices.clone(), ids.clone())
+    let copies = month
+        .copies
+        .clone()
         .group_by([col("invoice_id")])
         .agg([len().cast(DataType::Int64).alias("copies")]);
-    let line_sums = of_invoices(inputs.invoice_lines.clone(), ids)
+    let line_sums = month
+        .lines
+        .clone()
         .group_by([col("invoice_id")])
         .agg([col("amount_cents")
             .cast(DataType::Int64)
@@ -273,9 +313,13 @@ fn of_invoices(frame: LazyFrame, ids: LazyFrame) -> LazyFrame {
 
 /// R7: every invoice-level exception of M — the checks of each paid invoice, then
 /// `duplicate_line` — materialized.
-fn invoice_exception_rows(inputs: &Inputs, paid: &LazyFrame, p: &str) -> PolarsResult<LazyFrame> {
+fn invoice_exception_rows(
+    month: &BillingOfMonth,
+    paid: &LazyFrame,
+    p: &str,
+) -> PolarsResult<LazyFrame> {
     let mut parts = paid_invoice_check_rows(paid, p);
-    parts.push(duplicate_line_rows(inputs, paid, p));
+    parts.push(duplicate_line_rows(month, paid, p));
     Ok(concat(parts, UnionArgs::default())?.collect()?.lazy())
 }
 
@@ -370,19 +414,18 @@ fn paid_invoice_check_rows(paid: &LazyFrame, p: &str) -> Vec<LazyFrame> {
 }
 
 /// R7 `duplicate_line`: one row per repeated (invoice, line) of a paid invoice of M.
-fn duplicate_line_rows(inputs: &Inputs, paid: &LazyFrame, p: &str) -> LazyFrame {
+fn duplicate_line_rows(month: &BillingOfMonth, paid: &LazyFrame, p: &str) -> LazyFrame {
     let paid_ids = paid
         .clone()
         .select([col("invoice_id"), col("customer_id")])
         .unique_stable(Some(cols(["invoice_id"])), UniqueKeepStrategy::First);
     // Repeated (invoice_id, line_no) keys among the lines of M's paid invoices.
-    let repeated_lines = of_invoices(
-        inputs.invoice_lines.clone(),
-        paid_ids.clone().select([col("invoice_id")]),
-    )
-    .group_by([col("invoice_id"), col("line_no")])
-    .agg([len().cast(DataType::Int64).alias("times")])
-    .filter(col("times").gt(lit(1i64)));
+    let repeated_lines = month
+        .lines
+        .clone()
+        .group_by([col("invoice_id"), col("line_no")])
+        .agg([len().cast(DataType::Int64).alias("times")])
+        .filter(col("times").gt(lit(1i64)));
     let dup_lines = repeated_lines.join(
         paid_ids,
         [col("invoice_id")],
@@ -410,20 +453,18 @@ fn duplicate_line_rows(inputs: &Inputs, paid: &LazyFrame, p: &str) -> LazyFrame 
 /// operator (the checks of [`paid_invoice_check_rows`] guarantee the last for every
 /// invoice not held); materialized.
 fn collectable_lines(
-    inputs: &Inputs,
+    month: &BillingOfMonth,
     period: Period,
     held_invoices: LazyFrame,
     customers: LazyFrame,
 ) -> PolarsResult<LazyFrame> {
-    // The invoices paid in M with their CRM owner, then their lines.
-    let paid_invoices = inputs
-        .invoices
+    // The invoices paid in M with their CRM owner, then their lines: a paid copy with
+    // `paid_on` in M is one of the month's paid copies, so its lines are among the
+    // month's lines.
+    let paid_invoices = month
+        .paid_copies
         .clone()
-        .filter(
-            col("status")
-                .eq(lit("paid"))
-                .and(in_month(period, col("paid_on"))),
-        )
+        .filter(in_month(period, col("paid_on")))
         .select([
             col("invoice_id"),
             col("customer_id"),
@@ -440,7 +481,7 @@ fn collectable_lines(
         .lazy();
     let ids = invoice_ids(&paid_invoices);
     let paid_lines = paid_invoices.join(
-        of_invoices(inputs.invoice_lines.clone(), ids).select([
+        of_invoices(month.lines.clone(), ids).select([
             col("invoice_id"),
             col("line_no").cast(DataType::Int64),
             col("revenue_type"),
