@@ -6,6 +6,7 @@
 //!    again on another fresh database from the snapshot step 2 recorded (no ingest),
 //!    and once more with all its mail (`--send-mail all`) rendered and delivered;
 //! 3. backfill all 36 periods on another fresh database, with per-job totals;
+//!    then `opnet simulate` over its periods with a +500 bp software share;
 //! 4. distribute the leads on it (R8.3) twice: the first run, the next (nothing new);
 //! 5. deliver again, to a fresh `.eml` folder, the one period's mails of step 2
 //!    (delivery timed on its own).
@@ -129,6 +130,19 @@ fn config(dir: &std::path::Path, database: String, tag: &str) -> Config {
         leads: Default::default(),
     }
 }
+
+/// The plan `opnet simulate` is timed with: the Playbook (deploy/plan.example.toml)
+/// with each phase's software share 500 bp higher.
+const SIMULATED_PLAN: &str = r#"
+[[version]]
+version = "bench-software-plus-500bp"
+effective_from = "2000-01"
+
+[version.revenue_share]
+initial = { software = 7500, implementation = 9000, support = 10000 }
+growth  = { software = 6500, implementation = 8500, support = 10000 }
+mature  = { software = 5500, implementation = 8000, support = 10000 }
+"#;
 
 /// Set in the second process: the first one's working folder.
 const LATER: &str = "OPNET_BENCH_LATER";
@@ -257,6 +271,31 @@ fn later_steps(dir: &std::path::Path, months: u32, end: Period) -> anyhow::Resul
         println!(
             "  mail of the close: {} queued, {} suppressed (backfill), {} failed, {} already there",
             r.mail.queued, r.mail.suppressed, r.mail.failed, r.mail.already_there
+        );
+
+        // `opnet simulate` over the backfilled periods: the Playbook with every
+        // phase's software share 500 bp higher (issue 13: ≤ 10 s on 1000 × 36).
+        let plan_file = dir.join("plan-software-plus-500bp.toml");
+        std::fs::write(&plan_file, SIMULATED_PLAN)?;
+        let t = Step::start();
+        let sim = opnet::commands::simulate::run(
+            &app,
+            &opnet::commands::simulate::Options {
+                plan_file,
+                from: None,
+                through: None,
+                out: Some(dir.join("simulation")),
+            },
+        )
+        .await?;
+        let difference: i64 = sim.rows.iter().map(|row| row.difference_cents).sum();
+        println!(
+            "simulate software share +500 bp, {} to {} ({} statements, payable {:+} cents): {}",
+            sim.from,
+            sim.through,
+            sim.rows.len(),
+            difference,
+            t.done()
         );
 
         // R8.3 lead distribution on the closed database, as the scheduler's `leads`
