@@ -969,3 +969,52 @@ async fn file_delivery_in_batches_writes_each_mail_once() {
     let again = deliver_queued(&pool, &out, now()).await.expect("again");
     assert_eq!((again.sent, again.failed), (0, 0));
 }
+
+/// Issue 13: a batch's files are written by several threads; a file that cannot be
+/// written fails its own mail only (with the folder named), and every other mail of
+/// the batch is written and marked sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_that_cannot_be_written_fails_only_its_own_mail() {
+    let (dir, pool) = db().await;
+    let n = FILE_BATCH + 3;
+    let mails: Vec<OutgoingEmail> = (0..n)
+        .map(|i| email(&format!("alert:2025-09:OP-{i:04}:a"), "ops@acme.example"))
+        .collect();
+    assert_eq!(queue(&pool, &mails, None).await, n);
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).expect("out");
+    let blocked: String = sqlx::query_scalar(
+        "SELECT message_id FROM email_outbox WHERE dedup_key = 'alert:2025-09:OP-0042:a'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("message id");
+    let stem = blocked.trim_matches(|c| c == '<' || c == '>');
+    // A folder where its temporary file would go: creating the file fails.
+    std::fs::create_dir(out.join(format!(".{stem}.eml.tmp"))).expect("blocker");
+    let d = deliver_queued(&pool, &Transport::File(out.clone()), now())
+        .await
+        .expect("deliver");
+    assert_eq!(d.sent, n - 1);
+    let rows: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT message_id, status, last_error FROM email_outbox")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+    for (id, status, error) in rows {
+        let stem = id.trim_matches(|c| c == '<' || c == '>');
+        let file = out.join(format!("{stem}.eml"));
+        if id == blocked {
+            assert_ne!(status, "sent");
+            let error = error.unwrap_or_default();
+            assert!(
+                error.contains("writing") && error.contains("out"),
+                "{error}"
+            );
+            assert!(!file.exists());
+        } else {
+            assert_eq!(status, "sent", "{id}");
+            assert!(file.exists(), "{id}");
+        }
+    }
+}
