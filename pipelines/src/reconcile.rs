@@ -185,8 +185,8 @@ struct BillingOfMonth {
     copies: LazyFrame,
 }
 
-/// [`BillingOfMonth`] of `period`: the history's lines are hashed once per close, and
-/// every check and the collectable lines narrow this month's frame instead.
+/// [`BillingOfMonth`] of `period`: the history's lines are hashed once per period's
+/// close, and every check and the collectable lines narrow this month's frame.
 fn billing_of_month(inputs: &Inputs, period: Period) -> PolarsResult<BillingOfMonth> {
     let paid_copies = inputs
         .invoices

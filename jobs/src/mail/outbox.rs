@@ -815,9 +815,9 @@ const FILE_WRITERS: usize = 8;
 /// fails the whole batch (the files may not be durable; the next delivery rewrites
 /// them).
 ///
-/// The files are written side by side, each on a blocking thread with its own fsync
-/// (issue 13): the file system commits concurrent fsyncs together, where one after
-/// the other each waited for its own journal commit. Every file is still on disk
+/// The files are written side by side by [`FILE_WRITERS`] blocking threads, each
+/// file with its own fsync (issue 13): the file system commits concurrent fsyncs
+/// together, where one after the other each waited for its own journal commit. Every file is still on disk
 /// before its rename, and the renames before the directory sync.
 async fn write_files(dir: &Path, batch: &[Claimed]) -> Vec<Result<(), String>> {
     let failed = |reason: String| {
